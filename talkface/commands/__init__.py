@@ -1,0 +1,1 @@
+"""Sub-commands of the `talkface` command line (see talkface/cli.py)."""

@@ -1,0 +1,104 @@
+"""Shared pieces of the checkpoint converters: safe loading, unwrapping, and writing a model folder.
+
+Converters themselves are pure `state_dict -> state_dict` functions beside each model; this module holds what
+they all need around that: reading the original file without running its code, finding the state dict inside
+the container, and saving the result atomically (a failed conversion never leaves a half-written folder).
+"""
+
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelLoadError, TalkFaceUserError
+
+
+def load_original_checkpoint(path, safe_globals=()):
+    """Load an original checkpoint with `torch.load(weights_only=True)`.
+
+    `safe_globals` lists extra classes (allow-listed stand-ins for e.g. fairseq objects) that the unpickler may
+    construct. Anything else that the file asks for is refused: no arbitrary code ever runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TalkFaceUserError(f"checkpoint not found: {path}; pass the path of the original .pth/.pt/.model file")
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(
+            f"refused to load {path}: it needs objects that are not on the allow-list ({first_line[:300]}); "
+            "only plain tensors and known checkpoint classes are loaded, never arbitrary code"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ModelLoadError(f"cannot read checkpoint {path}: {str(err).splitlines()[0][:300]}") from err
+
+
+def unwrap_state_dict(checkpoint, container_keys=("state_dict", "model"), strip_prefixes=("module.",)):
+    """Find the state dict inside a checkpoint container and strip DataParallel-style prefixes."""
+    state_dict = checkpoint
+    for key in container_keys:
+        if isinstance(state_dict, dict) and key in state_dict and isinstance(state_dict[key], dict):
+            state_dict = state_dict[key]
+            break
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ModelLoadError("the checkpoint holds no state dict of tensors; is this the right file?")
+    for prefix in strip_prefixes:
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def check_keys(converted: dict, expected_keys, what: str):
+    """Fail loudly, naming a few keys, when the converted state dict does not match the model exactly."""
+    converted_keys, expected_keys = set(converted), set(expected_keys)
+    missing = sorted(expected_keys - converted_keys)
+    unexpected = sorted(converted_keys - expected_keys)
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"the checkpoint does not match the {what} architecture: {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]}); is this the right file?"
+        )
+
+
+def save_model_folder(objects, out_dir, kind: str, overwrite: bool = False, card_info: dict | None = None):
+    """Save `objects` (anything with `save_pretrained`) into `out_dir` atomically, with a model card.
+
+    The folder is written under a temporary name beside `out_dir` and renamed at the end.
+    """
+    from ..hub import write_model_card
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise TalkFaceUserError(f"output folder {out_dir} exists and is not empty; choose another --out or pass --overwrite")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out_dir.parent, os.W_OK):
+        raise TalkFaceUserError(f"cannot write to {out_dir.parent}; choose a writable --out")
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model = None
+        for obj in objects:
+            obj.save_pretrained(tmp_dir)
+            if model is None and hasattr(obj, "config"):
+                model = obj
+        write_model_card(tmp_dir, kind, model=model, **(card_info or {}))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp_dir, out_dir)
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return out_dir
+
+
+def push_folder_to_hub(folder, repo_id: str, private: bool = False, commit_message: str = "Upload talkface model"):
+    """Upload a saved model folder (weights, configs, card) to the Hugging Face Hub."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message)

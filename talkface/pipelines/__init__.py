@@ -1,0 +1,1 @@
+"""Pipelines: LipSyncPipeline (generation) and the generator interface it talks to."""

@@ -1,0 +1,31 @@
+"""Lazy imports of optional dependencies with an install hint."""
+
+import importlib
+
+from ..errors import MissingDependencyError
+
+# module name -> (pip requirement, what it is needed for)
+_HINTS = {
+    "mediapipe": ("mediapipe==0.10.21", "the default face backend"),
+    "dlib": ("dlib face_recognition_models", "the dlib face backend"),
+    "face_recognition_models": ("face_recognition_models", "the dlib face backend's landmark model"),
+    "face_alignment": ("face_alignment", "the face_alignment (FAN) face backend"),
+    "gradio": ("gradio", "the web demo"),
+    "gradio_client": ("gradio_client", "the web demo tests"),
+    "accelerate": ("accelerate", "training"),
+    "matplotlib": ("matplotlib", "evaluation plots"),
+    "sentencepiece": ("sentencepiece", "the AV-HuBERT lip-reading tokenizer"),
+    "tensorboard": ("tensorboard", "training logs"),
+    "skimage": ("scikit-image", "the reference mouth-crop transform"),
+}
+
+
+def require(module: str, purpose: str | None = None):
+    """Import `module` or raise a `MissingDependencyError` that says what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        requirement, default_purpose = _HINTS.get(module, (module, "this feature"))
+        raise MissingDependencyError(
+            f"{module} is needed for {purpose or default_purpose}; install it with: pip install {requirement}"
+        ) from err
