@@ -1,0 +1,62 @@
+"""talkface: audio-driven talking-face generation and lip-sync evaluation around AV-HuBERT.
+
+The public API is imported lazily (PEP 562), so `import talkface` is cheap and does not pull in torch-heavy
+modules, gradio, accelerate or a face backend until they are used.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    # pipeline and generator interface
+    "LipSyncPipeline": "talkface.pipelines.pipeline_lipsync",
+    "LipSyncGenerator": "talkface.pipelines.generator",
+    "load_generator": "talkface.pipelines.generator",
+    # features
+    "TalkingFaceAudioFeatureExtractor": "talkface.feature_extraction_audio",
+    # models
+    "Wav2LipConfig": "talkface.models.wav2lip",
+    "Wav2LipModel": "talkface.models.wav2lip",
+    "Wav2LipVisualDiscriminator": "talkface.models.wav2lip",
+    "SyncNetConfig": "talkface.models.syncnet",
+    "SyncNetModel": "talkface.models.syncnet",
+    "SyncNetLSEConfig": "talkface.models.syncnet_lse",
+    "SyncNetLSEModel": "talkface.models.syncnet_lse",
+    "AVHubertConfig": "talkface.models.avhubert",
+    "AVHubertModel": "talkface.models.avhubert",
+    "AVHubertForLipReading": "talkface.models.avhubert",
+    "AVHubertFeatureExtractor": "talkface.models.avhubert",
+    "AVHubertTokenizer": "talkface.models.avhubert",
+    "TalkFaceConfig": "talkface.models.talkface",
+    "TalkFaceModel": "talkface.models.talkface",
+    "TalkFaceDiscriminator": "talkface.models.talkface",
+    "TalkLipConfig": "talkface.models.talklip",
+    "TalkLipModel": "talkface.models.talklip",
+    "VGG19Config": "talkface.models.vgg19",
+    "VGG19Model": "talkface.models.vgg19",
+    "FIDInceptionConfig": "talkface.models.fid_inception",
+    "FIDInceptionModel": "talkface.models.fid_inception",
+    "GFPGANConfig": "talkface.models.gfpgan",
+    "GFPGANModel": "talkface.models.gfpgan",
+    # evaluation
+    "evaluate": "talkface.evaluation",
+    "score_avs": "talkface.metrics.avs",
+    # errors
+    "TalkFaceUserError": "talkface.errors",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'talkface' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
