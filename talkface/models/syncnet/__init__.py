@@ -1,0 +1,11 @@
+"""The Wav2Lip lip-sync expert (SyncNet_color) and its converter from `lipsync_expert.pth`."""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_syncnet import SyncNetConfig
+from .modeling_syncnet import SyncNetModel, SyncNetOutput, SyncNetPreTrainedModel, cosine_loss
+
+AutoConfig.register(SyncNetConfig.model_type, SyncNetConfig, exist_ok=True)
+AutoModel.register(SyncNetConfig, SyncNetModel, exist_ok=True)
+
+__all__ = ["SyncNetConfig", "SyncNetModel", "SyncNetOutput", "SyncNetPreTrainedModel", "cosine_loss"]
