@@ -393,7 +393,7 @@ class VideoWriter:
     """
 
     def __init__(self, out_path, fps: float, width: int, height: int, audio: np.ndarray | None = None,
-                 sampling_rate: int = 16000, metadata: dict | None = None, crf: int = 18, preset: str = "fast"):
+                 sampling_rate: int = 16000, metadata: dict | None = None, crf: int = 18, preset: str = "veryfast"):
         self.out_path = Path(out_path)
         self.fps = Fraction(fps).limit_denominator(10_000)
         self.width, self.height = int(width), int(height)

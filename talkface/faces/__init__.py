@@ -1,0 +1,37 @@
+"""Faces: detection backends (boxes + 68 iBUG landmarks), tracking, crops and paste-back, mouth regions.
+
+Nothing here imports a face library at import time; backends import theirs when built.
+"""
+
+from .backends import (
+    FACE_BACKENDS,
+    MEDIAPIPE_TO_IBUG68,
+    DlibFaceBackend,
+    FaceAlignmentBackend,
+    FaceBackend,
+    FaceDetection,
+    MediaPipeFaceBackend,
+    box_iou,
+    get_face_backend,
+)
+from .blending import BLEND_MODES, crop_face, integer_box, lower_face_mask, paste_face
+from .tracking import DEFAULT_PADS, FaceTracker
+
+__all__ = [
+    "BLEND_MODES",
+    "DEFAULT_PADS",
+    "FACE_BACKENDS",
+    "MEDIAPIPE_TO_IBUG68",
+    "DlibFaceBackend",
+    "FaceAlignmentBackend",
+    "FaceBackend",
+    "FaceDetection",
+    "FaceTracker",
+    "MediaPipeFaceBackend",
+    "box_iou",
+    "crop_face",
+    "get_face_backend",
+    "integer_box",
+    "lower_face_mask",
+    "paste_face",
+]

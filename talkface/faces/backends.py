@@ -1,0 +1,260 @@
+"""Face backends: boxes, 68 iBUG landmarks and a confidence per face, behind one small interface.
+
+* "mediapipe" (default, works offline): mediapipe's bundled BlazeFace detector (short-range model, falling back
+  to the full-range model when it finds nothing) gives the boxes; FaceMesh, run on a square crop around each box,
+  gives 468 points, of which `MEDIAPIPE_TO_IBUG68` picks the 68 iBUG ones.
+* "dlib": dlib's HOG detector + the 68-point shape predictor from `face_recognition_models`.
+* "face_alignment": the FAN landmark network (S3FD detector) of the `face_alignment` package; it downloads its
+  weights on first use.
+
+The optional packages are imported lazily; a missing one raises `MissingDependencyError` with the pip command.
+Landmark layout (iBUG 300-W, 0-based): jaw 0-16 (from the subject's right ear, i.e. image left for a frontal
+face, over the chin (8) to the left ear), right brow 17-21, left brow 22-26, nose bridge 27-30, nostrils 31-35,
+right eye 36-41, left eye 42-47, outer lips 48-59 (48 and 54 the corners, 51 the top, 57 the bottom), inner lips
+60-67 (60 and 64 the corners).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import TalkFaceUserError
+from ..utils.imports import require
+
+logger = logging.getLogger(__name__)
+
+NUM_LANDMARKS = 68
+
+# FaceMesh (468-point canonical mesh) index for each of the 68 iBUG points. Chosen by hand from the mesh topology
+# (eye/lip contours, nose) and, for the jaw, by spacing the 9 points of each half evenly by arc length along the
+# mesh's face oval from eye height (127 / 356) to the chin (152), measured on a frontal photo.
+# fmt: off
+MEDIAPIPE_TO_IBUG68 = np.array([
+    # jaw 0-16: subject's right (image left) -> chin (8) -> subject's left
+    127, 234, 93, 58, 172, 136, 149, 176, 152, 400, 378, 365, 397, 288, 323, 454, 356,
+    # right brow 17-21 (outer -> inner), left brow 22-26 (inner -> outer): the upper brow contour
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+    # nose bridge 27-30 (top -> tip), nostril base 31-35 (image left -> right, 33 below the tip)
+    168, 197, 5, 4, 98, 97, 2, 326, 327,
+    # right eye 36-41: outer corner, upper lid x2, inner corner, lower lid x2
+    33, 160, 158, 133, 153, 144,
+    # left eye 42-47: inner corner, upper lid x2, outer corner, lower lid x2
+    362, 385, 387, 263, 373, 380,
+    # outer lips 48-59: right corner, upper lip to the left corner (54), lower lip back
+    61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91,
+    # inner lips 60-67: right corner, upper inner, left corner (64), lower inner
+    78, 81, 13, 311, 308, 402, 14, 178,
+], dtype=np.int64)
+# fmt: on
+assert MEDIAPIPE_TO_IBUG68.shape == (NUM_LANDMARKS,)
+
+
+@dataclass
+class FaceDetection:
+    """One face in one frame.
+
+    box: float32 (4,) x1, y1, x2, y2 in pixels. landmarks: float32 (68, 2) (x, y) pixels in the iBUG layout, or
+    None when landmarks were not requested (or could not be fitted). score: detector confidence in [0, 1].
+    """
+
+    box: np.ndarray
+    landmarks: np.ndarray | None
+    score: float
+
+    @property
+    def area(self) -> float:
+        return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
+
+
+def box_iou(box_a: np.ndarray, box_b: np.ndarray) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes."""
+    inter_w = min(box_a[2], box_b[2]) - max(box_a[0], box_b[0])
+    inter_h = min(box_a[3], box_b[3]) - max(box_a[1], box_b[1])
+    if inter_w <= 0 or inter_h <= 0:
+        return 0.0
+    inter = inter_w * inter_h
+    union = (box_a[2] - box_a[0]) * (box_a[3] - box_a[1]) + (box_b[2] - box_b[0]) * (box_b[3] - box_b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class FaceBackend:
+    """Detects faces in RGB uint8 frames. Subclasses implement `_detect`."""
+
+    name = "base"
+
+    def detect(self, frame_rgb: np.ndarray, landmarks: bool = True) -> list[FaceDetection]:
+        """Faces in `frame_rgb` (H, W, 3) uint8, largest box first. `landmarks=False` may skip landmark fitting."""
+        if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame_rgb.dtype} {frame_rgb.shape}")
+        detections = self._detect(np.ascontiguousarray(frame_rgb), landmarks)
+        return sorted(detections, key=lambda d: d.area, reverse=True)
+
+    def _detect(self, frame_rgb: np.ndarray, landmarks: bool) -> list[FaceDetection]:
+        raise NotImplementedError
+
+    def close(self):
+        """Release native resources (graphs, sessions)."""
+
+
+def _clip_box(box, width: int, height: int) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    return np.array([max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)], dtype=np.float32)
+
+
+class MediaPipeFaceBackend(FaceBackend):
+    """mediapipe BlazeFace boxes + FaceMesh landmarks (the legacy `mp.solutions` graphs bundled with the wheel).
+
+    Args:
+        min_confidence: detector score threshold.
+        max_faces: most faces reported per frame.
+        model_selection: 0 = short-range model (faces within ~2 m, fast), 1 = full-range model (~5 m),
+            "auto" = short-range first, full-range when it finds nothing.
+        landmark_crop_scale: side of the square crop FaceMesh sees, relative to the larger box side.
+    """
+
+    name = "mediapipe"
+
+    def __init__(self, min_confidence: float = 0.5, max_faces: int = 4, model_selection="auto",
+                 landmark_crop_scale: float = 1.6):
+        if model_selection not in ("auto", 0, 1):
+            raise ValueError(f"model_selection must be 'auto', 0 or 1, got {model_selection!r}")
+        mp = require("mediapipe")
+        self._solutions = mp.solutions
+        self.min_confidence = min_confidence
+        self.max_faces = max_faces
+        self.model_selection = model_selection
+        self.landmark_crop_scale = landmark_crop_scale
+        models = (0, 1) if model_selection == "auto" else (model_selection,)
+        self._detectors = [
+            mp.solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=min_confidence)
+            for m in models
+        ]
+        self._mesh = None  # created on the first landmark request
+
+    def _detect(self, frame_rgb, landmarks):
+        height, width = frame_rgb.shape[:2]
+        detections = []
+        for detector in self._detectors:
+            result = detector.process(frame_rgb)
+            for det in (result.detections or [])[: self.max_faces]:
+                rel = det.location_data.relative_bounding_box
+                box = _clip_box((rel.xmin * width, rel.ymin * height, (rel.xmin + rel.width) * width,
+                                 (rel.ymin + rel.height) * height), width, height)
+                if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+                    continue
+                detections.append(FaceDetection(box=box, landmarks=None, score=float(det.score[0])))
+            if detections:
+                break
+        if landmarks:
+            for det in detections:
+                det.landmarks = self._fit_landmarks(frame_rgb, det.box)
+        return detections
+
+    def _fit_landmarks(self, frame_rgb, box) -> np.ndarray | None:
+        if self._mesh is None:
+            self._mesh = self._solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                            refine_landmarks=False, min_detection_confidence=0.3)
+        height, width = frame_rgb.shape[:2]
+        # FaceMesh runs its own detector; on a square crop centred on our box it always looks at *this* face.
+        centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        half = max(box[2] - box[0], box[3] - box[1]) * self.landmark_crop_scale / 2
+        x1, y1 = int(max(0, centre_x - half)), int(max(0, centre_y - half))
+        x2, y2 = int(min(width, centre_x + half)), int(min(height, centre_y + half))
+        crop = np.ascontiguousarray(frame_rgb[y1:y2, x1:x2])
+        if crop.shape[0] < 8 or crop.shape[1] < 8:
+            return None
+        result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        mesh_points = result.multi_face_landmarks[0].landmark
+        points = np.array([[mesh_points[i].x, mesh_points[i].y] for i in MEDIAPIPE_TO_IBUG68], dtype=np.float32)
+        points *= np.array([x2 - x1, y2 - y1], dtype=np.float32)  # normalised crop coords -> crop pixels
+        points += np.array([x1, y1], dtype=np.float32)
+        return points
+
+    def close(self):
+        for graph in self._detectors + ([self._mesh] if self._mesh is not None else []):
+            graph.close()
+        self._detectors, self._mesh = [], None
+
+
+class DlibFaceBackend(FaceBackend):
+    """dlib's HOG face detector + the 68-point shape predictor shipped in `face_recognition_models`.
+
+    Args:
+        upsample: times dlib upsamples the image before detecting (finds smaller faces, slower).
+    """
+
+    name = "dlib"
+
+    def __init__(self, upsample: int = 1):
+        self._dlib = require("dlib")
+        models = require("face_recognition_models")
+        self.upsample = upsample
+        self._detector = self._dlib.get_frontal_face_detector()
+        self._predictor = self._dlib.shape_predictor(models.pose_predictor_model_location())
+
+    def _detect(self, frame_rgb, landmarks):
+        height, width = frame_rgb.shape[:2]
+        rects, scores, _ = self._detector.run(frame_rgb, self.upsample, 0.0)
+        detections = []
+        for rect, score in zip(rects, scores):
+            box = _clip_box((rect.left(), rect.top(), rect.right(), rect.bottom()), width, height)
+            points = None
+            if landmarks:
+                shape = self._predictor(frame_rgb, rect)
+                points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+            # HOG scores are SVM margins, not probabilities: squash them into (0, 1)
+            detections.append(FaceDetection(box=box, landmarks=points, score=float(1 / (1 + np.exp(-score)))))
+        return detections
+
+
+class FaceAlignmentBackend(FaceBackend):
+    """The FAN 2D landmark network of the `face_alignment` package, with its S3FD detector.
+
+    Its weights are downloaded by `face_alignment` on first use (they are not bundled).
+
+    Args:
+        device: "cpu" or "cuda".
+        min_confidence: S3FD score threshold.
+    """
+
+    name = "face_alignment"
+
+    def __init__(self, device: str = "cpu", min_confidence: float = 0.5):
+        face_alignment = require("face_alignment")
+        landmarks_type = getattr(face_alignment.LandmarksType, "TWO_D", None) or face_alignment.LandmarksType._2D
+        self.min_confidence = min_confidence
+        self._model = face_alignment.FaceAlignment(landmarks_type, device=device, flip_input=False)
+
+    def _detect(self, frame_rgb, landmarks):
+        height, width = frame_rgb.shape[:2]
+        faces = self._model.face_detector.detect_from_image(frame_rgb[:, :, ::-1].copy())  # S3FD wants BGR
+        faces = [f for f in faces if f[4] >= self.min_confidence]
+        points_per_face = [None] * len(faces)
+        if landmarks and faces:
+            points_per_face = self._model.get_landmarks_from_image(frame_rgb, detected_faces=faces) or points_per_face
+        return [
+            FaceDetection(box=_clip_box(face[:4], width, height), score=float(face[4]),
+                          landmarks=None if points is None else np.asarray(points, dtype=np.float32)[:, :2])
+            for face, points in zip(faces, points_per_face)
+        ]
+
+
+FACE_BACKENDS = {
+    "mediapipe": MediaPipeFaceBackend,
+    "dlib": DlibFaceBackend,
+    "face_alignment": FaceAlignmentBackend,
+}
+
+
+def get_face_backend(name: str = "mediapipe", **kwargs) -> FaceBackend:
+    """Build a face backend by name ("mediapipe", "dlib", "face_alignment"); kwargs go to its constructor."""
+    if isinstance(name, FaceBackend):
+        return name
+    if name not in FACE_BACKENDS:
+        raise TalkFaceUserError(f"unknown face backend {name!r}; use one of: {', '.join(FACE_BACKENDS)}")
+    return FACE_BACKENDS[name](**kwargs)

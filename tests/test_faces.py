@@ -1,0 +1,294 @@
+"""Face backends (mediapipe on real photos/clips), the 68-point mapping, tracking, crops and paste-back."""
+
+import numpy as np
+import pytest
+
+from talkface import media
+from talkface.errors import MissingDependencyError, TalkFaceUserError
+from talkface.faces import (
+    MEDIAPIPE_TO_IBUG68,
+    FaceBackend,
+    FaceDetection,
+    FaceTracker,
+    box_iou,
+    crop_face,
+    get_face_backend,
+    lower_face_mask,
+    paste_face,
+)
+from tests.utils import data_file
+
+PHOTOS = ["photo01_sadtalker_people_0.png", "photo02_hallo_ref6.jpg", "photo04_edtalk_leijun.png"]
+CLIPS = [
+    "clip01_sadtalker_WDA_AlexandriaOcasioCortez_000.mp4",
+    "clip03_retalking_face1_man_suit.mp4",
+    "clip04_retalking_face2_man_map.mp4",
+    "clip05_retalking_face5_woman_glasses.mp4",
+    "clip07_edtalk_mouth_source_muxed.mkv",
+    "clip09_styletalk_feifeili_clip1_muxed.mkv",
+]
+
+
+@pytest.fixture(scope="module")
+def mediapipe_backend():
+    pytest.importorskip("mediapipe")
+    backend = get_face_backend("mediapipe")
+    yield backend
+    backend.close()
+
+
+# ---------------------------------------------------------------------------------------------- backends
+
+
+def test_mapping_table_is_a_valid_subset_of_the_mesh():
+    assert MEDIAPIPE_TO_IBUG68.shape == (68,)
+    assert len(set(MEDIAPIPE_TO_IBUG68.tolist())) == 68
+    assert MEDIAPIPE_TO_IBUG68.min() >= 0 and MEDIAPIPE_TO_IBUG68.max() < 468
+    assert MEDIAPIPE_TO_IBUG68[8] == 152  # chin
+    assert MEDIAPIPE_TO_IBUG68[30] == 4  # nose tip
+
+
+def _check_face_geometry(det: FaceDetection, frame_shape):
+    height, width = frame_shape[:2]
+    x1, y1, x2, y2 = det.box
+    assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+    assert 0.5 <= det.score <= 1.0
+    points = det.landmarks
+    assert points.shape == (68, 2) and points.dtype == np.float32
+    # all points inside the box grown by 20% (the jaw and brows may touch or cross the detector's box)
+    margin_x, margin_y = 0.2 * (x2 - x1), 0.2 * (y2 - y1)
+    assert (points[:, 0] >= x1 - margin_x).all() and (points[:, 0] <= x2 + margin_x).all()
+    assert (points[:, 1] >= y1 - margin_y).all() and (points[:, 1] <= y2 + margin_y).all()
+    eyes_y = points[36:48, 1].mean()
+    brows_y = points[17:27, 1].mean()
+    nose_tip_y = points[30, 1]
+    mouth_y = points[48:68, 1].mean()
+    chin_y = points[8, 1]
+    assert brows_y < eyes_y < nose_tip_y < mouth_y < chin_y
+    # the subject's right (image left for a frontal face) comes first
+    assert points[0, 0] < points[16, 0] and points[36, 0] < points[45, 0] and points[48, 0] < points[54, 0]
+    # the inner mouth sits within the outer one
+    assert points[48, 0] <= points[60, 0] and points[64, 0] <= points[54, 0]
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_mediapipe_finds_the_face_on_photos(mediapipe_backend, name):
+    image = media.read_frames(data_file(name))[0]
+    detections = mediapipe_backend.detect(image)
+    assert len(detections) == 1
+    _check_face_geometry(detections[0], image.shape)
+
+
+@pytest.mark.parametrize("name", CLIPS)
+def test_mediapipe_finds_the_face_on_clip_frames(mediapipe_backend, name):
+    frames = media.read_frames(data_file(name), max_frames=30)
+    for frame in frames[::15]:
+        detections = mediapipe_backend.detect(frame)
+        assert len(detections) >= 1
+        _check_face_geometry(detections[0], frame.shape)
+
+
+def test_mediapipe_no_face_and_boxes_only(mediapipe_backend):
+    assert mediapipe_backend.detect(np.zeros((240, 320, 3), np.uint8)) == []
+    image = media.read_frames(data_file(PHOTOS[1]))[0]
+    (with_landmarks,) = mediapipe_backend.detect(image)
+    (boxes_only,) = mediapipe_backend.detect(image, landmarks=False)
+    assert boxes_only.landmarks is None
+    assert np.allclose(boxes_only.box, with_landmarks.box)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        mediapipe_backend.detect(image.astype(np.float32))
+
+
+def test_mediapipe_sorts_faces_by_size(mediapipe_backend):
+    big = media.read_frames(data_file(PHOTOS[1]))[0]  # 624x624
+    import cv2
+
+    small = cv2.resize(big, (312, 312))
+    canvas = np.full((700, 1100, 3), 128, np.uint8)
+    canvas[40:40 + 312, 20:20 + 312] = small
+    canvas[40:40 + 624, 400:400 + 624] = big
+    detections = mediapipe_backend.detect(canvas)
+    assert len(detections) == 2
+    assert detections[0].area > detections[1].area
+    assert detections[0].box[0] > 380 and detections[1].box[2] < 340
+
+
+def test_unknown_and_missing_backends():
+    with pytest.raises(TalkFaceUserError, match="unknown face backend"):
+        get_face_backend("nope")
+    for name, module in (("dlib", "dlib"), ("face_alignment", "face_alignment")):
+        try:
+            __import__(module)
+        except ImportError:
+            with pytest.raises(MissingDependencyError, match="pip install"):
+                get_face_backend(name)
+
+
+def test_library_imports_without_mediapipe():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['mediapipe'] = None; import talkface.faces, talkface.media, "
+            "talkface.pipelines.pipeline_lipsync; assert 'mediapipe' in sys.modules and sys.modules['mediapipe'] is None")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------- tracking
+
+
+class ScriptedBackend(FaceBackend):
+    """Boxes looked up by the frame number written in pixel (0, 0, 0); counts its calls."""
+
+    def __init__(self, script):
+        self.script = script  # frame number -> list of boxes
+        self.calls = []
+
+    def _detect(self, frame_rgb, landmarks):
+        number = int(frame_rgb[0, 0, 0])
+        self.calls.append(number)
+        return [FaceDetection(box=np.asarray(b, np.float32), landmarks=None, score=0.9)
+                for b in self.script.get(number, [])]
+
+
+def numbered_frames(count, height=200, width=300):
+    frames = []
+    for i in range(count):
+        frame = np.full((height, width, 3), 100, np.uint8)
+        frame[0, 0, 0] = i
+        frames.append(frame)
+    return frames
+
+
+def track(backend, frames, **kwargs):
+    tracker = FaceTracker(backend, detection_max_side=None, **kwargs)
+    out = list(tracker.track(iter(frames)))
+    assert [f is g for (f, _), g in zip(out, frames)] == [True] * len(frames)  # frames pass through untouched
+    return tracker, [b for _, b in out]
+
+
+def test_tracker_smooths_pads_and_counts_missing_frames():
+    jitter = [0, 4, -4, 2, -2, 0, 4, -4, 2, -2]
+    script = {i: [[100 + jitter[i], 50, 150 + jitter[i], 110]] for i in range(10)}
+    del script[7]  # no face in frame 7
+    tracker, boxes = track(ScriptedBackend(script), numbered_frames(10), pads=(1, 10, 2, 3), smooth_window=5)
+    assert boxes[7] is None and tracker.frames_without_face == 1 and tracker.num_frames == 10
+    # frame 2: mean over frames 0..4 of the padded boxes (x1 - 2, y1 - 1, x2 + 3, y2 + 10)
+    expected_x1 = np.mean([100 + j for j in jitter[0:5]]) - 2
+    assert boxes[2] == pytest.approx([expected_x1, 49, expected_x1 + 55, 120])
+    # smoothing does not reach across the face-less frame: frame 6 averages frames 4..6 only
+    assert boxes[6][0] == pytest.approx(np.mean([100 + j for j in jitter[4:7]]) - 2)
+    # clipping to the frame (height 200)
+    script = {i: [[10, 150, 60, 195]] for i in range(3)}
+    _, boxes = track(ScriptedBackend(script), numbered_frames(3), pads=(0, 10, 20, 0))
+    assert boxes[0].tolist() == [0, 150, 60, 200]
+
+
+def test_tracker_follows_the_same_face_and_face_index():
+    # two faces; the bigger one (A) moves right slowly, B stays put
+    script = {i: [[20 + 2 * i, 20, 120 + 2 * i, 120], [200, 40, 260, 100]] for i in range(6)}
+    _, boxes = track(ScriptedBackend(script), numbered_frames(6), pads=(0, 0, 0, 0), smooth_window=1)
+    assert [b[0] for b in boxes] == [20 + 2 * i for i in range(6)]
+    _, boxes = track(ScriptedBackend(script), numbered_frames(6), pads=(0, 0, 0, 0), smooth_window=1, face_index=1)
+    assert all(b[0] == 200 for b in boxes)
+    # association by overlap, not by size: B grows bigger than A from frame 3 on, we stay with A
+    script = {i: [[20, 20, 120, 120], [180, 40, 180 + (60 if i < 3 else 120), 160]] for i in range(6)}
+    _, boxes = track(ScriptedBackend(script), numbered_frames(6), pads=(0, 0, 0, 0), smooth_window=1)
+    assert all(b[0] == 20 for b in boxes)
+    # a face index beyond the faces present: no face anywhere
+    tracker, boxes = track(ScriptedBackend(script), numbered_frames(6), face_index=5)
+    assert boxes == [None] * 6 and tracker.frames_without_face == 6
+
+
+def test_tracker_detection_stride_interpolates_and_refines():
+    moving = {i: [[10 + 3 * i, 20, 110 + 3 * i, 120]] for i in range(12)}
+    backend = ScriptedBackend(moving)
+    _, boxes = track(backend, numbered_frames(12), pads=(0, 0, 0, 0), smooth_window=1, detect_every=4)
+    assert backend.calls == [0, 4, 8, 11]  # key frames + the last frame
+    assert [round(float(b[0]), 4) for b in boxes] == [10 + 3 * i for i in range(12)]  # linear motion: exact
+    # a face missing between key frames 4 and 8 (frames 5, 6): those frames are detected one by one
+    gap = {i: v for i, v in moving.items() if i not in (5, 6)}
+    backend = ScriptedBackend(gap)
+    frames = numbered_frames(12)
+    for i in (5, 6):
+        frames[i][1:] = 0  # a black frame: the picture jumps
+    tracker, boxes = track(backend, frames, pads=(0, 0, 0, 0), smooth_window=1, detect_every=4)
+    assert [i for i, b in enumerate(boxes) if b is None] == [5, 6]
+    assert {5, 6, 7} <= set(backend.calls) and tracker.frames_without_face == 2
+
+
+def test_tracker_forced_box_skips_detection():
+    class Exploding(FaceBackend):
+        def _detect(self, frame_rgb, landmarks):
+            raise AssertionError("detection must not run with a forced box")
+
+    tracker, boxes = track(Exploding(), numbered_frames(3), box=(10, 20, 250, 260))
+    assert all(b.tolist() == [10, 20, 250, 200] for b in boxes)  # clipped to the 300x200 frame, no pads
+    with pytest.raises(ValueError, match="x2 > x1"):
+        FaceTracker(None, box=(50, 50, 40, 60))
+    with pytest.raises(ValueError, match="pads"):
+        FaceTracker(Exploding(), pads=(1, 2, 3))
+
+
+def test_tracker_on_a_real_clip_with_black_frames(mediapipe_backend):
+    frames = list(media.read_frames(data_file("clip03_retalking_face1_man_suit.mp4"), max_frames=24))
+    frames[8] = np.zeros_like(frames[8])
+    frames[9] = np.zeros_like(frames[9])
+    for stride in (1, 4):
+        tracker = FaceTracker(mediapipe_backend, detect_every=stride)
+        boxes = [b for _, b in tracker.track(iter(frames))]
+        assert [i for i, b in enumerate(boxes) if b is None] == [8, 9]
+        # the face box is stable (a talking head): every box overlaps the first one
+        assert all(box_iou(b, boxes[0]) > 0.7 for b in boxes if b is not None)
+        # the bottom pad reaches below the chin: box bottom below the detector's box
+        raw = mediapipe_backend.detect(frames[0], landmarks=False)[0].box
+        assert boxes[0][3] > raw[3]
+
+
+# ---------------------------------------------------------------------------------------------- crops and paste
+
+
+def test_crop_face():
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[20:60, 50:90] = 255
+    crop = crop_face(frame, (50, 20, 90, 60), size=16)
+    assert crop.shape == (16, 16, 3) and crop.min() == 255
+
+
+def test_hard_paste_is_wav2lip_paste():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    face = rng.random((96, 96, 3)).astype(np.float32)
+    out = paste_face(frame, face, (30, 10, 90, 80), blend="hard")
+    expected = frame.copy()
+    expected[10:80, 30:90] = cv2.resize((face * 255).astype(np.uint8), (60, 70))
+    assert np.array_equal(out, expected)
+    assert not np.shares_memory(out, frame)
+
+
+def test_feather_paste_has_no_seam_and_keeps_the_upper_face():
+    frame = np.zeros((200, 200, 3), np.uint8)
+    face = np.ones((96, 96, 3), np.float32)  # white: maximal contrast with the black frame
+    box = (40, 40, 160, 160)
+    out = paste_face(frame, face, box, blend="feather", feather=0.15)
+    assert out[:40].max() == 0 and out[160:].max() == 0 and out[:, :40].max() == 0 and out[:, 160:].max() == 0
+    assert out[40:100].max() <= 3  # upper half of the box: the original frame
+    assert out[125:135, 90:110].min() >= 250  # the mouth region: the generated face
+    # no seam: along every edge of the box the pasted values start from ~0 and rise gradually
+    rows = out[:, 100, 0].astype(int)
+    cols = out[140, :, 0].astype(int)
+    assert rows[159] <= 10 and cols[40] <= 10 and cols[159] <= 10
+    assert np.abs(np.diff(rows)).max() <= 40 and np.abs(np.diff(cols)).max() <= 40
+    mask = lower_face_mask(96, 0.15)
+    assert mask.max() == pytest.approx(1.0, abs=0.01) and mask[:48].max() == 0.0
+
+
+def test_poisson_and_none_blends():
+    frame = np.full((200, 200, 3), 90, np.uint8)
+    face = np.full((96, 96, 3), 0.6, np.float32)
+    out = paste_face(frame, face, (40, 40, 160, 160), blend="poisson")
+    assert out.shape == frame.shape and out[:40].tolist() == frame[:40].tolist()
+    assert paste_face(frame, face, (40, 40, 160, 160), blend="none") is frame
+    with pytest.raises(ValueError, match="blend"):
+        paste_face(frame, face, (40, 40, 160, 160), blend="alpha")
