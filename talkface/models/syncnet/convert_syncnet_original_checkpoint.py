@@ -1,0 +1,92 @@
+"""Convert the Wav2Lip lip-sync expert checkpoint (`lipsync_expert.pth`) into a talkface model folder.
+
+    talkface convert syncnet --checkpoint lipsync_expert.pth --out models/syncnet-expert
+
+The file is `{"state_dict": ..., "optimizer": ..., "global_step": ..., "global_epoch": ...}` (keys possibly prefixed
+with `module.`), read with `torch.load(weights_only=True)`. `SyncNetModel` keeps the original module names, so the
+mapping is the identity. The folder also gets the Wav2Lip `TalkingFaceAudioFeatureExtractor` the expert was trained
+with (`preprocessor_config.json`).
+"""
+
+import json
+import re
+from pathlib import Path
+
+from ...errors import ModelLoadError, TalkFaceUserError
+from ...feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+from ..convert_utils import check_keys, load_original_checkpoint, unwrap_state_dict
+from .configuration_syncnet import SyncNetConfig
+from .modeling_syncnet import SyncNetModel
+
+# fmt: off
+# original key regex -> converted key; the original names are kept, so each rule maps a key to itself
+ORIGINAL_TO_CONVERTED_KEY_MAPPING = {
+    r"^face_encoder\.(\d+)\.conv_block\.":  r"face_encoder.\1.conv_block.",
+    r"^audio_encoder\.(\d+)\.conv_block\.": r"audio_encoder.\1.conv_block.",
+}
+# fmt: on
+
+# keys that identify the other Wav2Lip-family checkpoints, to say which converter a wrong file belongs to
+_KIND_HINTS = {
+    "output_block.1.weight": "a Wav2Lip generator: use `talkface convert wav2lip`",
+    "binary_pred.0.weight": "the Wav2Lip visual-quality discriminator: use `talkface convert wav2lip-discriminator`",
+}
+
+
+def convert_syncnet_state_dict(original_state_dict: dict, config: SyncNetConfig | None = None) -> dict:
+    """Original `SyncNet_color` state dict (or its checkpoint container) -> `SyncNetModel` state dict.
+
+    Unwraps `{"state_dict": ...}` and strips a `module.` prefix; converted input comes back unchanged.
+    """
+    compiled = [(re.compile(p), r) for p, r in ORIGINAL_TO_CONVERTED_KEY_MAPPING.items()]
+    converted = {}
+    for key, value in unwrap_state_dict(original_state_dict).items():
+        new_key = next((p.sub(r, key, count=1) for p, r in compiled if p.search(key)), key)
+        converted[new_key] = value
+    return converted
+
+
+def _load_config(path) -> SyncNetConfig:
+    if not path:
+        return SyncNetConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise TalkFaceUserError(f"config file not found: {path}; pass a config.json, or omit --config for the default")
+    try:
+        return SyncNetConfig(**json.loads(path.read_text()))
+    except (TypeError, ValueError) as err:
+        raise TalkFaceUserError(f"invalid --config {path}: {err}") from err
+
+
+def add_arguments(parser):
+    parser.add_argument("--config", help="config.json of the architecture (default: the released expert)")
+
+
+def convert_checkpoint(checkpoint_path, args=None) -> list:
+    """Read the original file and return [SyncNetModel, TalkingFaceAudioFeatureExtractor]."""
+    config = _load_config(getattr(args, "config", None))
+    state_dict = convert_syncnet_state_dict(load_original_checkpoint(checkpoint_path), config)
+    model = SyncNetModel(config)
+    expected = model.state_dict()
+    try:
+        check_keys(state_dict, expected.keys(), "Wav2Lip lip-sync expert (SyncNet_color)")
+    except ModelLoadError as err:
+        hint = next((text for key, text in _KIND_HINTS.items() if key in state_dict), None)
+        if hint:
+            raise ModelLoadError(f"{err} It looks like {hint}.") from err
+        raise
+    wrong_shapes = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state_dict.items()
+                    if tuple(v.shape) != tuple(expected[k].shape)]
+    if wrong_shapes:
+        key, got, want = wrong_shapes[0]
+        raise ModelLoadError(
+            f"the checkpoint's tensor shapes do not match the lip-sync expert config: {len(wrong_shapes)} differ "
+            f"(e.g. {key}: {got} in the file, {want} in the model); pass --config with its architecture"
+        )
+    model.load_state_dict(state_dict, strict=True)
+    feature_extractor = TalkingFaceAudioFeatureExtractor(mel_step_size=config.mel_step_size,
+                                                         num_mel_bins=config.num_mel_bins)
+    return [model.eval(), feature_extractor]
+
+
+__all__ = ["ORIGINAL_TO_CONVERTED_KEY_MAPPING", "convert_syncnet_state_dict", "convert_checkpoint"]
