@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -232,14 +234,8 @@ def mouth_crop_origins(landmarks: np.ndarray, transforms: np.ndarray, roi_size: 
 
 def mouth_roi_affines(landmarks, mean_face: np.ndarray | None = None, window_margin: int = WINDOW_MARGIN,
                       roi_size: int = ROI_SIZE) -> np.ndarray:
-    """(T, 3, 3) maps from 96x96 mouth-patch pixel coords (x, y) to input-frame pixel coords (3x3 form)."""
-    landmarks = interpolate_landmarks(landmarks)
-    transforms = alignment_transforms(landmarks, mean_face, window_margin)
-    origins = mouth_crop_origins(landmarks, transforms, roi_size)
-    patch_to_standard = np.tile(np.eye(3), (len(landmarks), 1, 1))
-    patch_to_standard[:, :2, 2] = origins
-    # The reference inverts the forward transform with np.linalg.inv; do the same.
-    return np.linalg.inv(transforms) @ patch_to_standard
+    """(T, 3, 3) float64 maps from mouth-patch pixel coords (x, y) to input-frame pixel coords."""
+    return plan_mouth_crops(landmarks, mean_face, window_margin, roi_size).patch_to_frame_affines()
 
 
 def mouth_transforms_from_landmarks(landmarks, mean_face: np.ndarray | None = None,
@@ -316,6 +312,56 @@ def _clip_like_reference(patches: np.ndarray, frames: np.ndarray, affines: np.nd
     return np.clip(patches, low[:, None, None, None], frame_max[:, None, None, None])
 
 
+@dataclass
+class MouthCropPlan:
+    """Where each frame's mouth patch comes from: the reference transforms, computed from landmarks alone.
+
+    inverse_transforms: (T, 3, 3) standard-frame coords -> frame coords (scikit-image's `tform.inverse`).
+    origins: (T, 2) int64 top-left (x0, y0) of the patch in the standard frame.
+    """
+
+    inverse_transforms: np.ndarray
+    origins: np.ndarray
+    roi_size: int = ROI_SIZE
+
+    def __len__(self):
+        return len(self.origins)
+
+    def patch_to_frame_affines(self) -> np.ndarray:
+        """(T, 3, 3) maps from patch pixel coords (u, v) to frame pixel coords."""
+        patch_to_standard = np.tile(np.eye(3), (len(self), 1, 1))
+        patch_to_standard[:, :2, 2] = self.origins
+        return self.inverse_transforms @ patch_to_standard
+
+
+def plan_mouth_crops(landmarks, mean_face: np.ndarray | None = None, window_margin: int = WINDOW_MARGIN,
+                     roi_size: int = ROI_SIZE) -> MouthCropPlan:
+    """The reference alignment for every frame (interpolating missing landmarks first); no pixels are touched."""
+    landmarks = interpolate_landmarks(landmarks)
+    transforms = alignment_transforms(landmarks, mean_face, window_margin)
+    origins = mouth_crop_origins(landmarks, transforms, roi_size)
+    # the reference inverts the forward transform with np.linalg.inv; do the same for identical coordinates
+    return MouthCropPlan(np.linalg.inv(transforms), origins, roi_size)
+
+
+def warp_mouth_patches(frames: np.ndarray, plan: MouthCropPlan, start: int = 0) -> np.ndarray:
+    """Cut the patches of frames `start .. start + len(frames) - 1` of `plan` (frames may be a chunk of the clip).
+
+    Returns (N, roi, roi, C) uint8, truncated (not rounded) from float as the reference does.
+    """
+    frames = _as_frame_array(frames)
+    stop = start + len(frames)
+    if stop > len(plan):
+        raise ValueError(f"frames {start}..{stop - 1} are beyond the plan's {len(plan)} frames")
+    inverse = plan.inverse_transforms[start:stop]
+    local_indices = np.arange(len(frames))
+    # Sample the standard frame at (u + x0, v + y0): fold the patch origin into the coordinates, not the matrix,
+    # so the per-pixel arithmetic matches the reference, which evaluates the matrix at standard-frame pixels.
+    values = _warp_standard_frame_patch(frames, inverse, plan.origins[start:stop], plan.roi_size, local_indices)
+    values = _clip_like_reference(values, frames, inverse, local_indices, STANDARD_FRAME_SIZE)
+    return (values * 255).astype(np.uint8)
+
+
 def crop_mouth_rois(frames, landmarks, mean_face: np.ndarray | None = None, window_margin: int = WINDOW_MARGIN,
                     roi_size: int = ROI_SIZE, chunk_size: int = 16) -> np.ndarray:
     """The reference 96x96 colour mouth patches (`crop_patch`), one per frame.
@@ -323,28 +369,18 @@ def crop_mouth_rois(frames, landmarks, mean_face: np.ndarray | None = None, wind
     Args:
         frames: (T, H, W, C) uint8 frames (any channel order; channels are warped independently), or a list.
         landmarks: (T, 68, 2) array (NaN rows = missing) or a list of (68, 2) arrays / None, in frame pixels.
-        chunk_size: frames per vectorised batch (bounds temporary memory).
+        chunk_size: frames per vectorised batch (bounds temporary memory; small chunks stay in cache).
 
     Returns:
         (T, 96, 96, C) uint8, truncated (not rounded) from float as the reference does.
     """
     frames = _as_frame_array(frames)
-    landmarks = interpolate_landmarks(landmarks)
-    if len(landmarks) != len(frames):
-        raise ValueError(f"got {len(frames)} frames but landmarks for {len(landmarks)}")
-    transforms = alignment_transforms(landmarks, mean_face, window_margin)
-    origins = mouth_crop_origins(landmarks, transforms, roi_size)
-    inverse = np.linalg.inv(transforms)  # standard frame -> input frame, as scikit-image's `tform.inverse`
+    plan = plan_mouth_crops(landmarks, mean_face, window_margin, roi_size)
+    if len(plan) != len(frames):
+        raise ValueError(f"got {len(frames)} frames but landmarks for {len(plan)}")
     patches = np.empty((len(frames), roi_size, roi_size, frames.shape[-1]), dtype=np.uint8)
     for start in range(0, len(frames), chunk_size):
-        stop = min(start + chunk_size, len(frames))
-        chunk_inverse = inverse[start:stop]
-        # Sample the standard frame at (u + x0, v + y0): fold the patch origin into the coordinates, not the matrix,
-        # so the per-pixel arithmetic matches the reference, which evaluates the matrix at standard-frame pixels.
-        values = _warp_standard_frame_patch(frames, chunk_inverse, origins[start:stop], roi_size,
-                                            np.arange(start, stop))
-        values = _clip_like_reference(values, frames, chunk_inverse, np.arange(start, stop), STANDARD_FRAME_SIZE)
-        patches[start:stop] = (values * 255).astype(np.uint8)
+        patches[start : start + chunk_size] = warp_mouth_patches(frames[start : start + chunk_size], plan, start)
     return patches
 
 
@@ -499,9 +535,73 @@ def detect_landmarks(frames, face_backend="mediapipe", stride: int = 1, max_side
 def _resolve_face_backend(face_backend):
     if hasattr(face_backend, "detect"):
         return face_backend
-    from . import get_face_backend  # lazy: the backends import their optional dependencies
+    from .backends import get_face_backend  # the backends import their optional dependencies lazily
 
     return get_face_backend(face_backend)
+
+
+@dataclass
+class MouthVideo:
+    """A clip prepared for AV-HuBERT.
+
+    mouths: (T, 88, 88) float32 normalised mouth crops (feed as [1, 1, T, 88, 88]).
+    landmarks: (T, 68, 2) float64 landmarks after interpolation, in frame pixels.
+    detected: (T,) bool, frames where the face backend found a face (False also for frames skipped by the stride).
+    timings: seconds spent per stage ("decode", "landmarks", "roi").
+    """
+
+    mouths: np.ndarray
+    landmarks: np.ndarray
+    detected: np.ndarray
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.mouths)
+
+
+def prepare_mouth_video(video, face_backend="mediapipe", fps: float = 25.0, landmark_stride: int = 1,
+                        landmark_max_side: int | None = None, crop_size: int = CROP_SIZE,
+                        image_mean: float = IMAGE_MEAN, image_std: float = IMAGE_STD) -> MouthVideo:
+    """Video file or RGB frames -> AV-HuBERT mouth input, with the reference crop on the backend's landmarks.
+
+    Args:
+        video: a path (read on a constant `fps` grid) or (T, H, W, 3) uint8 RGB frames already at `fps`.
+        face_backend: backend name or object (see `detect_landmarks`).
+        landmark_stride, landmark_max_side: speed/accuracy trade-offs of `detect_landmarks`.
+
+    Raises:
+        NoFaceError: no face in any frame. MediaError: unreadable video.
+    """
+    timings = {}
+    started = time.perf_counter()
+    if isinstance(video, (str, Path)):
+        from ..media import read_frames
+
+        frames = read_frames(video, fps=fps)
+    else:
+        frames = _as_frame_array(video)
+        if frames.shape[-1] != 3:
+            raise ValueError(f"frames must be RGB (T, H, W, 3), got {frames.shape}")
+    timings["decode"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    landmarks = detect_landmarks(frames, face_backend, stride=landmark_stride, max_side=landmark_max_side)
+    detected = np.array([points is not None for points in landmarks], dtype=bool)
+    if not detected.any():
+        source = f"{video}" if isinstance(video, (str, Path)) else "the frames"
+        raise NoFaceError(f"no face found in any frame of {source}; use a video that shows one speaking face "
+                          "(frontal, at least ~64 pixels tall)")
+    timings["landmarks"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    filled = interpolate_landmarks(landmarks)
+    rois = crop_mouth_rois(frames, filled)
+    mouths = normalize_mouth_rois(rois_to_gray(rois, "rgb"), crop_size, image_mean, image_std)
+    timings["roi"] = time.perf_counter() - started
+    if not detected.all() and landmark_stride == 1:
+        logger.info("no face in %d of %d frames; their landmarks were interpolated", (~detected).sum(), len(detected))
+    return MouthVideo(mouths=mouths, landmarks=filled, detected=detected, timings=timings)
 
 
 # ----------------------------------------------------------------------------------------------------------
