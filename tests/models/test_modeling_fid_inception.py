@@ -304,3 +304,20 @@ def test_save_load_round_trip(tmp_path, tiny_checkpoint_and_model):
     images = torch.rand(2, 3, 40, 40)
     with torch.no_grad():
         assert torch.equal(model(images).pooled_features, reloaded.eval()(images).pooled_features)
+
+
+# --- real weights (RUN_SLOW=1 and TALKFACE_FID_WEIGHTS=/path/to/pt_inception-2015-12-05-6726825d.pth) -----------
+
+
+@pytest.mark.slow
+def test_real_weight_file_converts():
+    import os
+
+    path = os.environ.get("TALKFACE_FID_WEIGHTS")
+    if not path:
+        pytest.skip("set TALKFACE_FID_WEIGHTS to the path of pt_inception-2015-12-05-6726825d.pth")
+    (model,) = convert_checkpoint(path)
+    assert model.config.channel_divisor == 1 and model.config.num_classes == 1008
+    with torch.no_grad():
+        features = model(torch.rand(2, 3, 128, 128)).pooled_features
+    assert features.shape == (2, 2048) and torch.isfinite(features).all() and (features >= 0).all()

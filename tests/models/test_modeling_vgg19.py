@@ -300,3 +300,21 @@ def test_perceptual_loss_is_the_weighted_sum_of_layer_l1():
         VGGPerceptualLoss(vgg, layers=["relu7_1"])
     with pytest.raises(ValueError, match="same shape"):
         default(torch.rand(1, 3, 32, 32), torch.rand(2, 3, 32, 32))
+
+
+# --- real weights (RUN_SLOW=1 and TALKFACE_VGG19_WEIGHTS=/path/to/vgg19-dcbb9e9d.pth) ----------------------------
+
+
+@pytest.mark.slow
+def test_real_weight_file_converts():
+    import os
+
+    path = os.environ.get("TALKFACE_VGG19_WEIGHTS")
+    if not path:
+        pytest.skip("set TALKFACE_VGG19_WEIGHTS to the path of torchvision's vgg19-dcbb9e9d.pth")
+    (model,) = convert_checkpoint(path, argparse.Namespace(classifier=True))
+    assert sum(p.numel() for p in model.parameters()) == 143_667_240
+    # a flat grey image is not a confident ImageNet class, but the logits must be finite and well spread
+    with torch.no_grad():
+        logits = model(torch.full((1, 3, 224, 224), 0.5), return_logits=True).logits
+    assert logits.shape == (1, 1000) and torch.isfinite(logits).all() and logits.std() > 0
