@@ -77,7 +77,8 @@ def test_singular_covariances_stay_finite():
     value = frechet_distance(mu1, sigma1, mu2, sigma2)
     assert np.isfinite(value)
     offset = np.eye(16) * 1e-6  # the regularised form must agree up to the regularisation
-    assert value == pytest.approx(frechet_distance_symmetric_form(mu1, sigma1 + offset, mu2, sigma2 + offset), abs=1e-3)
+    expected = frechet_distance_symmetric_form(mu1, sigma1 + offset, mu2, sigma2 + offset)
+    assert value == pytest.approx(expected, abs=1e-3)
 
 
 def test_invalid_statistics_raise():

@@ -224,7 +224,9 @@ def load_fid_model(path_or_hub_id=None, device=None):
     path = Path(source)
     if path.is_file():
         if path.suffix not in (".pth", ".pt"):
-            raise ModelLoadError(f"{path} is not a model folder nor {FID_WEIGHTS_FILENAME}; {_missing_weights_message(path)}")
+            raise ModelLoadError(
+                f"{path} is not a model folder nor {FID_WEIGHTS_FILENAME}; {_missing_weights_message(path)}"
+            )
         model = model_from_state_dict(unwrap_state_dict(load_original_checkpoint(path)))
     elif path.is_dir():
         config_file = path / "config.json"

@@ -79,7 +79,8 @@ def synthetic_fid_checkpoint(divisor=16, num_classes=12):
         if key.endswith("running_var"):
             state_dict[key] = 0.5 + torch.rand(shape, generator=generator)
         elif key.endswith(("bn.weight", "running_mean", "bn.bias")):
-            state_dict[key] = 0.1 * torch.randn(shape, generator=generator) + (1.0 if key.endswith("bn.weight") else 0.0)
+            centre = 1.0 if key.endswith("bn.weight") else 0.0
+            state_dict[key] = centre + 0.1 * torch.randn(shape, generator=generator)
         else:
             fan_in = max(1, torch.Size(shape[1:]).numel())
             state_dict[key] = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
@@ -240,7 +241,8 @@ def test_stem_and_fid_blocks_match_functional_ops(tiny_checkpoint_and_model):
     x = _conv_bn_relu(x, original, "Conv2d_2a_3x3")
     x = F.max_pool2d(_conv_bn_relu(x, original, "Conv2d_2b_3x3", padding=1), 3, stride=2)
     torch.testing.assert_close(output.hidden_states[0], x, rtol=1e-4, atol=1e-5)
-    x = F.max_pool2d(_conv_bn_relu(_conv_bn_relu(x, original, "Conv2d_3b_1x1"), original, "Conv2d_4a_3x3"), 3, stride=2)
+    x = _conv_bn_relu(_conv_bn_relu(x, original, "Conv2d_3b_1x1"), original, "Conv2d_4a_3x3")
+    x = F.max_pool2d(x, 3, stride=2)
     torch.testing.assert_close(output.hidden_states[1], x, rtol=1e-4, atol=1e-5)
 
     # block A: the average pool leaves the zero padding out of the mean

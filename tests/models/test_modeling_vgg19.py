@@ -33,7 +33,8 @@ def synthetic_torchvision_state_dict(block_channels=TINY_BLOCK_CHANNELS, hidden=
     out_channels = [c for c, n in zip(block_channels, (2, 2, 4, 4, 4)) for _ in range(n)]
     state_dict, in_channels = {}, 3
     for index, channels in zip(TORCHVISION_CONV_INDICES, out_channels):
-        state_dict[f"features.{index}.weight"] = keyed_tensor(f"features.{index}.weight", (channels, in_channels, 3, 3))
+        weight_key = f"features.{index}.weight"
+        state_dict[weight_key] = keyed_tensor(weight_key, (channels, in_channels, 3, 3))
         state_dict[f"features.{index}.bias"] = keyed_tensor(f"features.{index}.bias", (channels,))
         in_channels = channels
     shapes = {0: (hidden, in_channels * 49), 3: (hidden, hidden), 6: (num_classes, hidden)}
@@ -81,7 +82,8 @@ def test_default_config_is_torchvision_vgg19():
 def test_layer_names_and_indices():
     config = VGG19Config()
     assert config.conv_layer_indices == TORCHVISION_CONV_INDICES
-    assert [config.layer_index(n) for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")] == [1, 6, 11, 20, 29]
+    relus = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert [config.layer_index(name) for name in relus] == [1, 6, 11, 20, 29]
     assert config.layer_index("conv5_4") == 34 and config.layer_index("pool5") == 36 and config.layer_index(11) == 11
     assert config.feature_layers == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
     for bad in ("relu6_1", "conv1_3", 37, -1, True):
@@ -140,7 +142,8 @@ def test_every_layer_matches_functional_ops_composed_by_hand(tiny_converted):
     for block, num_convs in enumerate((2, 2, 4, 4, 4), start=1):
         for conv in range(1, num_convs + 1):
             index = next(conv_indices)
-            hidden = F.conv2d(hidden, original[f"features.{index}.weight"], original[f"features.{index}.bias"], padding=1)
+            weight, bias = original[f"features.{index}.weight"], original[f"features.{index}.bias"]
+            hidden = F.conv2d(hidden, weight, bias, padding=1)
             torch.testing.assert_close(maps[f"conv{block}_{conv}"], hidden, rtol=1e-5, atol=1e-5)
             hidden = F.relu(hidden)
             torch.testing.assert_close(maps[f"relu{block}_{conv}"], hidden, rtol=1e-5, atol=1e-5)
@@ -266,7 +269,8 @@ def test_perceptual_loss_zero_for_identical_and_positive_otherwise():
     assert loss_fn(torch.rand(2, 3, 32, 32), target).item() > 0.0
     # (batch, frames, 3, H, W) is flattened into one batch
     frames = torch.rand(2, 5, 3, 32, 32)
-    torch.testing.assert_close(loss_fn(frames, frames.flip(0)), loss_fn(frames.flatten(0, 1), frames.flip(0).flatten(0, 1)))
+    flattened = loss_fn(frames.flatten(0, 1), frames.flip(0).flatten(0, 1))
+    torch.testing.assert_close(loss_fn(frames, frames.flip(0)), flattened)
 
 
 def test_perceptual_loss_gradient_and_frozen_network():

@@ -69,7 +69,9 @@ class FIDInceptionConfig(PretrainedConfig):
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {self.num_classes}")
         if self.input_size < MIN_INPUT_SIZE:
-            raise ValueError(f"input_size must be at least {MIN_INPUT_SIZE} (Inception-v3's minimum), got {self.input_size}")
+            raise ValueError(
+                f"input_size must be at least {MIN_INPUT_SIZE} (Inception-v3's minimum), got {self.input_size}"
+            )
         if self.batch_norm_eps <= 0:
             raise ValueError(f"batch_norm_eps must be positive, got {self.batch_norm_eps}")
 

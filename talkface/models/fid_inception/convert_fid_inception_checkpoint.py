@@ -69,7 +69,9 @@ def config_from_state_dict(state_dict: dict) -> FIDInceptionConfig:
     stem_width = state_dict["Conv2d_1a_3x3.conv.weight"].shape[0]
     divisor = 32 // stem_width if stem_width and 32 % stem_width == 0 else 0
     if divisor not in ALLOWED_CHANNEL_DIVISORS:
-        raise ModelLoadError(f"unexpected Conv2d_1a_3x3 width {stem_width} (expected 32); is this {FID_WEIGHTS_FILENAME}?")
+        raise ModelLoadError(
+            f"unexpected Conv2d_1a_3x3 width {stem_width} (expected 32); is this {FID_WEIGHTS_FILENAME}?"
+        )
     include_classifier = "fc.weight" in state_dict
     num_classes = state_dict["fc.weight"].shape[0] if include_classifier else 1008
     return FIDInceptionConfig(channel_divisor=divisor, include_classifier=include_classifier, num_classes=num_classes)

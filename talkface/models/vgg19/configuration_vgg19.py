@@ -51,7 +51,7 @@ class VGG19Config(PretrainedConfig):
             Per-channel mean subtracted from [0, 1] inputs when `normalize_input` is set.
         image_std (`list[float]`, *optional*, defaults to the ImageNet std `[0.229, 0.224, 0.225]`):
             Per-channel standard deviation dividing the inputs when `normalize_input` is set.
-        feature_layers (`list[str | int]`, *optional*, defaults to `["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]`):
+        feature_layers (`list[str | int]`, *optional*, defaults to `["relu1_1", "relu2_1", ..., "relu5_1"]`):
             Layers whose activations `forward` returns when the call names none; also the layers of
             [`VGGPerceptualLoss`] built from this model.
         perceptual_layer_weights (`list[float]`, *optional*, defaults to `[1/32, 1/16, 1/8, 1/4, 1]`):
@@ -146,7 +146,9 @@ class VGG19Config(PretrainedConfig):
         """Position in `features` of a layer given by name (`"relu3_1"`) or by torchvision index (`11`)."""
         names = self.layer_names
         if isinstance(layer, bool):  # bool is an int subclass; True is not a layer
-            raise ValueError(f"unknown VGG-19 layer {layer!r}; use a name like 'relu3_1' or an index 0..{len(names) - 1}")
+            raise ValueError(
+                f"unknown VGG-19 layer {layer!r}; use a name like 'relu3_1' or an index 0..{len(names) - 1}"
+            )
         if isinstance(layer, int):
             if 0 <= layer < len(names):
                 return layer

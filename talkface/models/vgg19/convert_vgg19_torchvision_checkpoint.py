@@ -99,5 +99,7 @@ def convert_checkpoint(checkpoint_path, args=None) -> list:
     try:
         model.load_state_dict(converted, strict=True)
     except RuntimeError as err:  # shape mismatches
-        raise ModelLoadError(f"the checkpoint does not fit the VGG-19 architecture: {str(err).splitlines()[-1][:300]}") from err
+        raise ModelLoadError(
+            f"the checkpoint does not fit the VGG-19 architecture: {str(err).splitlines()[-1][:300]}"
+        ) from err
     return [model.eval()]

@@ -119,7 +119,8 @@ class VGG19Model(VGG19PreTrainedModel):
         if return_logits and self.classifier is None:
             raise ValueError("return_logits=True needs the classifier head; build the model with use_classifier=True")
 
-        requested = [self.config.layer_index(layer) for layer in (layers if layers is not None else self.config.feature_layers)]
+        layers = layers if layers is not None else self.config.feature_layers
+        requested = [self.config.layer_index(layer) for layer in layers]
         last_index = len(self.features) - 1 if return_logits else max(requested)
 
         hidden_states = self.normalize(pixel_values) if self.config.normalize_input else pixel_values
@@ -167,7 +168,9 @@ class VGGPerceptualLoss(nn.Module):
         elif layer_weights is None:
             layer_weights = [1.0] * len(layers)
         if len(layer_weights) != len(layers):
-            raise ValueError(f"layer_weights must have one weight per layer ({len(layers)}), got {list(layer_weights)}")
+            raise ValueError(
+                f"layer_weights must have one weight per layer ({len(layers)}), got {list(layer_weights)}"
+            )
         if min(layer_weights) < 0:
             raise ValueError(f"layer_weights must be non-negative, got {list(layer_weights)}")
         for layer in layers:
@@ -190,7 +193,8 @@ class VGGPerceptualLoss(nn.Module):
     def forward(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if generated.shape != target.shape:
             raise ValueError(
-                f"generated and target must have the same shape, got {tuple(generated.shape)} and {tuple(target.shape)}"
+                "generated and target must have the same shape, "
+                f"got {tuple(generated.shape)} and {tuple(target.shape)}"
             )
         if generated.ndim < 4 or generated.shape[-3] != self.vgg.config.num_channels:
             raise ValueError(
