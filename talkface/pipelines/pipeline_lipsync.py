@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from .. import media
-from ..errors import MediaError, NoFaceError
+from ..errors import MediaError, NoFaceError, TalkFaceUserError
 from ..faces.backends import FaceDetection
 from ..faces.blending import BLEND_MODES, crop_face, paste_face
 from ..faces.tracking import DEFAULT_PADS, FaceTracker, validate_box, validate_pads
@@ -118,6 +118,52 @@ def _monotonic_runs(indices: Iterator[int]) -> Iterator[tuple[int, int, int]]:
         yield first, last, step or 1
 
 
+class InvalidInputError(TalkFaceUserError, ValueError):
+    """A pipeline argument is out of range (a ValueError that the CLI reports as a user error)."""
+
+
+def check_lipsync_inputs(face, audio, out, fps=None, batch_size=None, face_index=0, box=None, pads=DEFAULT_PADS,
+                         duration_policy="pingpong", blend="feather", feather=0.15):
+    """Validate a pipeline call before any work starts; raise a `TalkFaceUserError` that names the fix.
+
+    Checks that the face input has a picture, the audio input has sound, the output can be written, and that the
+    options are in range. Returns (face MediaInfo, audio MediaInfo).
+    """
+    face_info = media.probe(face)
+    if not face_info.has_video:
+        raise MediaError(f"{face} has no video stream; pass a face video or a photo as the face input")
+    audio_info = media.probe(audio)
+    if not audio_info.has_audio:
+        raise MediaError(f"{audio} has no audio stream; pass a speech recording (wav, mp3, ...) or a video with "
+                         "sound as the audio input")
+    media.check_writable(out)
+    if Path(out).suffix.lower() != ".mp4":
+        raise MediaError(f"output {out} must be an .mp4 file; give an output path ending in .mp4")
+    if fps is not None and not fps > 0:
+        raise InvalidInputError(f"fps must be > 0, got {fps}")
+    if batch_size is not None and batch_size < 1:
+        raise InvalidInputError(f"batch size must be >= 1, got {batch_size}")
+    if face_index < 0:
+        raise InvalidInputError(f"face index must be >= 0, got {face_index}")
+    try:
+        validate_pads(pads)
+        if box is not None:
+            box = validate_box(box)
+    except ValueError as err:
+        raise InvalidInputError(str(err)) from err
+    if box is not None and face_info.width and (box[2] > face_info.width or box[3] > face_info.height):
+        raise InvalidInputError(f"box {box.tolist()} reaches outside the {face_info.width}x{face_info.height} "
+                                "frame; give x1 y1 x2 y2 inside it")
+    if duration_policy not in DURATION_POLICIES:
+        raise InvalidInputError(f"duration_policy must be one of {', '.join(DURATION_POLICIES)}, "
+                                f"got {duration_policy!r}")
+    if blend not in BLEND_MODES:
+        raise InvalidInputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
+    if not 0 < feather <= 0.5:
+        raise InvalidInputError(f"feather must be in (0, 0.5], got {feather}")
+    return face_info, audio_info
+
+
 class LipSyncPipeline:
     """Lip-sync a face video or photo to a speech recording with any `LipSyncGenerator`.
 
@@ -167,39 +213,9 @@ class LipSyncPipeline:
     # ------------------------------------------------------------------------------------------------------
     def check_inputs(self, face, audio, out, fps=None, batch_size=None, face_index=0, box=None,
                      pads=DEFAULT_PADS, duration_policy="pingpong", blend="feather", feather=0.15):
-        """Validate everything before any work starts; raise a `TalkFaceUserError` / ValueError naming the fix.
-
-        Returns (face MediaInfo, audio MediaInfo).
-        """
-        face_info = media.probe(face)
-        if not face_info.has_video:
-            raise MediaError(f"{face} has no video stream; pass a face video or a photo as --face")
-        audio_info = media.probe(audio)
-        if not audio_info.has_audio:
-            raise MediaError(f"{audio} has no audio stream; pass a speech recording (wav, mp3, ...) or a video "
-                             "with sound as --audio")
-        media.check_writable(out)
-        if Path(out).suffix.lower() != ".mp4":
-            raise MediaError(f"output {out} must be an .mp4 file; change --out to end in .mp4")
-        if fps is not None and not fps > 0:
-            raise ValueError(f"fps must be > 0, got {fps}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if face_index < 0:
-            raise ValueError(f"face_index must be >= 0, got {face_index}")
-        if box is not None:
-            box = validate_box(box)
-            if face_info.width and (box[2] > face_info.width or box[3] > face_info.height):
-                raise ValueError(f"box {box.tolist()} reaches outside the {face_info.width}x{face_info.height} "
-                                 "frame; pass x1 y1 x2 y2 inside it")
-        validate_pads(pads)
-        if duration_policy not in DURATION_POLICIES:
-            raise ValueError(f"duration_policy must be one of {DURATION_POLICIES}, got {duration_policy!r}")
-        if blend not in BLEND_MODES:
-            raise ValueError(f"blend must be one of {BLEND_MODES}, got {blend!r}")
-        if not 0 < feather <= 0.5:
-            raise ValueError(f"feather must be in (0, 0.5], got {feather}")
-        return face_info, audio_info
+        """Validate everything before any work starts (see `check_lipsync_inputs`)."""
+        return check_lipsync_inputs(face, audio, out, fps, batch_size, face_index, box, pads, duration_policy,
+                                    blend, feather)
 
     # ------------------------------------------------------------------------------------------------------
     def __call__(self, face, audio, out, fps: float | None = None, batch_size: int | None = None,
@@ -405,4 +421,5 @@ def _progress(progress, total):
     return bar, report
 
 
-__all__ = ["DURATION_POLICIES", "LipSyncOutput", "LipSyncPipeline", "frame_schedule", "resolve_device"]
+__all__ = ["DURATION_POLICIES", "InvalidInputError", "LipSyncOutput", "LipSyncPipeline", "check_lipsync_inputs",
+           "frame_schedule", "resolve_device"]
