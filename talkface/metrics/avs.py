@@ -23,6 +23,7 @@ front end runs once, and all views go through the transformer as one batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -141,7 +142,8 @@ def load_avhubert(path_or_id, lip_reading: bool = False, device="cpu"):
                                  + CONVERT_HINT.format(path=source)) from err
     model_class = AVHubertForLipReading if lip_reading else AVHubertModel
     try:
-        model = model_class.from_pretrained(load_from)
+        with _quiet_progress_bars():
+            model = model_class.from_pretrained(load_from)
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"cannot load AV-HuBERT weights from {source} ({str(err).splitlines()[0][:200]}); "
                              "re-run the conversion") from err
@@ -151,6 +153,20 @@ def load_avhubert(path_or_id, lip_reading: bool = False, device="cpu"):
         logger.warning("%s has no preprocessor_config.json; using the default AV-HuBERT preprocessing", source)
         feature_extractor = AVHubertFeatureExtractor()
     return model.to(device).eval(), feature_extractor
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars():
+    """No "Loading weights" bar from transformers: command output stays one table (or one error line)."""
+    from transformers.utils import logging as transformers_logging
+
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def _check_model_type(config_path: Path, source, lip_reading: bool):

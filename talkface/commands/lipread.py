@@ -1,0 +1,88 @@
+"""`talkface lipread VIDEO [VIDEO ...] --avhubert M [--reference-text TEXT|FILE ...] [--beam 5]`.
+
+Prints a transcript per video. With reference transcripts it also prints each video's WER and the corpus-level
+WER (total word errors / total reference words, as AV-HuBERT's `infer_s2s.py` reports it).
+"""
+
+import logging
+from pathlib import Path
+
+from ..errors import MediaError, TalkFaceUserError
+from .score import write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "lipread",
+        help="transcribe a video with the AV-HuBERT lip reader",
+        description="Transcribe talking-face videos from the lips with a fine-tuned AV-HuBERT (see docs/avs.md).",
+    )
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="videos to transcribe")
+    parser.add_argument("--avhubert", required=True, metavar="MODEL",
+                        help="fine-tuned AV-HuBERT folder (from `talkface convert avhubert` on e.g. base_vox_433h.pt) "
+                        "or Hugging Face Hub id")
+    parser.add_argument("--reference-text", action="append", metavar="TEXT_OR_FILE",
+                        help="what is said, as text or a .txt file (LRS2/LRS3 'Text:' files work); once per video")
+    parser.add_argument("--beam", type=int, default=5, help="beam size (default 5; the AV-HuBERT paper used 50)")
+    parser.add_argument("--modality", choices=("video", "audio", "audiovisual"), default="video",
+                        help="what the model sees: the lips (default), the sound track, or both")
+    parser.add_argument("--output", metavar="FILE.json", help="also write transcripts (and WER) as JSON")
+    parser.add_argument("--face-backend", choices=("mediapipe", "dlib", "face_alignment"), default="mediapipe",
+                        help="face landmarks for the mouth crops (default mediapipe)")
+    parser.add_argument("--landmark-stride", type=int, default=1,
+                        help="find landmarks every N frames and interpolate between (default 1)")
+    parser.add_argument("--device", default="cpu", help="torch device for AV-HuBERT (default cpu)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args):
+    from ..lipreading import LipReader, read_reference_text
+
+    for path in args.videos:
+        if not Path(path).is_file():
+            raise MediaError(f"file not found: {path}; check the path")
+    if args.beam < 1:
+        raise TalkFaceUserError(f"--beam must be at least 1, got {args.beam}")
+    references = None
+    if args.reference_text:
+        if len(args.reference_text) != len(args.videos):
+            raise TalkFaceUserError(f"--reference-text was given {len(args.reference_text)} times for "
+                                    f"{len(args.videos)} videos; give one per video, in the same order")
+        references = [read_reference_text(value) for value in args.reference_text]
+    if args.output and not Path(args.output).expanduser().resolve().parent.is_dir():
+        raise TalkFaceUserError(f"cannot write {args.output}: its folder does not exist")
+
+    reader = LipReader.from_pretrained(args.avhubert, device=args.device, face_backend=args.face_backend,
+                                       landmark_stride=args.landmark_stride)
+    results = [reader.transcribe(video, modality=args.modality, num_beams=args.beam) for video in args.videos]
+
+    data = {"avhubert": str(args.avhubert), "beam": args.beam, "modality": args.modality,
+            "videos": [r.to_dict() for r in results]}
+    if references is None:
+        for result in results:
+            print(f"{Path(result.video).name}\t{result.text}")
+    else:
+        from ..metrics.wer import word_errors
+
+        normalized = [reader.normalize_reference(text) for text in references]
+        total_errors = total_words = 0
+        for result, reference, entry in zip(results, normalized, data["videos"]):
+            errors, words = word_errors(result.text, reference)
+            total_errors, total_words = total_errors + errors, total_words + words
+            entry.update(reference=reference, word_errors=errors, reference_words=words,
+                         wer=100.0 * errors / words if words else None)
+            wer_text = f"{entry['wer']:.1f}%" if words else "-"
+            print(f"{Path(result.video).name}\t{result.text}\t(reference: {reference}; WER {wer_text})")
+        corpus_wer = 100.0 * total_errors / total_words if total_words else None
+        data.update(corpus_wer=corpus_wer, word_errors=total_errors, reference_words=total_words)
+        if corpus_wer is None:
+            print("WER: no reference words")
+        else:
+            print(f"WER (corpus): {corpus_wer:.2f}% ({total_errors} errors / {total_words} reference words)")
+    if args.output:
+        write_json_atomic(args.output, data)
+        print(f"wrote {args.output}")
+    return 0

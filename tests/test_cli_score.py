@@ -1,0 +1,213 @@
+"""`talkface score` and `talkface lipread` end to end with tiny random AV-HuBERT folders the tests write."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from talkface.cli import main
+from tests.test_avs import NUM_FRAMES, SAMPLES_PER_FRAME, tiny_config, write_clip
+from tests.utils import data_file, shared_file
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    from talkface.media import read_audio, read_frames
+
+    source = data_file("clip07_edtalk_mouth_source_muxed.mkv")
+    frames = read_frames(source, fps=25, max_frames=NUM_FRAMES)
+    audio = read_audio(source, 16000)[: NUM_FRAMES * SAMPLES_PER_FRAME]
+    folder = tmp_path_factory.mktemp("cli_clips")
+    return {
+        "talking": write_clip(folder / "talking.mp4", frames, audio),
+        "other": write_clip(folder / "other.mp4", frames[::-1].copy(), audio),
+        "silent": write_clip(folder / "silent.mp4", frames[:20]),
+        "no_face": write_clip(folder / "no_face.mp4", np.full((10, 64, 64, 3), 90, np.uint8),
+                              audio[: 10 * SAMPLES_PER_FRAME]),
+        "speech": write_clip(folder / "speech_only.mp4", frames[:NUM_FRAMES], audio[::-1].copy()),
+    }
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory):
+    from talkface.models.avhubert import AVHubertModel
+    from talkface.models.avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("avhubert_encoder")
+    AVHubertModel(tiny_config()).save_pretrained(folder)
+    AVHubertFeatureExtractor().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lip_reading_folder(tmp_path_factory):
+    from talkface.models.avhubert import AVHubertForLipReading
+    from talkface.models.avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
+    from talkface.models.avhubert.tokenization_avhubert import AVHubertTokenizer
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("avhubert_lip_reader")
+    AVHubertForLipReading(tiny_config()).save_pretrained(folder)
+    AVHubertFeatureExtractor().save_pretrained(folder)
+    AVHubertTokenizer.from_model_file(shared_file("reference", "avhubert_spm_unigram1000.model")).save_pretrained(folder)
+    return folder
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# talkface score
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_score_one_video_writes_table_and_json(capsys, tmp_path, clips, encoder_folder):
+    out = tmp_path / "scores.json"
+    code, stdout, stderr = run_cli(capsys, "score", clips["talking"], "--avhubert", encoder_folder, "--output", out)
+    assert code == 0, stderr
+    header, _, row = stdout.splitlines()[:3]
+    assert header.split() == ["video", "frames", "avs_u"]
+    assert row.split()[:2] == ["talking.mp4", str(NUM_FRAMES)]
+    assert "note: avs_m skipped" in stdout and "note: avs_v skipped" in stdout
+    data = json.loads(out.read_text())
+    video = data["videos"][0]
+    assert video["num_frames"] == NUM_FRAMES and set(video["scores"]) == {"avs_u"}
+    assert float(row.split()[2]) == pytest.approx(video["scores"]["avs_u"], abs=1e-4)
+    assert len(video["curves"]["avs_u"]) == NUM_FRAMES
+    assert set(video["skipped"]) == {"avs_m", "avs_v"}
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_score_many_videos_with_reference(capsys, tmp_path, clips, encoder_folder):
+    out = tmp_path / "scores.json"
+    code, stdout, stderr = run_cli(capsys, "score", clips["talking"], clips["other"], "--reference", clips["talking"],
+                                   "--avhubert", encoder_folder, "--metrics", "avs_v,avs_m", "--output", out)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].split() == ["video", "frames", "avs_m", "avs_v"]
+    talking, other, mean = (line.split() for line in lines[2:5])
+    assert talking[0] == "talking.mp4" and float(talking[2]) == pytest.approx(1.0, abs=1e-3)
+    assert float(talking[3]) == pytest.approx(1.0, abs=1e-3)
+    assert other[0] == "other.mp4" and float(other[3]) < 0.999
+    assert mean[0] == "mean"
+    data = json.loads(out.read_text())
+    assert [v["reference"] for v in data["videos"]] == [str(clips["talking"])] * 2
+    assert data["mean"]["avs_v"] == pytest.approx((float(talking[3]) + float(other[3])) / 2, abs=1e-3)
+
+
+def test_score_with_separate_audio(capsys, clips, encoder_folder):
+    code, stdout, stderr = run_cli(capsys, "score", clips["silent"], "--audio", clips["speech"], "--avhubert",
+                                   encoder_folder, "--metrics", "avs_u")
+    assert code == 0, stderr
+    assert stdout.splitlines()[2].split()[:2] == ["silent.mp4", "20"]
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("missing_video", "file not found"),
+    ("missing_model", "talkface convert avhubert --checkpoint"),
+    ("wrong_kind", "not AV-HuBERT"),
+    ("silent", "--audio"),
+    ("no_face", "no face"),
+    ("audio_count", "--audio was given 2 times for 3 videos"),
+    ("bad_metric", "unknown AVS metric"),
+])
+def test_score_errors_are_one_line_exit_2(capsys, tmp_path, clips, encoder_folder, case, needle):
+    model = encoder_folder
+    argv = [clips["talking"]]
+    if case == "missing_video":
+        argv = [tmp_path / "nope.mp4"]
+    elif case == "missing_model":
+        model = tmp_path / "avhubert-base"
+    elif case == "wrong_kind":
+        (tmp_path / "config.json").write_text(json.dumps({"model_type": "syncnet"}))
+        model = tmp_path
+    elif case == "silent":
+        argv = [clips["silent"]]
+    elif case == "no_face":
+        argv = [clips["no_face"]]
+    elif case == "audio_count":
+        argv = [clips["talking"]] * 3 + ["--audio", clips["speech"], "--audio", clips["speech"]]
+    elif case == "bad_metric":
+        argv += ["--metrics", "avs_q"]
+    out = tmp_path / "scores.json"
+    code, stdout, stderr = run_cli(capsys, "score", *argv, "--avhubert", model, "--output", out)
+    assert code == 2
+    assert needle in stderr and len(stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# talkface lipread
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_lipread_prints_transcripts(capsys, tmp_path, clips, lip_reading_folder):
+    out = tmp_path / "transcripts.json"
+    code, stdout, stderr = run_cli(capsys, "lipread", clips["talking"], clips["other"], "--avhubert",
+                                   lip_reading_folder, "--beam", "2", "--output", out)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith("talking.mp4\t") and lines[1].startswith("other.mp4\t")
+    data = json.loads(out.read_text())
+    assert [v["text"] for v in data["videos"]] == [line.split("\t", 1)[1] for line in lines[:2]]
+    assert data["beam"] == 2
+
+
+def test_lipread_with_reference_text_reports_corpus_wer(capsys, tmp_path, clips, lip_reading_folder):
+    from talkface.lipreading import LipReader
+
+    transcript_file = tmp_path / "talking.txt"
+    transcript_file.write_text("Text:  HOLIDAYS ARE A TIME OF CELEBRATING\nConf:  5\n")
+    out = tmp_path / "wer.json"
+    code, stdout, stderr = run_cli(capsys, "lipread", clips["talking"], clips["other"], "--avhubert",
+                                   lip_reading_folder, "--beam", "1", "--reference-text", transcript_file,
+                                   "--reference-text", "with loved ones", "--output", out)
+    assert code == 0, stderr
+    data = json.loads(out.read_text())
+    assert [v["reference"] for v in data["videos"]] == ["holidays are a time of celebrating", "with loved ones"]
+    assert data["reference_words"] == 9
+    # corpus WER = total errors / total reference words (not the mean of the per-video WERs)
+    errors = [v["word_errors"] for v in data["videos"]]
+    assert data["corpus_wer"] == pytest.approx(100.0 * sum(errors) / 9)
+    assert f"WER (corpus): {data['corpus_wer']:.2f}%" in stdout
+    # the transcripts are what the library gives for the same videos
+    reader = LipReader.from_pretrained(lip_reading_folder)
+    assert reader.transcribe(clips["talking"], num_beams=1).text == data["videos"][0]["text"]
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("encoder_only", "without the lip-reading decoder"),
+    ("missing_model", "talkface convert avhubert"),
+    ("missing_video", "file not found"),
+    ("reference_count", "--reference-text was given 1 times for 2 videos"),
+    ("no_face", "no face"),
+])
+def test_lipread_errors_are_one_line_exit_2(capsys, tmp_path, clips, encoder_folder, lip_reading_folder, case,
+                                            needle):
+    model, argv = lip_reading_folder, [clips["talking"]]
+    if case == "encoder_only":
+        model = encoder_folder
+    elif case == "missing_model":
+        model = tmp_path / "missing"
+    elif case == "missing_video":
+        argv = [tmp_path / "nope.mp4"]
+    elif case == "reference_count":
+        argv = [clips["talking"], clips["other"], "--reference-text", "hello"]
+    elif case == "no_face":
+        argv = [clips["no_face"]]
+    code, _, stderr = run_cli(capsys, "lipread", *argv, "--avhubert", model)
+    assert code == 2
+    assert needle in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_lipread_folder_without_tokenizer(capsys, tmp_path, clips):
+    from talkface.models.avhubert import AVHubertForLipReading
+
+    AVHubertForLipReading(tiny_config()).save_pretrained(tmp_path)
+    code, _, stderr = run_cli(capsys, "lipread", clips["talking"], "--avhubert", tmp_path)
+    assert code == 2 and "tokenizer" in stderr
