@@ -201,14 +201,6 @@ class AVHubertSyncLoss(nn.Module):
 # --- Wav2Lip expert sync loss --------------------------------------------------------------------------------------
 
 
-def expert_face_input(frames: torch.Tensor) -> torch.Tensor:
-    """(batch, k, 3, H, W) RGB -> (batch, k * 3, H // 2, W): the lip-sync expert's input, BGR lower halves stacked
-    frame-major on channels ([f0 B, G, R, f1 B, G, R, ...])."""
-    batch, k, channels, height, width = frames.shape
-    lower_bgr = frames.flip(2)[..., height // 2:, :]  # (batch, k, 3, H // 2, W)
-    return lower_bgr.reshape(batch, k * channels, height // 2, width)
-
-
 class SyncNetExpertLoss(nn.Module):
     """Wav2Lip's expert sync loss: BCE(cosine(audio embedding, face embedding), 1) with a frozen `SyncNetModel`.
 
@@ -226,10 +218,13 @@ class SyncNetExpertLoss(nn.Module):
 
     def forward(self, generated_frames: torch.Tensor, mel_window: torch.Tensor) -> SyncLossOutput:
         """generated_frames: (batch, k, 3, H, W) RGB [0, 1]; mel_window: (batch, 1, 80, 16) covering the k frames."""
-        output = self.expert(expert_face_input(generated_frames), mel_window, return_dict=True)
-        cosine = F.cosine_similarity(output.audio_embeddings.float(), output.face_embeddings.float(), dim=-1)
+        # (batch, k * 3, H // 2, W): BGR lower halves stacked frame-major, what the expert was trained on
+        face_input = self.expert.stack_face_frames(generated_frames, channel_order="rgb")
+        output = self.expert(face_input, mel_window.to(face_input.dtype), return_dict=True)
+        cosine = F.cosine_similarity(output.audio_embeds.float(), output.face_embeds.float(), dim=-1)
+        # binary_cross_entropy is not autocast-safe: compute it in float32
         with torch.autocast(device_type=cosine.device.type, enabled=False):
-            loss = F.binary_cross_entropy(cosine.clamp(1e-7, 1.0).unsqueeze(1), torch.ones_like(cosine).unsqueeze(1))
+            loss = F.binary_cross_entropy(cosine.clamp(1e-7, 1.0), torch.ones_like(cosine))
         return SyncLossOutput(loss=loss, cosine=cosine.detach()[:, None])
 
 
@@ -253,7 +248,10 @@ class GeneratorLossInputs:
 
 
 class LossTerm(nn.Module):
-    """A generator loss: `forward(inputs: GeneratorLossInputs) -> scalar`. `metrics` may hold extra numbers to log."""
+    """A generator loss: `forward(inputs: GeneratorLossInputs) -> scalar`; `last_metrics()` gives extra numbers
+    to log. `needs_context` tells the training script that batches must carry the utterance context."""
+
+    needs_context = False
 
     def forward(self, inputs: GeneratorLossInputs) -> torch.Tensor:
         raise NotImplementedError
@@ -285,6 +283,8 @@ class GANTerm(LossTerm):
 
 
 class AVHubertSyncTerm(LossTerm):
+    needs_context = True
+
     def __init__(self, sync_loss: AVHubertSyncLoss):
         super().__init__()
         self.sync_loss = sync_loss
@@ -431,7 +431,6 @@ __all__ = [
     "AVHubertSyncLoss",
     "SyncNetExpertLoss",
     "SyncLossOutput",
-    "expert_face_input",
     "insert_window",
     "gather_window",
     "GeneratorLossInputs",
