@@ -252,7 +252,8 @@ class TalkingFaceAudioFeatureExtractor(FeatureExtractionMixin):
         mel = self.mel_filters @ magnitudes  # (num_mel_bins, num_frames), float64
         min_level = math.exp(self.min_level_db / 20.0 * math.log(10.0))
         decibels = 20.0 * np.log10(np.maximum(min_level, mel)) - self.ref_level_db
-        normalised = 2.0 * self.max_abs_value * ((decibels - self.min_level_db) / -self.min_level_db) - self.max_abs_value
+        scaled = (decibels - self.min_level_db) / -self.min_level_db  # [min_level_db, 0] dB -> [0, 1]
+        normalised = 2.0 * self.max_abs_value * scaled - self.max_abs_value
         return np.clip(normalised, -self.max_abs_value, self.max_abs_value).astype(np.float32)
 
     # --- frame <-> mel arithmetic ---------------------------------------------------------------------------------
@@ -264,7 +265,8 @@ class TalkingFaceAudioFeatureExtractor(FeatureExtractionMixin):
         """Video frames needed to cover `num_samples` of audio (rounded up, so no audio is left uncovered)."""
         return max(1, math.ceil(num_samples * (fps or self.fps) / self.sampling_rate - 1e-9))
 
-    def frame_mel_windows(self, mel: np.ndarray, fps: float | None = None, num_frames: int | None = None) -> np.ndarray:
+    def frame_mel_windows(self, mel: np.ndarray, fps: float | None = None,
+                          num_frames: int | None = None) -> np.ndarray:
         """Stack the mel window of every video frame: (num_frames, 1, num_mel_bins, mel_step_size) float32.
 
         Window i starts at `mel_window_start(i, fps)`; a window that would run past the end of `mel` is replaced by

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from transformers import AutoFeatureExtractor
 
 from talkface.cli import main as talkface_main
 from talkface.errors import ModelLoadError
@@ -62,7 +63,8 @@ def test_golden_parity_through_the_cli_with_module_prefix(tmp_path):
     torch.save(released_layout(formula_state_dict("wav2lip_generator_keys.json"), module_prefix=True), checkpoint)
     out = tmp_path / "wav2lip-gan"
     assert convert("wav2lip", checkpoint, out) == 0
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= {p.name for p in out.iterdir()}
+    saved_files = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= saved_files
 
     model = Wav2LipModel.from_pretrained(out).eval()
     with torch.no_grad():
@@ -72,6 +74,7 @@ def test_golden_parity_through_the_cli_with_module_prefix(tmp_path):
     # the folder carries the mel parameters the weights expect
     extractor = TalkingFaceAudioFeatureExtractor.from_pretrained(out)
     assert (extractor.hop_length, extractor.pad_mode, extractor.mel_step_size) == (200, "reflect", 16)
+    assert isinstance(AutoFeatureExtractor.from_pretrained(out), TalkingFaceAudioFeatureExtractor)
 
 
 def test_tiny_checkpoint_without_prefix_with_config(tmp_path):

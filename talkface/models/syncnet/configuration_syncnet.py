@@ -56,7 +56,8 @@ class SyncNetConfig(PretrainedConfig):
             audio stage's first conv (80x16 -> 80x16 -> 27x16 -> 9x6 -> 3x3).
         audio_encoder_residual_layers (`list[int]`, defaults to `[2, 2, 2, 2]`): residual convs per audio stage.
         kernel_size (`int`, defaults to 3): kernel of residual and audio convolutions ("same" padding).
-        batch_norm_eps (`float`, defaults to 1e-5) / batch_norm_momentum (`float`, defaults to 0.1): BatchNorm settings.
+        batch_norm_eps (`float`, defaults to 1e-5) / batch_norm_momentum (`float`, defaults to 0.1): BatchNorm
+            settings.
     """
 
     model_type = "syncnet"
@@ -125,15 +126,17 @@ class SyncNetConfig(PretrainedConfig):
         if (height, width) != (3, 3):
             raise ValueError(
                 f"img_size={self.img_size} with face_encoder_strides={self.face_encoder_strides} and "
-                f"face_encoder_paddings={self.face_encoder_paddings} gives a {height}x{width} face map, but it must be "
-                "3x3 before the valid 3x3 conv"
+                f"face_encoder_paddings={self.face_encoder_paddings} gives a {height}x{width} face map, but it "
+                "must be 3x3 before the valid 3x3 conv"
             )
         num_audio_stages = len(self.audio_encoder_channels)
         _check_int_list("audio_encoder_channels", self.audio_encoder_channels)
         _check_int_list("audio_encoder_residual_layers", self.audio_encoder_residual_layers, num_audio_stages,
                         minimum=0)
         if len(self.audio_encoder_strides) != num_audio_stages:
-            raise ValueError(f"audio_encoder_strides must have {num_audio_stages} entries, got {self.audio_encoder_strides}")
+            raise ValueError(
+                f"audio_encoder_strides must have {num_audio_stages} entries, got {self.audio_encoder_strides}"
+            )
         height, width = self.num_mel_bins, self.mel_step_size
         for stride_h, stride_w in self.audio_encoder_strides:
             height = _conv_output_size(height, self.kernel_size, stride_h, self.kernel_size // 2)
@@ -141,7 +144,8 @@ class SyncNetConfig(PretrainedConfig):
         if (height, width) != (3, 3):
             raise ValueError(
                 f"num_mel_bins={self.num_mel_bins}, mel_step_size={self.mel_step_size} with audio_encoder_strides="
-                f"{self.audio_encoder_strides} give a {height}x{width} map, but it must be 3x3 before the valid 3x3 conv"
+                f"{self.audio_encoder_strides} give a {height}x{width} map, but it must be 3x3 before the valid "
+                "3x3 conv"
             )
 
     @property

@@ -161,8 +161,8 @@ class SyncNetModel(SyncNetPreTrainedModel):
         expected = self.config.face_input_size
         if face_frames.dim() != 4 or tuple(face_frames.shape[1:]) != expected:
             raise ValueError(
-                f"SyncNetModel expects face_frames (batch, {expected[0]}, {expected[1]}, {expected[2]}) (lower halves of "
-                f"{self.config.num_frames} frames stacked on channels; see stack_face_frames), got "
+                f"SyncNetModel expects face_frames (batch, {expected[0]}, {expected[1]}, {expected[2]}) (lower "
+                f"halves of {self.config.num_frames} frames stacked on channels; see stack_face_frames), got "
                 f"{tuple(face_frames.shape)}"
             )
 

@@ -1,7 +1,8 @@
 """Wav2Lip generator, visual-quality discriminator, and their converters from the original checkpoints."""
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
+from ...feature_extraction_audio import TalkingFaceAudioFeatureExtractor
 from .configuration_wav2lip import Wav2LipConfig, Wav2LipVisualDiscriminatorConfig
 from .modeling_wav2lip import (
     Wav2LipModel,
@@ -12,6 +13,7 @@ from .modeling_wav2lip import (
 )
 
 AutoConfig.register(Wav2LipConfig.model_type, Wav2LipConfig, exist_ok=True)
+AutoFeatureExtractor.register(Wav2LipConfig, TalkingFaceAudioFeatureExtractor, exist_ok=True)
 AutoModel.register(Wav2LipConfig, Wav2LipModel, exist_ok=True)
 AutoConfig.register(Wav2LipVisualDiscriminatorConfig.model_type, Wav2LipVisualDiscriminatorConfig, exist_ok=True)
 AutoModel.register(Wav2LipVisualDiscriminatorConfig, Wav2LipVisualDiscriminator, exist_ok=True)

@@ -71,7 +71,8 @@ class Wav2LipConfig(PretrainedConfig):
             encoder stage (the bottleneck adds one more stage with `hidden_size` channels).
         face_encoder_kernel_sizes (`list[int]`, defaults to `[7, 3, 3, 3, 3, 3]`): kernel of each stage's first conv.
         face_encoder_strides (`list[int]`, defaults to `[1, 2, 2, 2, 2, 2]`): stride of each stage's first conv;
-            the decoder upsamples by the same factors. The face must shrink to 3x3 before the bottleneck.
+            the decoder upsamples by the same factors. The first must be 1 (the output is made at that resolution)
+            and the face must shrink to 3x3 before the bottleneck.
         face_encoder_residual_layers (`list[int]`, defaults to `[0, 2, 3, 2, 2, 1]`): residual 3x3 convs after each
             stage's first conv.
         audio_encoder_channels (`list[int]`, defaults to `[32, 64, 128, 256]`): output channels of each audio stage.
@@ -173,20 +174,24 @@ class Wav2LipConfig(PretrainedConfig):
             size //= stride
         if size != 3:
             raise ValueError(
-                f"img_size={self.img_size} with face_encoder_strides={self.face_encoder_strides} gives a {size}x{size} "
-                "map before the bottleneck, but it must be 3x3 (e.g. img_size 96 with strides [1, 2, 2, 2, 2, 2])"
+                f"img_size={self.img_size} with face_encoder_strides={self.face_encoder_strides} gives a "
+                f"{size}x{size} map before the bottleneck, but it must be 3x3 (e.g. img_size 96 with strides "
+                "[1, 2, 2, 2, 2, 2])"
             )
         num_audio_stages = len(self.audio_encoder_channels)
         _check_positive_ints("audio_encoder_channels", self.audio_encoder_channels)
         _check_non_negative_ints("audio_encoder_residual_layers", self.audio_encoder_residual_layers, num_audio_stages)
         if len(self.audio_encoder_strides) != num_audio_stages:
-            raise ValueError(f"audio_encoder_strides must have {num_audio_stages} entries, got {self.audio_encoder_strides}")
+            raise ValueError(
+                f"audio_encoder_strides must have {num_audio_stages} entries, got {self.audio_encoder_strides}"
+            )
         audio_size = audio_encoder_output_size(self.num_mel_bins, self.mel_step_size, self.audio_encoder_strides,
                                                self.kernel_size)
         if audio_size != (3, 3):
             raise ValueError(
                 f"num_mel_bins={self.num_mel_bins}, mel_step_size={self.mel_step_size} with audio_encoder_strides="
-                f"{self.audio_encoder_strides} give a {audio_size} map, but it must be (3, 3) before the valid 3x3 conv"
+                f"{self.audio_encoder_strides} give a {audio_size} map, but it must be (3, 3) before the valid "
+                "3x3 conv"
             )
 
     @property

@@ -99,7 +99,8 @@ class Wav2LipModelOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*): L1 reconstruction loss, when `target_faces` is given.
         generated_faces (`torch.FloatTensor`): (batch, 3, img_size, img_size) BGR in [0, 1], or
             (batch, 3, frames, img_size, img_size) for 5-D input.
-        audio_embeds (`torch.FloatTensor`): (batch * frames, hidden_size, 1, 1) audio embedding the decoder started from.
+        audio_embeds (`torch.FloatTensor`): (batch * frames, hidden_size, 1, 1) audio embedding the decoder starts
+            from.
     """
 
     loss: torch.FloatTensor | None = None
@@ -199,7 +200,8 @@ class Wav2LipModel(Wav2LipPreTrainedModel):
             else:
                 # undo the stride of the encoder stage whose input size we are returning to
                 stride = config.face_encoder_strides[num_stages - block_index]
-                upsample = Wav2LipTransposedConvBlock(in_channels, out_channels, kernel, stride, same, stride - 1, **bn)
+                upsample = Wav2LipTransposedConvBlock(in_channels, out_channels, kernel, stride, same,
+                                                      output_padding=stride - 1, **bn)
             layers = [upsample] + [
                 Wav2LipConvBlock(out_channels, out_channels, kernel, 1, same, residual=True, **bn)
                 for _ in range(num_residual)
@@ -229,9 +231,9 @@ class Wav2LipModel(Wav2LipPreTrainedModel):
             ok = False
         if not ok:
             raise ValueError(
-                f"Wav2LipModel expects face_frames (batch, {config.num_channels}, {config.img_size}, {config.img_size})"
-                f" with mel_chunks (batch, 1, {config.num_mel_bins}, {config.mel_step_size}), or the 5-D forms "
-                f"(batch, {config.num_channels}, frames, H, W) and (batch, frames, 1, mels, steps); got "
+                f"Wav2LipModel expects face_frames (batch, {config.num_channels}, {config.img_size}, "
+                f"{config.img_size}) with mel_chunks (batch, 1, {config.num_mel_bins}, {config.mel_step_size}), or "
+                f"the 5-D forms (batch, {config.num_channels}, frames, H, W) and (batch, frames, 1, mels, steps); got "
                 f"{tuple(face_frames.shape)} and {tuple(mel_chunks.shape)}"
             )
 
