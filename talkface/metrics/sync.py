@@ -109,6 +109,11 @@ class VideoSyncResult:
     def offset(self) -> float:
         return float(np.mean([t.offset for t in self.tracks]))
 
+    def to_dict(self, curves: bool = True) -> dict:
+        return {"lse_d": self.lse_d, "lse_c": self.lse_c, "offset": self.offset,
+                "tracks": [t.to_dict(curves) for t in self.tracks],
+                "skipped_tracks": [list(t) for t in self.skipped_tracks]}
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # The metric on embeddings
@@ -511,36 +516,48 @@ class LSEScorer:
 
     def score_video(self, video_path, audio_path=None, face_mode: str = "precropped",
                     tracking: TrackingOptions | None = None, face_backend=None) -> VideoSyncResult:
-        """LSE of a video file with its own audio track (or `audio_path`).
+        """LSE of a video file with its own audio track (or `audio_path`); see `score_clip`.
 
-        Frames are read on a 25 fps grid (the reference converts in-the-wild video to 25 fps too). In pre-cropped
-        mode the whole frame is the face; in track mode each face track long enough is scored separately.
+        Frames are read on a 25 fps grid (the reference converts in-the-wild video to 25 fps too).
         """
         from .. import media
 
         extractor = self.feature_extractor
         frames = media.read_frames(video_path, fps=extractor.fps)  # RGB (frames, H, W, 3)
         audio = media.read_audio(audio_path or video_path, sampling_rate=extractor.sampling_rate)
+        return self.score_clip(frames, audio, face_mode=face_mode, tracking=tracking, face_backend=face_backend,
+                               name=Path(video_path).name)
+
+    def score_clip(self, frames_rgb, audio, face_mode: str = "precropped", tracking: TrackingOptions | None = None,
+                   face_backend=None, name: str = "the video") -> VideoSyncResult:
+        """LSE of RGB frames at 25 fps and their 16 kHz audio (int16, or float in [-1, 1]).
+
+        In pre-cropped mode the whole frame is the face; in track mode each face track long enough is scored
+        separately (`VideoSyncResult.tracks`) and the others are listed in `skipped_tracks`.
+        """
+        extractor = self.feature_extractor
         audio = audio_to_int16_scale(audio)
         if face_mode == "precropped":
-            return VideoSyncResult(tracks=[self.score_frames(frames, audio, channel_order="rgb")])
+            return VideoSyncResult(tracks=[self.score_frames(frames_rgb, audio, channel_order="rgb")])
         if face_mode != "track":
             raise TalkFaceUserError(f"unknown face mode {face_mode!r}; use 'precropped' or 'track'")
         tracking = tracking or TrackingOptions()
-        tracks, skipped = find_face_tracks(frames, tracking, backend=face_backend)
+        tracks, skipped = find_face_tracks(frames_rgb, tracking, backend=face_backend)
         samples_per_frame = extractor.samples_per_video_frame
         scores = []
         for track in tracks:
-            crops = crop_track(frames, track, tracking, size=extractor.image_size)
-            track_audio = audio[int(round(track.start * samples_per_frame)) : int(round((track.end + 1) * samples_per_frame))]
+            crops = crop_track(frames_rgb, track, tracking, size=extractor.image_size)
+            # the reference cuts the audio to the track: [start / fps, (end + 1) / fps)
+            first_sample = int(round(track.start * samples_per_frame))
+            track_audio = audio[first_sample : int(round((track.end + 1) * samples_per_frame))]
             if extractor.num_windows(len(crops), len(track_audio)) < 1:
-                skipped.append((track.start, track.end, "track has too little audio for one window"))
+                skipped.append((track.start, track.end, "too little audio under the track for one window"))
                 continue
             scores.append(self.score_frames(crops, track_audio, channel_order="rgb", start_frame=track.start))
         if not scores:
             reasons = "; ".join(f"frames {s}-{e}: {r}" for s, e, r in skipped) or "no face detected"
             raise NoFaceError(
-                f"no face track to score in {Path(video_path).name} ({reasons}); lower --min-track-frames / "
-                "--min-face-size or use --face-mode precropped for face crops"
+                f"no face track to score in {name} ({reasons}); lower --min-track-frames / --min-face-size, or use "
+                "--face-mode precropped for videos that are face crops"
             )
         return VideoSyncResult(tracks=scores, skipped_tracks=skipped)
