@@ -18,13 +18,14 @@ folded into a plain kernel (`weight_g * weight_v / ||weight_v||`, norm over dims
 
 import logging
 import re
+from pathlib import Path
 
 import torch
 
 from ...errors import ModelLoadError
 from ..convert_utils import check_keys, load_original_checkpoint
 from .configuration_avhubert import AVHubertConfig
-from .fairseq_stubs import checkpoint_stub_classes, stub_fields, stub_state
+from .fairseq_stubs import checkpoint_stub_classes, foreign_globals, stub_fields, stub_state
 from .feature_extraction_avhubert import AVHubertFeatureExtractor
 from .modeling_avhubert import AVHubertForLipReading, AVHubertModel
 from .tokenization_avhubert import AVHubertTokenizer
@@ -303,6 +304,12 @@ def tokenizer_from_task_state(task_state) -> AVHubertTokenizer | None:
 
 def load_fairseq_checkpoint(checkpoint_path) -> dict:
     """Read an AV-HuBERT `.pt` file safely (weights_only + inert fairseq/sentencepiece stubs)."""
+    foreign = foreign_globals(checkpoint_path) if Path(checkpoint_path).is_file() else []
+    if foreign:
+        raise ModelLoadError(
+            f"refused to load {checkpoint_path}: its pickle asks for {', '.join(foreign[:3])}, which no AV-HuBERT "
+            "checkpoint contains; nothing from the file was run. Use the official .pt file"
+        )
     checkpoint = load_original_checkpoint(checkpoint_path, safe_globals=checkpoint_stub_classes(checkpoint_path))
     if not isinstance(checkpoint, dict):
         raise ModelLoadError(f"{checkpoint_path} does not hold a checkpoint dict; is it an AV-HuBERT .pt file?")

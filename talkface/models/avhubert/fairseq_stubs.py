@@ -67,6 +67,19 @@ def is_stubbable(full_name: str) -> bool:
     return full_name in KNOWN_CHECKPOINT_CLASSES or full_name.startswith(STUBBED_PACKAGES)
 
 
+def foreign_globals(path) -> list[str]:
+    """Globals named by the pickle in `path` that neither torch allows nor a stub covers (read without running it).
+
+    Empty for legitimate checkpoints; e.g. ["posix.system"] for a file crafted to run a shell command. Legacy
+    (non-zip) files cannot be inspected this way and give []; torch's restricted unpickler still guards them.
+    """
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except (ValueError, RuntimeError, OSError):
+        return []
+    return sorted(name for name in names if not is_stubbable(name))
+
+
 def checkpoint_stub_classes(path=None) -> list[type]:
     """The stub classes to allow-list when loading `path`.
 
