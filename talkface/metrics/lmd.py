@@ -50,8 +50,12 @@ class LMDResult:
 
 def reference_face_size(reference_landmarks: np.ndarray) -> float:
     """Median over frames of the side of the square bounding the 68 landmarks (frames with NaN are ignored)."""
-    extent = np.nanmax(reference_landmarks, axis=1) - np.nanmin(reference_landmarks, axis=1)  # (frames, 2)
-    return float(np.nanmedian(np.max(extent, axis=1)))
+    landmarks = np.asarray(reference_landmarks, dtype=np.float64)
+    landmarks = landmarks[np.isfinite(landmarks).all(axis=(1, 2))]  # frames with a face
+    if not len(landmarks):
+        return float("nan")
+    extent = landmarks.max(axis=1) - landmarks.min(axis=1)  # (frames, 2)
+    return float(np.median(extent.max(axis=1)))
 
 
 def landmark_distances(generated_landmarks, reference_landmarks, face_size: float | None = None,
