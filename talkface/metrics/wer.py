@@ -1,0 +1,165 @@
+"""Word error rate (WER) as the AV-HuBERT reference computes it, plus per-utterance variants and word accuracy.
+
+av_hubert `infer_s2s.py` scores a test set at the corpus level:
+
+    WER = sum over utterances of word_edit_distance(hyp.split(), ref.split()) / sum of len(ref.split())
+
+(it prints 100 x that). The edit distance is the plain Levenshtein distance over words (unit cost for a
+substitution, deletion or insertion). Texts are split on whitespace and compared as they are: normalise them
+beforehand the way the reference does (lower-case and round-trip through the model's tokenizer, see
+`talkface.lipreading.LipReader.normalize_reference`).
+
+TalkLip reports a second number, the *mean of per-utterance* WERs; `word_error_rate(..., average="utterance")`
+gives it. The two differ whenever utterances have different lengths.
+
+Functions return fractions (0.25 = 25 %), not percentages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WordErrorCounts:
+    """Alignment of a hypothesis against a reference: errors = substitutions + deletions + insertions."""
+
+    substitutions: int
+    deletions: int
+    insertions: int
+    reference_words: int
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def wer(self) -> float:
+        """Errors per reference word (NaN when the reference is empty)."""
+        return self.errors / self.reference_words if self.reference_words else math.nan
+
+
+def _words(text) -> list[str]:
+    if isinstance(text, str):
+        return text.strip().split()
+    return [str(word) for word in text]  # already a word list
+
+
+def align_words(reference, hypothesis) -> WordErrorCounts:
+    """Minimum-edit alignment of two texts (strings, split on whitespace, or word lists).
+
+    The total is the Levenshtein distance; among minimal alignments the split into substitutions, deletions and
+    insertions prefers substitutions (as most WER tools report it).
+    """
+    ref, hyp = _words(reference), _words(hypothesis)
+    # cost[i][j] = (edits, substitutions, deletions, insertions) aligning ref[:i] with hyp[:j]
+    previous = [(j, 0, 0, j) for j in range(len(hyp) + 1)]
+    for i in range(1, len(ref) + 1):
+        current = [(i, 0, i, 0)]
+        for j in range(1, len(hyp) + 1):
+            if ref[i - 1] == hyp[j - 1]:
+                best = previous[j - 1]
+            else:
+                sub, dele, ins = previous[j - 1], previous[j], current[j - 1]
+                best = min(
+                    (sub[0] + 1, sub[1] + 1, sub[2], sub[3]),
+                    (dele[0] + 1, dele[1], dele[2] + 1, dele[3]),
+                    (ins[0] + 1, ins[1], ins[2], ins[3] + 1),
+                    key=lambda cell: (cell[0], -cell[1]),
+                )
+            current.append(best)
+        previous = current
+    _, substitutions, deletions, insertions = previous[-1]
+    return WordErrorCounts(substitutions, deletions, insertions, len(ref))
+
+
+def word_edit_distance(reference, hypothesis) -> int:
+    """Levenshtein distance between the word sequences (what `editdistance.eval` gives on split texts)."""
+    return align_words(reference, hypothesis).errors
+
+
+def word_errors(hypothesis: str, reference: str) -> tuple[int, int]:
+    """(word errors, reference words) of one utterance. Note the order: hypothesis first."""
+    counts = align_words(reference, hypothesis)
+    return counts.errors, counts.reference_words
+
+
+def word_error_counts(reference: str, hypothesis: str) -> dict:
+    """Counts of one utterance as a dict: errors, words (reference), substitutions, deletions, insertions.
+    Note the order: reference first."""
+    counts = align_words(reference, hypothesis)
+    return {"errors": counts.errors, "words": counts.reference_words, "substitutions": counts.substitutions,
+            "deletions": counts.deletions, "insertions": counts.insertions}
+
+
+def _pairs(hypotheses, references) -> list[tuple]:
+    if isinstance(hypotheses, str) and isinstance(references, str):
+        return [(hypotheses, references)]
+    hypotheses, references = list(hypotheses), list(references)
+    if len(hypotheses) != len(references):
+        raise ValueError(f"got {len(hypotheses)} hypotheses but {len(references)} references; pass one per utterance")
+    if not hypotheses:
+        raise ValueError("no utterances to score")
+    return list(zip(hypotheses, references))
+
+
+def utterance_word_error_rates(hypotheses, references) -> list[float]:
+    """WER of each utterance (NaN for an empty reference)."""
+    return [align_words(reference, hypothesis).wer for hypothesis, reference in _pairs(hypotheses, references)]
+
+
+def word_error_rate(hypotheses, references, average: str = "corpus") -> float:
+    """Word error rate of hypotheses against references (lists of texts, or one text each).
+
+    average="corpus" (default, the AV-HuBERT reference): total word errors / total reference words.
+    average="utterance" (TalkLip's second figure): mean of the per-utterance WERs, skipping empty references.
+    """
+    pairs = _pairs(hypotheses, references)
+    counts = [align_words(reference, hypothesis) for hypothesis, reference in pairs]
+    if average == "corpus":
+        total_words = sum(c.reference_words for c in counts)
+        if total_words == 0:
+            raise ValueError("the references contain no words; WER is undefined")
+        return sum(c.errors for c in counts) / total_words
+    if average == "utterance":
+        rates = [c.wer for c in counts if c.reference_words]
+        if not rates:
+            raise ValueError("the references contain no words; WER is undefined")
+        return sum(rates) / len(rates)
+    raise ValueError(f"average must be 'corpus' or 'utterance', got {average!r}")
+
+
+def word_accuracy(hypotheses, references) -> float:
+    """1 - corpus WER = (N - S - D - I) / N; negative when insertions outnumber correct words."""
+    return 1.0 - word_error_rate(hypotheses, references, average="corpus")
+
+
+def load_lip_reader(source, device="cpu", face_backend="mediapipe"):
+    """A callable `frames -> transcript` over a fine-tuned AV-HuBERT folder (for `talkface evaluate --metrics wer`).
+
+    `frames` are what `talkface.lipreading.LipReader.transcribe` accepts: a video path or (T, H, W, 3) uint8 RGB
+    frames at 25 fps.
+    """
+    from ..lipreading import LipReader
+
+    reader = LipReader.from_pretrained(source, device=device, face_backend=face_backend)
+
+    def transcribe(frames) -> str:
+        return reader.transcribe(frames).text
+
+    transcribe.reader = reader
+    return transcribe
+
+
+__all__ = [
+    "WordErrorCounts",
+    "align_words",
+    "word_edit_distance",
+    "word_errors",
+    "word_error_counts",
+    "utterance_word_error_rates",
+    "word_error_rate",
+    "word_accuracy",
+    "load_lip_reader",
+]
