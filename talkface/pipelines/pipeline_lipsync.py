@@ -371,14 +371,17 @@ class LipSyncPipeline:
                 crops = np.broadcast_to(crop, (len(with_face), size, size, 3))
             else:
                 crops = np.stack([crop_face(frame, face_box, size) for _, _, frame, face_box in with_face])
-            reference = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-            masked = reference.clone()
-            masked[:, :, size // 2:] = 0.0  # (batch, 3, S, S): the lower half is what the generator must produce
+            # (batch, S, S, 3) uint8 -> (batch, 3, S, S) float in [0, 1]; done in numpy (single-threaded, no
+            # contention with the generator's thread pool)
+            reference = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
+            masked = reference.copy()
+            masked[:, :, size // 2:] = 0.0  # the lower half is what the generator must produce
             last_audio_frame = prepared_audio.num_frames - 1
             frame_indices = torch.tensor([min(item[0], last_audio_frame) for item in with_face], dtype=torch.long)
             with torch.no_grad():
-                faces = self.generator.generate(masked, reference, prepared_audio, frame_indices)
-            faces = faces.float().clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()  # (batch, S, S, 3)
+                faces = self.generator.generate(torch.from_numpy(masked), torch.from_numpy(reference),
+                                                prepared_audio, frame_indices)
+            faces = np.clip(faces.detach().float().cpu().numpy().transpose(0, 2, 3, 1), 0.0, 1.0)  # (batch, S, S, 3)
             generated = {item[0]: face for item, face in zip(with_face, faces)}
         for output_index, _, frame, face_box in batch:
             if face_box is not None:
