@@ -31,8 +31,8 @@ from ...errors import TalkFaceUserError
 _FLOAT_EPS = np.finfo(float).eps
 
 
-class AVHubertAudioError(TalkFaceUserError, ValueError):
-    """Audio that AV-HuBERT cannot take as is (wrong sampling rate, not mono, empty)."""
+class AVHubertInputError(TalkFaceUserError, ValueError):
+    """Input that AV-HuBERT cannot take as is (audio at the wrong rate, not mono or empty; mouth crops too small)."""
 
 
 def hz_to_mel(hz):
@@ -80,7 +80,7 @@ def normalize_mouth_frames(mouth_frames, crop_size: int = 88, mean: float = 0.42
     """
     height, width = mouth_frames.shape[-2], mouth_frames.shape[-1]
     if height < crop_size or width < crop_size:
-        raise AVHubertAudioError(
+        raise AVHubertInputError(
             f"mouth crops of {height}x{width} are smaller than the {crop_size}x{crop_size} centre crop; "
             "extract 96x96 mouth regions first"
         )
@@ -199,11 +199,11 @@ class AVHubertFeatureExtractor(FeatureExtractionMixin):
             waveform = waveform.detach().cpu().numpy()
         waveform = np.asarray(waveform)
         if waveform.ndim != 1:
-            raise AVHubertAudioError(
+            raise AVHubertInputError(
                 f"expected a mono waveform (samples,), got shape {waveform.shape}; average the channels first"
             )
         if waveform.size == 0:
-            raise AVHubertAudioError("the waveform is empty; pass at least one sample of speech")
+            raise AVHubertInputError("the waveform is empty; pass at least one sample of speech")
         if np.issubdtype(waveform.dtype, np.integer):
             return waveform.astype(np.float64)
         return waveform.astype(np.float64) * self.waveform_scale
@@ -277,14 +277,14 @@ class AVHubertFeatureExtractor(FeatureExtractionMixin):
             (batch, frames) bool, True at rows added to pad a shorter item to the longest one.
         """
         if sampling_rate is not None and int(sampling_rate) != self.sampling_rate:
-            raise AVHubertAudioError(
+            raise AVHubertInputError(
                 f"audio at {sampling_rate} Hz but AV-HuBERT expects {self.sampling_rate} Hz; resample it first "
                 f"(e.g. ffmpeg -ar {self.sampling_rate})"
             )
         is_batch = isinstance(raw_speech, (list, tuple))
         waveforms = list(raw_speech) if is_batch else [raw_speech]
         if not waveforms:
-            raise AVHubertAudioError("no waveforms given")
+            raise AVHubertInputError("no waveforms given")
         if num_video_frames is None or isinstance(num_video_frames, (int, np.integer)):
             frame_counts = [num_video_frames] * len(waveforms)
         else:
@@ -330,4 +330,4 @@ class AVHubertFeatureExtractor(FeatureExtractionMixin):
         return frames.unsqueeze(1)  # (batch, 1, frames, crop, crop)
 
 
-__all__ = ["AVHubertFeatureExtractor", "normalize_mouth_frames", "AVHubertAudioError"]
+__all__ = ["AVHubertFeatureExtractor", "normalize_mouth_frames", "AVHubertInputError"]
