@@ -369,3 +369,39 @@ def test_stub_named_globals_stay_inert(tmp_path):
     loaded = load_fairseq_checkpoint(checkpoint_path)
     assert isinstance(loaded["extra"], PickledObjectStub) and loaded["extra"].args[0].startswith("open(")
     assert not marker.exists()
+
+
+def test_numpy_scalars_in_extra_state_are_accepted(tmp_path):
+    import numpy as np
+
+    checkpoint = dict(golden_pretrain_checkpoint(), extra_state={"best": np.float64(1.5), "epoch": np.int64(3)})
+    checkpoint_path = tmp_path / "with_numpy.pt"
+    torch.save(checkpoint, checkpoint_path)
+    loaded = load_fairseq_checkpoint(checkpoint_path)
+    assert loaded["extra_state"]["best"] == 1.5
+    model, _ = convert_fairseq_checkpoint(loaded)
+    assert isinstance(model, AVHubertModel)
+
+
+def test_tokenizer_from_hub_id_uses_the_hub_download(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    tokenizer = AVHubertTokenizer.from_model_file(shared_file("reference", "avhubert_spm_unigram1000.model"))
+    tokenizer.save_pretrained(tmp_path)
+    requested = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        requested.append((repo_id, filename))
+        return str(tmp_path / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    reloaded = AVHubertTokenizer.from_pretrained("someone/avhubert-base-vsr")
+    assert reloaded.encode("hello world this is a test", add_eos=False) == HELLO_IDS
+    assert ("someone/avhubert-base-vsr", "tokenizer.model") in requested
+
+    def failing_download(repo_id, filename, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", failing_download)
+    with pytest.raises(ModelLoadError, match="tokenizer.model"):
+        AVHubertTokenizer.from_pretrained("someone/missing")

@@ -63,8 +63,32 @@ def make_stub_class(full_name: str) -> type:
     return _STUB_CACHE[full_name]
 
 
+# numpy scalars (e.g. a best validation loss in `extra_state`) are rebuilt from a dtype and raw bytes; torch's
+# documentation lists these reconstructors as safe to allow-list. numpy arrays and anything else stay refused.
+_NUMPY_SCALAR_GLOBALS = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype")
+
+
+def _numpy_global(full_name: str):
+    """The real numpy object for an allowed numpy scalar/dtype global, else None."""
+    import numpy as np
+
+    if full_name in ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"):
+        return np.core.multiarray.scalar
+    if full_name == "numpy.dtype":
+        return np.dtype
+    module, _, name = full_name.rpartition(".")
+    if module == "numpy.dtypes" and name.endswith("DType") and isinstance(getattr(np.dtypes, name, None), type):
+        return getattr(np.dtypes, name)
+    return None
+
+
 def is_stubbable(full_name: str) -> bool:
     return full_name in KNOWN_CHECKPOINT_CLASSES or full_name.startswith(STUBBED_PACKAGES)
+
+
+def is_allowed(full_name: str) -> bool:
+    """Whether a checkpoint global gets a stub or is a harmless numpy scalar/dtype reconstructor."""
+    return is_stubbable(full_name) or _numpy_global(full_name) is not None
 
 
 def foreign_globals(path) -> list[str]:
@@ -77,23 +101,32 @@ def foreign_globals(path) -> list[str]:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except (ValueError, RuntimeError, OSError):
         return []
-    return sorted(name for name in names if not is_stubbable(name))
+    return sorted(name for name in names if not is_allowed(name))
 
 
 def checkpoint_stub_classes(path=None) -> list[type]:
     """The stub classes to allow-list when loading `path`.
 
     Always the known classes; plus, when the file is a zip checkpoint, a stub for every other `fairseq.*` /
-    `sentencepiece.*` global it names (found by reading the pickle's opcodes, without running it). Globals outside
-    these packages get no stub, so `torch.load(weights_only=True)` refuses them.
+    `sentencepiece.*` global it names (found by reading the pickle's opcodes, without running it) and numpy's
+    scalar/dtype reconstructors if it uses them. Other globals get nothing, so `torch.load(weights_only=True)`
+    refuses them.
     """
-    names = set(KNOWN_CHECKPOINT_CLASSES)
+    names, numpy_globals = set(KNOWN_CHECKPOINT_CLASSES), []
     if path is not None:
         try:
-            names.update(name for name in torch.serialization.get_unsafe_globals_in_checkpoint(path) if is_stubbable(name))
+            found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         except (ValueError, RuntimeError, OSError):
-            pass  # legacy (non-zip) format or unreadable: the loader reports the real problem
-    return [make_stub_class(name) for name in sorted(names)]
+            found = []  # legacy (non-zip) format or unreadable: the loader reports the real problem
+        names.update(name for name in found if is_stubbable(name))
+        numpy_globals = [_numpy_global(name) for name in found if not is_stubbable(name) and _numpy_global(name)]
+        if "numpy.dtype" in found:
+            # np.dtype(...) yields instances of the concrete dtype classes, which the unpickler then checks
+            import numpy as np
+
+            numpy_globals += [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")
+                              and isinstance(getattr(np.dtypes, name), type)]
+    return [make_stub_class(name) for name in sorted(names)] + numpy_globals
 
 
 def stub_state(obj):
