@@ -107,11 +107,12 @@ class TalkFaceDataset(Dataset):
             `AVHubertFeatureExtractor`); only used with `context=True`.
         samples_per_video: items per video per epoch.
         seed: base of the per-item random draws.
+        allow_empty: give an empty dataset instead of raising when no video is usable (e.g. an optional val split).
     """
 
     def __init__(self, root, split="train", ids=None, num_frames=5, img_size=96, context=True, context_frames=None,
                  audio_feature_extractor=None, avhubert_audio_features=None, val_fraction=0.05,
-                 samples_per_video=1, seed=0):
+                 samples_per_video=1, seed=0, allow_empty=False):
         self.root = root
         records = [r for r in read_manifest(root) if r.status == "ok"]
         if ids is not None:
@@ -131,7 +132,7 @@ class TalkFaceDataset(Dataset):
                            num_frames, root, too_short[0].id)
         self.records = [r for r in records if r.num_frames >= num_frames]
         self.num_skipped = len(too_short)
-        if not self.records:
+        if not self.records and not allow_empty:
             raise TalkFaceUserError(f"no usable {split} videos in {root} (of {len(records)} listed); preprocess more "
                                     "videos, lower val_fraction, or check manifest.jsonl for failures")
         if context_frames is not None and context_frames < num_frames:
