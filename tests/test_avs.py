@@ -63,8 +63,15 @@ def model_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def scorer(model_folder):
-    return avs.AVSScorer.from_pretrained(model_folder)
+def face_backend():
+    from talkface.faces.backends import get_face_backend
+
+    return get_face_backend("mediapipe")  # one set of mediapipe graphs for the whole module
+
+
+@pytest.fixture(scope="module")
+def scorer(model_folder, face_backend):
+    return avs.AVSScorer.from_pretrained(model_folder, face_backend=face_backend)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +79,8 @@ def mouth_video(clip, scorer):
     return scorer.prepare_video(clip["frames"])
 
 
-def test_identical_reference_gives_one(clip, model_folder):
-    result = avs.score_avs(clip["path"], reference=clip["path"], model=str(model_folder))
+def test_identical_reference_gives_one(clip, model_folder, face_backend):
+    result = avs.score_avs(clip["path"], reference=clip["path"], model=str(model_folder), face_backend=face_backend)
     assert result.num_frames == NUM_FRAMES
     assert set(result.scores) == set(avs.AVS_METRICS) and not result.skipped
     assert result.scores["avs_m"] == pytest.approx(1.0, abs=1e-5)
@@ -112,8 +119,8 @@ def test_scores_equal_direct_model_calls(clip, scorer, mouth_video):
     assert result.scores["avs_v"] < 0.999 and result.scores["avs_m"] < 0.999
 
 
-def test_output_layer(clip, model_folder, mouth_video):
-    last = avs.AVSScorer.from_pretrained(model_folder).score(mouth_video, audio=clip["audio"], metrics="avs_u")
+def test_output_layer(clip, model_folder, mouth_video, scorer):
+    last = scorer.score(mouth_video, audio=clip["audio"], metrics="avs_u")
     layer1 = avs.AVSScorer.from_pretrained(model_folder, output_layer=1)
     result = layer1.score(mouth_video, audio=clip["audio"], metrics="avs_u")
     video = torch.from_numpy(mouth_video.mouths)[None, None]
@@ -193,9 +200,9 @@ def test_no_face_raises(scorer):
         scorer.prepare_video(np.full((3, 64, 64, 3), 127, np.uint8))
 
 
-def test_prepare_mouth_video_stride(clip):
-    every = prepare_mouth_video(clip["frames"][:20], landmark_stride=1)
-    strided = prepare_mouth_video(clip["frames"][:20], landmark_stride=2)
+def test_prepare_mouth_video_stride(clip, face_backend):
+    every = prepare_mouth_video(clip["frames"][:20], face_backend, landmark_stride=1)
+    strided = prepare_mouth_video(clip["frames"][:20], face_backend, landmark_stride=2)
     assert every.detected.all() and strided.detected.sum() == 11  # frames 0, 2, ..., 18 and the last one, 19
     # interpolating every other frame moves the crops by about a grey level (normalised units: /255/0.165)
     assert np.abs(every.mouths - strided.mouths).mean() < 4 / 255 / 0.165

@@ -66,7 +66,8 @@ class AVSResult:
     curves: metric -> (num_frames,) per-frame cosine similarity.
     num_frames: frames scored (25 fps).
     skipped: metric -> why it was not computed (e.g. no reference video).
-    timings: seconds per stage ("decode", "landmarks", "roi", "audio", "encoder"), summed over videos.
+    timings: seconds per stage, summed over videos: "decode", "landmarks", "roi", "audio" (filterbanks) and
+        "encoder" (all AV-HuBERT work), of which "video_frontend" is the ResNet part.
     """
 
     scores: dict
@@ -198,11 +199,13 @@ class AVSScorer:
         max_window_frames: clips longer than this are encoded in equal windows of at most this many frames
             (bounds the attention memory; the reference encodes whole utterances).
         frontend_chunk_frames: frames per video front-end pass (exact: chunks overlap by the 3-D convolution's reach).
+        fuse_video_frontend: fold BatchNorm into the convolutions for speed (see `_inference_video_frontend`).
     """
 
     def __init__(self, model, feature_extractor=None, face_backend="mediapipe", output_layer: int | None = None,
                  landmark_stride: int = 1, landmark_max_side: int | None = None,
-                 max_window_frames: int = DEFAULT_MAX_WINDOW_FRAMES, frontend_chunk_frames: int = 128):
+                 max_window_frames: int = DEFAULT_MAX_WINDOW_FRAMES, frontend_chunk_frames: int = 128,
+                 fuse_video_frontend: bool = True):
         from ..models.avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
 
         # a lip-reading model scores with its encoder
@@ -225,6 +228,8 @@ class AVSScorer:
         self.landmark_max_side = landmark_max_side
         self.max_window_frames = max_window_frames
         self.frontend_chunk_frames = frontend_chunk_frames
+        self.fuse_video_frontend = fuse_video_frontend
+        self._fast_video_frontend = None
 
     @classmethod
     def from_pretrained(cls, path_or_id, device="cpu", **kwargs) -> "AVSScorer":
@@ -275,6 +280,34 @@ class AVSScorer:
 
     # -- encoder ----------------------------------------------------------------------------------------------------
 
+    def _inference_video_frontend(self):
+        """The video front end prepared for fast CPU inference (built once, on first use).
+
+        BatchNorm layers are folded into the convolutions before them (torch.fx) and the 2-D convolutions use
+        channels-last weights: about twice as fast on CPU, and equal to the original within float rounding
+        (~1e-6 relative). Falls back to the original module if the front end cannot be traced.
+        """
+        if self._fast_video_frontend is None:
+            frontend = self.encoder.feature_extractor_video
+            if not self.fuse_video_frontend or frontend.training:
+                self._fast_video_frontend = frontend
+            else:
+                import copy
+
+                from torch.fx.experimental.optimization import fuse
+
+                try:
+                    fused = fuse(copy.deepcopy(frontend))
+                except Exception as err:  # tracing is an optimisation only; any failure means "use the original"
+                    logger.debug("cannot fuse the video front end (%s); using it as is", err)
+                    fused = frontend
+                else:
+                    for module in fused.modules():
+                        if isinstance(module, torch.nn.Conv2d):
+                            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+                self._fast_video_frontend = fused
+        return self._fast_video_frontend
+
     @torch.inference_mode()
     def video_embeddings(self, mouths: np.ndarray) -> torch.Tensor:
         """(T, 88, 88) mouth input -> (1, D, T) video front-end output, computed in chunks of frames.
@@ -282,15 +315,15 @@ class AVSScorer:
         Only the 3-D convolution stem mixes neighbouring frames (the ResNet trunk works per frame), so each chunk
         is given the stem's temporal reach of context on both sides and gives exactly the full-clip result.
         """
-        frontend = self.encoder.feature_extractor_video
-        reach = frontend.resnet.frontend3D[0].kernel_size[0] // 2
+        frontend = self._inference_video_frontend()
+        reach = self.encoder.feature_extractor_video.resnet.frontend3D[0].kernel_size[0] // 2
         video = torch.from_numpy(np.ascontiguousarray(mouths)).to(self.device)[None, None]  # (1, 1, T, H, W)
         num_frames, chunk = video.shape[2], self.frontend_chunk_frames
         outputs = []
         for start in range(0, num_frames, chunk):
             stop = min(start + chunk, num_frames)
             lo, hi = max(0, start - reach), min(num_frames, stop + reach)
-            embeddings = self.encoder.forward_video_frontend(video[:, :, lo:hi])  # (1, D, hi - lo)
+            embeddings = frontend(video[:, :, lo:hi])  # (1, D, hi - lo)
             outputs.append(embeddings[:, :, start - lo : start - lo + (stop - start)])
         return torch.cat(outputs, dim=2)
 
@@ -377,8 +410,9 @@ class AVSScorer:
         used_videos = {name for name, _ in views if name is not None}
         started = time.perf_counter()
         embeddings = {name: self.video_embeddings(videos[name].mouths[:num_frames]) for name in used_videos}
+        timings["video_frontend"] = time.perf_counter() - started
         features = self.encode_views(embeddings, audio_features, views)
-        timings["encoder"] = time.perf_counter() - started
+        timings["encoder"] = time.perf_counter() - started  # front ends + transformer
 
         scores, curves = {}, {}
         for metric in wanted:
