@@ -139,6 +139,7 @@ class Watermarker:
         dct = _dct_matrix()
         # basis[k] is the 8x8 pixel pattern of band coefficient k (orthonormal: unit energy)
         self.basis = np.stack([np.outer(dct[u], dct[v]) for u, v in BAND]).astype(np.float32)  # (5, 8, 8)
+        self._basis_matrix = np.ascontiguousarray(self.basis.reshape(len(BAND), BLOCK * BLOCK).T)  # (64, 5)
         blocks = np.einsum("abk,kij->aibj", self.chips, self.basis)  # (32, 8, 32, 8)
         tile = blocks.reshape(TILE_BLOCKS * BLOCK, TILE_BLOCKS * BLOCK)
         self.tile = (tile / np.sqrt(np.mean(tile**2))).astype(np.float32)  # unit RMS
@@ -190,8 +191,9 @@ class Watermarker:
             luma = padded
         # (tiles_y, size, tiles_x, size) -> sum of the tile's repeats
         folded = luma.reshape(padded_h // size, size, padded_w // size, size).sum(axis=(0, 2))
-        blocks = folded.reshape(TILE_BLOCKS, BLOCK, TILE_BLOCKS, BLOCK)  # (block_y, row, block_x, col)
-        return np.einsum("aibj,kij->abk", blocks, self.basis, dtype=np.float64)
+        blocks = folded.reshape(TILE_BLOCKS, BLOCK, TILE_BLOCKS, BLOCK).transpose(0, 2, 1, 3)  # (by, bx, row, col)
+        coefficients = blocks.reshape(TILE_BLOCKS * TILE_BLOCKS, BLOCK * BLOCK) @ self._basis_matrix  # (1024, 5)
+        return coefficients.reshape(TILE_BLOCKS, TILE_BLOCKS, len(BAND)).astype(np.float64)
 
     def result_from_coefficients(self, coefficient_sum: np.ndarray, frames_checked: int) -> WatermarkResult:
         signs = np.sign(coefficient_sum)
