@@ -123,6 +123,23 @@ class TestLSEScorer:
         assert one.num_windows == 23 - 5
         np.testing.assert_allclose(one.mean_distances, chunked.mean_distances, atol=1e-5)
 
+    def test_folded_video_stream_equals_the_model(self):
+        scorer = tiny_scorer()
+        for module in scorer.model.modules():  # non-trivial batch-norm statistics, so folding matters
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.data.uniform_(0.5, 1.5)
+                module.bias.data.normal_()
+        frames = np.random.randint(0, 255, (14, 224, 224, 3), dtype=np.uint8)
+        audio = (np.random.randn(16000) * 3000).astype(np.int16)
+        folded_video, folded_audio = scorer.embed(frames, audio)
+        scorer.fold_batch_norm = False
+        plain_video, plain_audio = scorer.embed(frames, audio)
+        assert folded_video.shape == (9, 6)
+        torch.testing.assert_close(folded_video, plain_video, atol=1e-4, rtol=1e-4)
+        assert torch.equal(folded_audio, plain_audio)
+
     def test_float_audio_is_scored_on_the_int16_scale(self):
         golden = load_golden("syncnet_lse.npz")
         scorer = tiny_scorer()
