@@ -136,6 +136,15 @@ class LipReader:
         if num_beams < 1:
             raise TalkFaceUserError(f"the beam size must be at least 1, got {num_beams}")
         timings = {}
+        if modality != "video" and audio is None:
+            if not isinstance(video, (str, Path)):
+                raise TalkFaceUserError("no audio given for the audio modality; pass audio=...")
+            audio = video
+        if modality != "video" and isinstance(audio, (str, Path)):
+            from .media import probe
+
+            if not probe(audio).has_audio:  # checked before the expensive video work
+                raise MediaError(f"{audio} has no sound track; use the video modality or pass audio")
         mouth_video = self.prepare_video(video)
         timings.update(mouth_video.timings)
         num_frames = mouth_video.num_frames
@@ -143,11 +152,7 @@ class LipReader:
         if modality in ("video", "audiovisual"):
             inputs["video"] = torch.from_numpy(mouth_video.mouths).to(self.device)[None, None]  # (1, 1, T, 88, 88)
         if modality in ("audio", "audiovisual"):
-            if audio is None:
-                if not isinstance(video, (str, Path)):
-                    raise TalkFaceUserError("no audio given for the audio modality; pass audio=...")
-                audio = video
-            inputs["audio_features"] = self._audio_features(audio, num_frames, video)
+            inputs["audio_features"] = self._audio_features(audio, num_frames)
         started = time.perf_counter()
         output = self.model.generate(**inputs, num_beams=num_beams, return_dict_in_generate=True, **generate_kwargs)
         timings["decoder"] = time.perf_counter() - started
@@ -159,17 +164,12 @@ class LipReader:
 
     __call__ = transcribe
 
-    def _audio_features(self, audio, num_frames, video):
+    def _audio_features(self, audio, num_frames):
         sampling_rate = self.feature_extractor.sampling_rate
         if isinstance(audio, (str, Path)):
             from .media import read_audio
 
-            try:
-                audio = read_audio(audio, sampling_rate)
-            except MediaError as err:
-                if audio is video and "no audio stream" in str(err):
-                    raise MediaError(f"{video} has no sound track; use the video modality or pass audio") from err
-                raise
+            audio = read_audio(audio, sampling_rate)
         features = self.feature_extractor(np.asarray(audio, dtype=np.float32), sampling_rate=sampling_rate,
                                           num_video_frames=num_frames)
         return features["audio_features"].to(self.device)

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from talkface.cli import main
-from tests.test_avs import NUM_FRAMES, SAMPLES_PER_FRAME, tiny_config, write_clip
+from tests.test_avs import SAMPLES_PER_FRAME, tiny_config, write_clip
+
+NUM_FRAMES = 24  # short clips keep the face-landmark passes cheap
 from tests.utils import data_file, shared_file
 
 
@@ -22,7 +24,7 @@ def clips(tmp_path_factory):
     return {
         "talking": write_clip(folder / "talking.mp4", frames, audio),
         "other": write_clip(folder / "other.mp4", frames[::-1].copy(), audio),
-        "silent": write_clip(folder / "silent.mp4", frames[:20]),
+        "silent": write_clip(folder / "silent.mp4", frames[:12]),
         "no_face": write_clip(folder / "no_face.mp4", np.full((10, 64, 64, 3), 90, np.uint8),
                               audio[: 10 * SAMPLES_PER_FRAME]),
         "speech": write_clip(folder / "speech_only.mp4", frames[:NUM_FRAMES], audio[::-1].copy()),
@@ -91,7 +93,7 @@ def test_score_many_videos_with_reference(capsys, tmp_path, clips, encoder_folde
     lines = stdout.splitlines()
     assert lines[0].split() == ["video", "frames", "avs_m", "avs_v"]
     talking, other, mean = (line.split() for line in lines[2:5])
-    assert talking[0] == "talking.mp4" and float(talking[2]) == pytest.approx(1.0, abs=1e-3)
+    assert talking[0] == "talking.mp4" and float(talking[2]) == pytest.approx(1.0, abs=1e-3)  # itself
     assert float(talking[3]) == pytest.approx(1.0, abs=1e-3)
     assert other[0] == "other.mp4" and float(other[3]) < 0.999
     assert mean[0] == "mean"
@@ -104,7 +106,7 @@ def test_score_with_separate_audio(capsys, clips, encoder_folder):
     code, stdout, stderr = run_cli(capsys, "score", clips["silent"], "--audio", clips["speech"], "--avhubert",
                                    encoder_folder, "--metrics", "avs_u")
     assert code == 0, stderr
-    assert stdout.splitlines()[2].split()[:2] == ["silent.mp4", "20"]
+    assert stdout.splitlines()[2].split()[:2] == ["silent.mp4", "12"]
 
 
 @pytest.mark.parametrize("case, needle", [
@@ -159,7 +161,7 @@ def test_lipread_prints_transcripts(capsys, tmp_path, clips, lip_reading_folder)
 
 
 def test_lipread_with_reference_text_reports_corpus_wer(capsys, tmp_path, clips, lip_reading_folder):
-    from talkface.lipreading import LipReader
+    from talkface.metrics.wer import word_errors
 
     transcript_file = tmp_path / "talking.txt"
     transcript_file.write_text("Text:  HOLIDAYS ARE A TIME OF CELEBRATING\nConf:  5\n")
@@ -175,9 +177,9 @@ def test_lipread_with_reference_text_reports_corpus_wer(capsys, tmp_path, clips,
     errors = [v["word_errors"] for v in data["videos"]]
     assert data["corpus_wer"] == pytest.approx(100.0 * sum(errors) / 9)
     assert f"WER (corpus): {data['corpus_wer']:.2f}%" in stdout
-    # the transcripts are what the library gives for the same videos
-    reader = LipReader.from_pretrained(lip_reading_folder)
-    assert reader.transcribe(clips["talking"], num_beams=1).text == data["videos"][0]["text"]
+    # per-video WER with the library's alignment of the same texts
+    first = data["videos"][0]
+    assert first["word_errors"] == word_errors(first["text"], "holidays are a time of celebrating")[0]
 
 
 @pytest.mark.parametrize("case, needle", [

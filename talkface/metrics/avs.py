@@ -382,6 +382,13 @@ class AVSScorer:
             if not isinstance(video, (str, Path)):
                 raise TalkFaceUserError("no audio given; pass the driving speech (audio=... or --audio)")
             audio = video
+        if needs_audio and isinstance(audio, (str, Path)):
+            # check for a sound track before the expensive video work
+            from ..media import probe
+
+            if not probe(audio).has_audio:
+                fix = "pass the driving speech with --audio" if audio is video else "pass a file with sound"
+                raise MediaError(f"{audio} has no sound track; {fix}")
         timings = {}
 
         def timed(stage, function, *args):
@@ -398,14 +405,7 @@ class AVSScorer:
             logger.warning("the video has %d frames and the reference %d; scoring the first %d",
                            videos[GENERATED].num_frames, videos[REFERENCE].num_frames, num_frames)
 
-        audio_features = None
-        if needs_audio:
-            try:
-                audio_features = timed("audio", self.audio_features, audio, num_frames)
-            except MediaError as err:
-                if audio is video and "no audio stream" in str(err):
-                    raise MediaError(f"{video} has no sound track; pass the driving speech with --audio") from err
-                raise
+        audio_features = timed("audio", self.audio_features, audio, num_frames) if needs_audio else None
         views = [view for metric in wanted for view in METRIC_VIEWS[metric]]
         used_videos = {name for name, _ in views if name is not None}
         started = time.perf_counter()
