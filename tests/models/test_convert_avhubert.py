@@ -77,7 +77,8 @@ def golden_seq2seq_checkpoint(task_state=None):
 
 def golden_pretrain_checkpoint():
     cfg = golden_cfg()
-    return {"cfg": {"model": cfg["model"], "task": cfg["task"]}, "model": formula_state_dict("avhubert_pretrain_keys.json")}
+    state_dict = formula_state_dict("avhubert_pretrain_keys.json")
+    return {"cfg": {"model": cfg["model"], "task": cfg["task"]}, "model": state_dict}
 
 
 # --- task_state.pt and the tokenizer ------------------------------------------------------------------------------

@@ -56,10 +56,12 @@ def test_config_defaults_are_base_and_large_preset():
     assert base.layer_norm_first and base.audio_feat_dim == 104 and base.conv_pos == 128 and base.conv_pos_groups == 16
     assert (base.decoder_layers, base.decoder_embed_dim, base.decoder_attention_heads) == (6, 768, 4)
     large = AVHubertConfig.large()
-    assert (large.encoder_layers, large.encoder_embed_dim, large.encoder_ffn_embed_dim, large.encoder_attention_heads) == (
-        24, 1024, 4096, 16)
-    assert (large.decoder_layers, large.decoder_embed_dim, large.decoder_ffn_embed_dim, large.decoder_attention_heads) == (
-        9, 1024, 4096, 8)
+    large_encoder = (large.encoder_layers, large.encoder_embed_dim, large.encoder_ffn_embed_dim,
+                     large.encoder_attention_heads)
+    assert large_encoder == (24, 1024, 4096, 16)
+    large_decoder = (large.decoder_layers, large.decoder_embed_dim, large.decoder_ffn_embed_dim,
+                     large.decoder_attention_heads)
+    assert large_decoder == (9, 1024, 4096, 8)
     assert base.hidden_size == 768 and large.num_hidden_layers == 24
 
 
@@ -153,7 +155,9 @@ def test_padded_batch_matches_single_items(tiny_model):
     with torch.no_grad():
         batched = tiny_model(audio_features=audio, video=video, padding_mask=padding_mask)
         for row, length in enumerate(lengths):
-            single = tiny_model(audio_features=audio[row : row + 1, :, :length], video=video[row : row + 1, :, :length])
+            single = tiny_model(
+                audio_features=audio[row : row + 1, :, :length], video=video[row : row + 1, :, :length]
+            )
             torch.testing.assert_close(
                 batched.last_hidden_state[row, :length], single.last_hidden_state[0], atol=1e-5, rtol=1e-5
             )
@@ -316,7 +320,8 @@ def test_lip_reader_round_trip_and_encoder_only_loading(tmp_path, tiny_lip_reade
 def _golden_checkpoint(keys_json: str, seq2seq: bool) -> dict:
     golden_cfg = json.loads(golden_file("avhubert_cfg.json").read_text())
     if seq2seq:
-        model_cfg = dict(golden_cfg["seq2seq_model"], w2v_args={"model": golden_cfg["model"], "task": golden_cfg["task"]})
+        w2v_args = {"model": golden_cfg["model"], "task": golden_cfg["task"]}
+        model_cfg = dict(golden_cfg["seq2seq_model"], w2v_args=w2v_args)
     else:
         model_cfg = golden_cfg["model"]
     return {"cfg": {"model": model_cfg, "task": golden_cfg["task"]}, "model": formula_state_dict(keys_json)}
@@ -344,7 +349,9 @@ def test_golden_encoder_parity(golden, golden_inputs):
                                    golden["frontend_video"], atol=GOLDEN_ATOL, rtol=0)
         for modality, inputs in golden_inputs.items():
             output = model(**inputs, output_hidden_states=True)
-            np.testing.assert_allclose(output.last_hidden_state[0], golden[f"enc_{modality}"], atol=GOLDEN_ATOL, rtol=0)
+            np.testing.assert_allclose(
+                output.last_hidden_state[0], golden[f"enc_{modality}"], atol=GOLDEN_ATOL, rtol=0
+            )
             for layer in (1, 2):
                 np.testing.assert_allclose(output.hidden_states[layer][0], golden[f"enc_{modality}_layer{layer}"],
                                            atol=GOLDEN_ATOL, rtol=0)

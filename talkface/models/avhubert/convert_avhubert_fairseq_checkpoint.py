@@ -67,7 +67,8 @@ _DECODER_HEADS_BY_WIDTH = {768: 4, 1024: 8}
 
 
 def is_lip_reading_state_dict(state_dict) -> bool:
-    return any(key.startswith((FINETUNED_ENCODER_PREFIX, "decoder.", LIP_READING_ENCODER_PREFIX)) for key in state_dict)
+    prefixes = (FINETUNED_ENCODER_PREFIX, "decoder.", LIP_READING_ENCODER_PREFIX)
+    return any(key.startswith(prefixes) for key in state_dict)
 
 
 def _is_converted(state_dict) -> bool:
@@ -189,7 +190,9 @@ def config_from_fairseq_checkpoint(cfg, shapes: dict, keep_pretraining_modules: 
         encoder_layers=_count_layers(encoder_shapes, "encoder.layers."),
         encoder_embed_dim=dim,
         encoder_ffn_embed_dim=ffn_dim,
-        encoder_attention_heads=encoder_cfg.get("encoder_attention_heads", _ENCODER_HEADS_BY_WIDTH.get(dim, dim // 64)),
+        encoder_attention_heads=encoder_cfg.get(
+            "encoder_attention_heads", _ENCODER_HEADS_BY_WIDTH.get(dim, dim // 64)
+        ),
         activation_fn=encoder_cfg.get("activation_fn", "gelu"),
         # fairseq's dataclass default is False; every released yaml sets it to true, and then it is in the cfg
         # (a file without any encoder cfg gets the released value)
@@ -219,7 +222,8 @@ def config_from_fairseq_checkpoint(cfg, shapes: dict, keep_pretraining_modules: 
     if keep_pretraining_modules:
         if "mask_emb" in encoder_shapes:
             kwargs["use_mask_embedding"] = True
-            kwargs["masking_type"] = "input" if encoder_shapes["mask_emb"][0] == kwargs["audio_feat_dim"] else "feature"
+            input_masking = encoder_shapes["mask_emb"][0] == kwargs["audio_feat_dim"]
+            kwargs["masking_type"] = "input" if input_masking else "feature"
         if "label_embs_concat" in encoder_shapes:
             kwargs["num_label_embeddings"], kwargs["final_dim"] = encoder_shapes["label_embs_concat"]
         if "final_proj.weight" in encoder_shapes:
@@ -322,7 +326,9 @@ def _original_state_dict(checkpoint: dict) -> dict:
         raise ModelLoadError("the checkpoint holds no 'model' state dict; is this an AV-HuBERT checkpoint?")
     tensors = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     if len(tensors) != len(state_dict):
-        raise ModelLoadError("the checkpoint's 'model' entry holds non-tensor values; is this an AV-HuBERT checkpoint?")
+        raise ModelLoadError(
+            "the checkpoint's 'model' entry holds non-tensor values; is this an AV-HuBERT checkpoint?"
+        )
     return tensors
 
 

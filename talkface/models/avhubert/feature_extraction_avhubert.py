@@ -315,7 +315,10 @@ class AVHubertFeatureExtractor(FeatureExtractionMixin):
     # -- video ------------------------------------------------------------------------------------------------------
 
     def normalize_mouth_frames(self, mouth_frames):
-        """The reference eval transform with this extractor's crop size, mean and std (see `normalize_mouth_frames`)."""
+        """The reference eval transform with this extractor's crop size, mean and std.
+
+        See the module-level `normalize_mouth_frames`.
+        """
         return normalize_mouth_frames(mouth_frames, self.image_crop_size, self.image_mean, self.image_std)
 
     def prepare_video(self, mouth_frames) -> torch.Tensor:
@@ -326,7 +329,9 @@ class AVHubertFeatureExtractor(FeatureExtractionMixin):
         if frames.dim() == 3:
             frames = frames.unsqueeze(0)
         if frames.dim() != 4:
-            raise ValueError(f"expected (frames, H, W) or (batch, frames, H, W) mouth crops, got {tuple(frames.shape)}")
+            raise ValueError(
+                f"expected (frames, H, W) or (batch, frames, H, W) mouth crops, got {tuple(frames.shape)}"
+            )
         return frames.unsqueeze(1)  # (batch, 1, frames, crop, crop)
 
 

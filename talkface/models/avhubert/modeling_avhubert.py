@@ -137,7 +137,9 @@ class AVHubertResNetTrunk(nn.Module):
         for stage, (channels, num_blocks) in enumerate(zip(config.resnet_channels, config.resnet_blocks)):
             stride = 1 if stage == 0 else 2
             blocks = [AVHubertBasicBlock(in_channels, channels, stride, config.resnet_relu_type)]
-            blocks += [AVHubertBasicBlock(channels, channels, 1, config.resnet_relu_type) for _ in range(num_blocks - 1)]
+            blocks += [
+                AVHubertBasicBlock(channels, channels, 1, config.resnet_relu_type) for _ in range(num_blocks - 1)
+            ]
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
             in_channels = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -461,9 +463,10 @@ class AVHubertModel(AVHubertPreTrainedModel):
         return self.feature_extractor_video(video)
 
     def fuse_features(self, audio_embeddings: torch.Tensor, video_embeddings: torch.Tensor) -> torch.Tensor:
-        """Fuse front-end outputs, each (batch, hidden_size, frames), into encoder inputs (batch, frames, hidden_size)."""
+        """Fuse front-end outputs (batch, hidden_size, frames) into encoder inputs (batch, frames, hidden_size)."""
         if self.config.modality_fuse == "concat":
-            fused = torch.cat([audio_embeddings, video_embeddings], dim=1)  # (batch, 2 * hidden_size, frames): audio first
+            # audio first: (batch, 2 * hidden_size, frames)
+            fused = torch.cat([audio_embeddings, video_embeddings], dim=1)
         else:
             fused = audio_embeddings + video_embeddings
         fused = self.layer_norm(fused.transpose(1, 2))  # (batch, frames, fused_feature_dim)
@@ -563,7 +566,8 @@ class AVHubertModel(AVHubertPreTrainedModel):
 
     def encode_audio(self, audio_features, padding_mask=None, output_layer=None) -> torch.Tensor:
         """Audio-only features (batch, frames, hidden_size): the video half is the zero placeholder."""
-        return self(audio_features=audio_features, padding_mask=padding_mask, output_layer=output_layer).last_hidden_state
+        output = self(audio_features=audio_features, padding_mask=padding_mask, output_layer=output_layer)
+        return output.last_hidden_state
 
     def encode_video(self, video, padding_mask=None, output_layer=None) -> torch.Tensor:
         """Video-only features (batch, frames, hidden_size): the audio half is the zero placeholder."""
@@ -803,7 +807,9 @@ class AVHubertForLipReading(AVHubertPreTrainedModel):
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("pass decoder_input_ids or labels (to build decoder inputs by shifting right)")
-            decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+            decoder_input_ids = shift_tokens_right(
+                labels, self.config.pad_token_id, self.config.decoder_start_token_id
+            )
         if encoder_outputs is None:
             encoder_outputs = self.avhubert(
                 audio_features=audio_features,
