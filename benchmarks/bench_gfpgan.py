@@ -1,6 +1,6 @@
 """Cost per frame of GFPGAN face enhancement on CPU: alignment, network, paste-back, total.
 
-    python benchmarks/bench_gfpgan.py                # full-size GFPGANv1.4 architecture (random weights), 512x512 frames
+    python benchmarks/bench_gfpgan.py                # full-size GFPGANv1.4 (random weights), 512x512 frames
     python benchmarks/bench_gfpgan.py --quick        # smoke check: a tiny network, 2 frames
     python benchmarks/bench_gfpgan.py --frame-size 1280x720 --frames 10 --threads 4
 

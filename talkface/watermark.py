@@ -202,7 +202,8 @@ class Watermarker:
             return WatermarkResult(False, 0.0, frames_checked, self.threshold, 1.0)
         score = float(np.sum(signs * self.chips) / np.sqrt(used))
         # payload: per bit, the agreement of the observed signs with that bit's spreading signs
-        per_bit = np.bincount(self.bit_of_chip.ravel(), weights=(signs * self.spreading).ravel(), minlength=PAYLOAD_BITS)
+        agreement = (signs * self.spreading).ravel()
+        per_bit = np.bincount(self.bit_of_chip.ravel(), weights=agreement, minlength=PAYLOAD_BITS)
         payload, valid, version = parse_payload(per_bit > 0)
         p_bound = float(np.exp(-score**2 / 2)) if score > 0 else 1.0
         return WatermarkResult(score >= self.threshold, score, frames_checked, self.threshold, p_bound, payload,

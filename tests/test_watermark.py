@@ -1,4 +1,4 @@
-"""The invisible watermark and generation metadata: H.264 robustness on real clips, false positives, `talkface detect`."""
+"""Invisible watermark and generation metadata: H.264 robustness on real clips, false positives, `talkface detect`."""
 
 import json
 from fractions import Fraction
@@ -168,7 +168,8 @@ def test_detect_command_exit_codes(tmp_path, marker, capsys):
 
     frames = clip_frames("clip01_sadtalker_WDA_AlexandriaOcasioCortez_000.mp4", seconds=1.0)
     generated = tmp_path / "generated.mp4"
-    with VideoWriter(generated, fps=25, width=512, height=512, metadata=generation_metadata("talkface-tiny")) as writer:
+    tags = generation_metadata("talkface-tiny")
+    with VideoWriter(generated, fps=25, width=512, height=512, metadata=tags) as writer:
         for i, frame in enumerate(frames):
             writer.write(marker.embed(frame, i))
     # a user's re-encode at crf 28 that drops the metadata (-map_metadata -1 in ffmpeg terms)

@@ -1,4 +1,4 @@
-"""GFPGAN (clean v1): tiny-config model tests, the GFPGANv1.4 key layout, and the converter on synthetic checkpoints."""
+"""GFPGAN (clean v1): tiny-config model tests, the GFPGANv1.4 key layout, the converter on synthetic checkpoints."""
 
 import math
 import zlib
@@ -160,7 +160,9 @@ def gfpgan_v14_key_shapes():
         for head in ("condition_scale", "condition_shift"):
             shapes.update({f"{head}.{i}.0.weight": (unet[res], unet[res], 3, 3), f"{head}.{i}.0.bias": (unet[res],),
                            f"{head}.{i}.2.weight": (unet[res], unet[res], 3, 3), f"{head}.{i}.2.bias": (unet[res],)})
-    shapes.update({"final_linear.weight": ((9 * 2 - 2) * feat, unet[4] * 16), "final_linear.bias": ((9 * 2 - 2) * feat,)})
+    num_latents = 9 * 2 - 2
+    shapes.update({"final_linear.weight": (num_latents * feat, unet[4] * 16),
+                   "final_linear.bias": (num_latents * feat,)})
 
     d = "stylegan_decoder"
     for i in range(8):

@@ -106,16 +106,17 @@ class GFPGANConfig(PretrainedConfig):
             decoder, encoder = self.decoder_channels(resolution), self.encoder_channels(resolution)
             if encoder < 1:
                 raise ValueError(
-                    f"narrow={self.narrow} leaves the encoder no channels at {resolution}x{resolution}; use a larger narrow"
+                    f"narrow={self.narrow} leaves the encoder no channels at {resolution}x{resolution}; "
+                    "use a larger narrow"
                 )
             # The SFT scale/shift maps (encoder width) must match the decoder channels they modulate.
             modulated = decoder - decoder // 2 if self.sft_half else decoder
             produced = encoder if self.sft_half else 2 * encoder
             if modulated != produced:
                 raise ValueError(
-                    f"narrow={self.narrow}, channel_multiplier={self.channel_multiplier}, sft_half={self.sft_half} give "
-                    f"{produced} SFT channels for {modulated} decoder channels at {resolution}x{resolution}; choose "
-                    "a narrow that keeps channel counts even (e.g. 1, 0.5, 0.25, 0.125)"
+                    f"narrow={self.narrow}, channel_multiplier={self.channel_multiplier}, sft_half={self.sft_half} "
+                    f"give {produced} SFT channels for {modulated} decoder channels at {resolution}x{resolution}; "
+                    "choose a narrow that keeps channel counts even (e.g. 1, 0.5, 0.25, 0.125)"
                 )
 
     # ----- derived values -----

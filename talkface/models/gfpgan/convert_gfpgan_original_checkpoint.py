@@ -67,7 +67,8 @@ def config_from_state_dict(state_dict: dict, **overrides) -> GFPGANConfig:
             channel_multiplier = max(1, round(decoder_64 / (256 * narrow)))
         linear_out = state_dict["final_linear.weight"].shape[0]
         different_w = linear_out != num_style_feat
-        sft_half = state_dict["condition_scale.0.2.weight"].shape[0] == state_dict["condition_scale.0.0.weight"].shape[0]
+        sft_channels = state_dict["condition_scale.0.2.weight"].shape[0]
+        sft_half = sft_channels == state_dict["condition_scale.0.0.weight"].shape[0]
     except KeyError as err:
         raise ModelLoadError(
             f"the checkpoint lacks {err} and is not a GFPGAN 'clean' (v1.2/v1.3/v1.4) generator; "
@@ -84,7 +85,8 @@ def config_from_state_dict(state_dict: dict, **overrides) -> GFPGANConfig:
 
 def check_shapes(converted: dict, model: torch.nn.Module):
     expected = model.state_dict()
-    wrong = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in converted.items() if v.shape != expected[k].shape]
+    wrong = [(k, tuple(v.shape), tuple(expected[k].shape))
+             for k, v in converted.items() if v.shape != expected[k].shape]
     if wrong:
         key, got, want = wrong[0]
         raise ModelLoadError(

@@ -196,8 +196,8 @@ class GFPGANStyleDecoder(nn.Module):
         in_channels = first
         for resolution in config.resolutions[1:]:
             out_channels = config.decoder_channels(resolution)
-            self.style_convs.append(GFPGANStyleConv(in_channels, out_channels, feat, upsample=True, negative_slope=slope))
-            self.style_convs.append(GFPGANStyleConv(out_channels, out_channels, feat, upsample=False, negative_slope=slope))
+            self.style_convs.append(GFPGANStyleConv(in_channels, out_channels, feat, True, slope))  # upsamples
+            self.style_convs.append(GFPGANStyleConv(out_channels, out_channels, feat, False, slope))
             self.to_rgbs.append(GFPGANToRGB(out_channels, feat, upsample=True))
             in_channels = out_channels
 
@@ -294,7 +294,9 @@ class GFPGANModel(GFPGANPreTrainedModel):
             sft_channels = channels if config.sft_half else 2 * channels
             for heads in (self.condition_scale, self.condition_shift):
                 heads.append(nn.Sequential(
-                    nn.Conv2d(channels, channels, 3, 1, 1), nn.LeakyReLU(slope), nn.Conv2d(channels, sft_channels, 3, 1, 1)
+                    nn.Conv2d(channels, channels, 3, 1, 1),
+                    nn.LeakyReLU(slope),
+                    nn.Conv2d(channels, sft_channels, 3, 1, 1),
                 ))
         self.post_init()
 
