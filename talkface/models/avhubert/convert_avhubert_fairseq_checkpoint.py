@@ -248,7 +248,7 @@ def config_from_fairseq_checkpoint(cfg, shapes: dict, keep_pretraining_modules: 
             # the seq2seq cfg has no activation field, so fairseq's decoder layer falls back to ReLU
             decoder_activation_fn=decoder_cfg.get("activation_fn", "relu"),
             decoder_normalize_before="decoder.layer_norm.weight" in shapes,
-            decoder_dropout=decoder_cfg.get("decoder_dropout", 0.1),
+            decoder_dropout=decoder_cfg.get("decoder_dropout", 0.0),  # fairseq dataclass defaults
             decoder_attention_dropout=decoder_cfg.get("decoder_attention_dropout", 0.0),
             decoder_activation_dropout=decoder_cfg.get("decoder_activation_dropout", 0.0),
             decoder_layerdrop=decoder_cfg.get("decoder_layerdrop", 0.0),
