@@ -215,7 +215,10 @@ def load_gfpgan_model(path_or_hub_id, device=None):
     else:
         if path.exists() and not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a converted GFPGAN model folder (no config.json); {CONVERT_HINT}")
-        looks_local = path.exists() or str(path_or_hub_id).startswith((".", "/", "~")) or path.suffix != ""
+        text = str(path_or_hub_id)
+        # a Hub id is "owner/name"; anything else that does not exist is a missing local path
+        looks_local = text.startswith((".", "/", "~", "\\")) or text.count("/") != 1 or path.suffix in (
+            ".pth", ".pt", ".bin", ".safetensors")
         if looks_local and not path.exists():
             raise ModelLoadError(f"GFPGAN weights not found at {path}; {CONVERT_HINT}")
         try:
