@@ -21,8 +21,9 @@ step range in which it is active.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -165,7 +166,8 @@ class AVHubertSyncLoss(nn.Module):
             padding_mask: (batch, T) bool, True at padded positions (None: no padding).
         """
         batch, k = generated_frames.shape[:2]
-        if context_frames.shape[:2] != audio_features.shape[:2] or context_affines.shape[:2] != context_frames.shape[:2]:
+        context_shape = context_frames.shape[:2]
+        if audio_features.shape[:2] != context_shape or context_affines.shape[:2] != context_shape:
             raise ValueError(
                 f"context_frames {tuple(context_frames.shape)}, context_affines {tuple(context_affines.shape)} and "
                 f"audio_features {tuple(audio_features.shape)} must share (batch, T)"
@@ -424,20 +426,20 @@ def build_generator_losses(loss_config: dict) -> list[ScheduledLoss]:
 
 
 __all__ = [
-    "gan_loss",
-    "discriminator_loss",
-    "l1_loss",
-    "cosine_log_loss",
+    "GENERATOR_LOSSES",
     "AVHubertSyncLoss",
-    "SyncNetExpertLoss",
-    "SyncLossOutput",
-    "insert_window",
-    "gather_window",
     "GeneratorLossInputs",
     "LossTerm",
-    "GENERATOR_LOSSES",
-    "register_generator_loss",
     "ScheduledLoss",
+    "SyncLossOutput",
+    "SyncNetExpertLoss",
     "build_generator_losses",
+    "cosine_log_loss",
+    "discriminator_loss",
+    "gan_loss",
+    "gather_window",
+    "insert_window",
+    "l1_loss",
     "load_frozen_network",
+    "register_generator_loss",
 ]

@@ -46,7 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--detect-every", type=int, default=defaults.detect_every,
                         help="detect faces on every n-th frame, interpolate between")
     parser.add_argument("--detection-max-side", type=int, default=defaults.detection_max_side)
-    parser.add_argument("--pads", type=int, nargs=4, default=list(defaults.pads), metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"))
+    parser.add_argument("--pads", type=int, nargs=4, default=list(defaults.pads),
+                        metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"), help="pixels added around detected face boxes")
     parser.add_argument("--smooth-window", type=int, default=defaults.smooth_window)
     parser.add_argument("--max-missing-fraction", type=float, default=defaults.max_missing_fraction)
     parser.add_argument("--min-frames", type=int, default=defaults.min_frames)

@@ -19,6 +19,7 @@ Output folder:
 """
 
 import argparse
+import collections
 import copy
 import json
 import logging
@@ -34,7 +35,7 @@ import yaml
 
 from talkface.data import SyntheticTalkFaceDataset, TalkFaceDataset, collate_talkface
 from talkface.errors import TalkFaceUserError
-from talkface.losses import GeneratorLossInputs, build_generator_losses, discriminator_loss, l1_loss
+from talkface.losses import GeneratorLossInputs, build_generator_losses, discriminator_loss
 from talkface.models.talkface import (
     TalkFaceConfig,
     TalkFaceDiscriminator,
@@ -83,6 +84,7 @@ DEFAULTS = {
         "image_logging_steps": 1000,
         "report_to": "tensorboard",  # "tensorboard" | "none"
         "cpu": False,
+        "save": True,  # False: no checkpoints and no final model (benchmarks, dry runs)
     },
     "validation": {
         "steps": 1000,  # 0 disables periodic validation (it still runs at the end unless batches == 0)
@@ -227,8 +229,9 @@ def _check_data_config(data: dict):
         raise TalkFaceUserError("no training data: pass --data-root DIR (made by train/preprocess.py) or "
                                 "--dataset synthetic for a smoke run")
     if not (Path(data["root"]) / "manifest.jsonl").is_file():
-        raise TalkFaceUserError(f"no manifest.jsonl in {data['root']}; preprocess the videos first: python "
-                                f"train/preprocess.py --input-dir VIDEOS --output-dir {data['root']} (or pass --data-root)")
+        raise TalkFaceUserError(f"no manifest.jsonl in {data['root']}; preprocess the videos first (python "
+                                f"train/preprocess.py --input-dir VIDEOS --output-dir {data['root']}) or pass "
+                                "--data-root")
     for key in ("train_list", "val_list"):
         if data[key] and not Path(data[key]).is_file():
             raise TalkFaceUserError(f"dataset.{key}: {data[key]} not found; give a file of video ids or null")
@@ -442,7 +445,8 @@ def training_function(config: dict, args) -> dict:
         accelerator.wait_for_everyone()
 
     announced = set()
-    step_times, last_logs, history = [], {}, []
+    # per-step losses for the caller (tests, notebooks); bounded so long runs do not grow memory
+    step_times, last_logs, history = [], {}, collections.deque(maxlen=10000)
     start_step = progress.global_step
     logger.info(f"training from step {start_step} to {max_steps}: {len(train_dataset)} items, {steps_per_epoch} "
                 f"steps per epoch, batch {batch_size} x {accelerator.num_processes} process(es) x {accumulation} "
@@ -526,21 +530,21 @@ def training_function(config: dict, args) -> dict:
             if val_loader is not None and validation["steps"] and step % validation["steps"] == 0 and \
                     step < max_steps:
                 _validate(accelerator, generator, val_loader, losses, config, step, logger)
-            if training["checkpointing_steps"] and step % training["checkpointing_steps"] == 0:
+            if training["save"] and training["checkpointing_steps"] and step % training["checkpointing_steps"] == 0:
                 checkpoint()
             if step >= max_steps:
                 break
 
-    if not list_checkpoints(output_dir) or int(CHECKPOINT_PATTERN.match(
-            list_checkpoints(output_dir)[-1].name).group(1)) != progress.global_step:
-        checkpoint()
+    checkpoints = list_checkpoints(output_dir)
+    if training["save"] and (not checkpoints or not checkpoints[-1].name.endswith(f"-{progress.global_step}")):
+        checkpoint()  # the end state is always resumable (e.g. to train further with a larger --max-steps)
     val_metrics = {}
     if validation["batches"] and val_loader is not None:
         val_metrics = _validate(accelerator, generator, val_loader, losses, config, progress.global_step, logger)
 
     final_dir = output_dir / "final"
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and training["save"]:
         _save_final(accelerator.unwrap_model(generator), final_dir, config, progress.global_step, last_logs,
                     val_metrics)
         if config["hub"]["push_to_hub"]:
@@ -548,7 +552,8 @@ def training_function(config: dict, args) -> dict:
     accelerator.end_training()
     peak_memory = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
     return {"global_step": progress.global_step, "start_step": start_step, "final_dir": str(final_dir),
-            "step_times": step_times, "last_losses": last_logs, "history": history, "validation": val_metrics,
+            "step_times": step_times, "saved": training["save"], "last_losses": last_logs, "history": list(history),
+            "validation": val_metrics,
             "peak_cuda_memory_bytes": peak_memory}
 
 
@@ -665,9 +670,10 @@ def _video_metrics(accelerator, generator, dataset, validation, logger) -> dict:
         logger.warning(f"validation video metrics skipped: {err}")
         return {}
 
+    import numpy as np
+
     from talkface.data.layout import AFFINES_NAME, AUDIO_NAME, FaceFrames, read_wav, video_folder
     from talkface.faces.mouth_roi import crop_mouth_differentiable
-    import numpy as np
 
     model = accelerator.unwrap_model(generator)
     k = model.config.num_frames

@@ -5,12 +5,12 @@ from .dataset import SyntheticTalkFaceDataset, TalkFaceDataset, split_of
 from .layout import VideoRecord, read_manifest, write_manifest
 
 __all__ = [
-    "TalkFaceBatch",
-    "collate_talkface",
-    "TalkFaceDataset",
     "SyntheticTalkFaceDataset",
-    "split_of",
+    "TalkFaceBatch",
+    "TalkFaceDataset",
     "VideoRecord",
+    "collate_talkface",
     "read_manifest",
+    "split_of",
     "write_manifest",
 ]

@@ -283,4 +283,4 @@ class SyntheticTalkFaceDataset(Dataset):
         return item
 
 
-__all__ = ["TalkFaceDataset", "SyntheticTalkFaceDataset", "split_of", "align_audio_features"]
+__all__ = ["SyntheticTalkFaceDataset", "TalkFaceDataset", "align_audio_features", "split_of"]

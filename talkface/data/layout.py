@@ -6,7 +6,7 @@
       preprocess_config.json    the parameters the set was made with (face size, fps, backend, ...)
       videos/<video id>/        one folder per video; the id is the source path relative to the input root,
                                 without extension (LRS2's "5535415699068794046/00001")
-        faces.npy               (T, S, S, 3) uint8 RGB face crops, S >= 96   (or faces/000000.jpg ... with --storage jpg)
+        faces.npy               (T, S, S, 3) uint8 RGB face crops, S >= 96 (or faces/000000.jpg ... with --storage jpg)
         mouth_affines.npy       (T, 2, 3) float32 maps from AV-HuBERT mouth-patch pixels to face-crop pixels
         landmarks.npy           (T, 68, 2) float32 landmarks in face-crop pixels
         boxes.npy               (T, 4) float32 crop boxes (x1, y1, x2, y2) in frame pixels
@@ -205,14 +205,14 @@ def read_wav(path) -> tuple[np.ndarray, int]:
 
 
 __all__ = [
-    "VideoRecord",
     "FaceFrames",
-    "video_folder",
-    "read_manifest",
-    "write_manifest",
-    "save_faces",
-    "write_wav",
-    "read_wav",
-    "atomic_write_text",
+    "VideoRecord",
     "atomic_save_npy",
+    "atomic_write_text",
+    "read_manifest",
+    "read_wav",
+    "save_faces",
+    "video_folder",
+    "write_manifest",
+    "write_wav",
 ]

@@ -340,11 +340,11 @@ def save_options(output_dir, options: PreprocessOptions):
 
 
 __all__ = [
-    "PreprocessOptions",
-    "find_videos",
-    "preprocess_video",
-    "preprocess_task",
-    "existing_record",
-    "save_options",
     "VIDEO_EXTENSIONS",
+    "PreprocessOptions",
+    "existing_record",
+    "find_videos",
+    "preprocess_task",
+    "preprocess_video",
+    "save_options",
 ]

@@ -18,11 +18,11 @@ AutoModel.register(TalkFaceDiscriminatorConfig, TalkFaceDiscriminator, exist_ok=
 
 __all__ = [
     "TalkFaceConfig",
+    "TalkFaceDiscriminator",
     "TalkFaceDiscriminatorConfig",
-    "audio_encoder_kwargs",
+    "TalkFaceDiscriminatorOutput",
     "TalkFaceModel",
     "TalkFaceModelOutput",
     "TalkFacePreTrainedModel",
-    "TalkFaceDiscriminator",
-    "TalkFaceDiscriminatorOutput",
+    "audio_encoder_kwargs",
 ]

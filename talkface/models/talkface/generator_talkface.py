@@ -53,11 +53,11 @@ class TalkFaceGenerator(LipSyncGenerator):
             reference_faces = torch.cat([reference_faces, reference_faces[-1:].expand(padding, -1, -1, -1)])
             indices = torch.cat([indices, indices[-1:].expand(padding)])
         mel_windows = audio.per_frame[indices.cpu()].to(device=self.device, dtype=self.dtype)
-        group_shape = (-1, k)  # (batch, k, ...)
+        face_groups = (-1, k, *masked_faces.shape[1:])  # (batch, k, 3, size, size)
         generated = self.model(
-            reference_frames=reference_faces.to(self.device, self.dtype).reshape(*group_shape, *masked_faces.shape[1:]),
-            masked_frames=masked_faces.to(self.device, self.dtype).reshape(*group_shape, *masked_faces.shape[1:]),
-            mel_windows=mel_windows.reshape(*group_shape, *mel_windows.shape[1:]),
+            reference_frames=reference_faces.to(self.device, self.dtype).reshape(face_groups),
+            masked_frames=masked_faces.to(self.device, self.dtype).reshape(face_groups),
+            mel_windows=mel_windows.reshape(-1, k, *mel_windows.shape[1:]),  # (batch, k, 1, 80, 16)
             return_dict=True,
         ).generated_frames
         return generated.reshape(-1, *generated.shape[2:])[:num_faces].float().clamp(0, 1)

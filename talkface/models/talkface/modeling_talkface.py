@@ -20,7 +20,6 @@ processes every frame independently, with k folded into the batch.
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -419,10 +418,10 @@ class TalkFaceDiscriminator(TalkFaceDiscriminatorPreTrainedModel):
 
 
 __all__ = [
-    "TalkFaceModel",
-    "TalkFacePreTrainedModel",
     "TalkFaceDiscriminator",
-    "TalkFaceDiscriminatorPreTrainedModel",
-    "TalkFaceModelOutput",
     "TalkFaceDiscriminatorOutput",
+    "TalkFaceDiscriminatorPreTrainedModel",
+    "TalkFaceModel",
+    "TalkFaceModelOutput",
+    "TalkFacePreTrainedModel",
 ]
