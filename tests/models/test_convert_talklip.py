@@ -102,8 +102,8 @@ def test_cli_conversion_strict_load_and_tensors_in_place(converted_folder, origi
     # AV-HuBERT keys under audio_encoder., with the positional convolution folded
     for key in ("encoder.layers.1.fc1.weight", "feature_extractor_audio.proj.bias", "mask_emb", "label_embs_concat",
                 "feature_extractor_video.resnet.trunk.layer4.1.relu2.weight", "layer_norm.weight"):
-        torch.testing.assert_close(state[f"audio_encoder.{key}"], original_state_dict[f"audio_encoder.w2v_model.{key}"],
-                                   rtol=0, atol=0)
+        original = original_state_dict[f"audio_encoder.w2v_model.{key}"]
+        torch.testing.assert_close(state[f"audio_encoder.{key}"], original, rtol=0, atol=0)
     folded = fold_weight_norm(original_state_dict["audio_encoder.w2v_model.encoder.pos_conv.0.weight_g"],
                               original_state_dict["audio_encoder.w2v_model.encoder.pos_conv.0.weight_v"])
     torch.testing.assert_close(state["audio_encoder.encoder.pos_conv.conv.weight"], folded, rtol=0, atol=0)

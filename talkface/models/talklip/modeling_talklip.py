@@ -125,6 +125,9 @@ class TalkLipModelOutput(ModelOutput):
         picked_audio_features (`torch.FloatTensor` of shape `(N, audio_feature_dim)`, *optional*): the audio
             feature of each generated face before `audio_map` (the audio input of the contrastive loss); for the
             local encoder, the flattened audio embedding.
+        contrastive_audio_embeds (`torch.FloatTensor` of shape `(N, contrastive_projection_dim)`, *optional*):
+            `contrastive_head(picked_audio_features)`, unit length, when the model has the head (computed inside
+            forward so that distributed training sees the head used by the model).
     """
 
     loss: torch.FloatTensor | None = None
@@ -132,6 +135,7 @@ class TalkLipModelOutput(ModelOutput):
     audio_embeds: torch.FloatTensor | None = None
     audio_hidden_states: torch.FloatTensor | None = None
     picked_audio_features: torch.FloatTensor | None = None
+    contrastive_audio_embeds: torch.FloatTensor | None = None
 
 
 # --- model --------------------------------------------------------------------------------------------------------
@@ -392,11 +396,16 @@ class TalkLipModel(TalkLipPreTrainedModel):
         generated_faces = self.decode(face_frames, audio_embeds)
         audio_embeds = audio_embeds.reshape(num_faces, self.config.hidden_size, 1, 1)
 
+        contrastive = None
+        if self.contrastive_head is not None and picked is not None:
+            contrastive = self.contrastive_head(picked)
+
         loss = None
         if target_faces is not None:
             loss = F.l1_loss(generated_faces, target_faces)
         output = TalkLipModelOutput(loss=loss, generated_faces=generated_faces, audio_embeds=audio_embeds,
-                                    audio_hidden_states=audio_hidden_states, picked_audio_features=picked)
+                                    audio_hidden_states=audio_hidden_states, picked_audio_features=picked,
+                                    contrastive_audio_embeds=contrastive)
         return output if return_dict else output.to_tuple()
 
 
