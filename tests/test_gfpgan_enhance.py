@@ -175,3 +175,35 @@ def test_load_enhancer(tmp_path):
     (other / "config.json").write_text('{"model_type": "wav2lip"}')
     with pytest.raises(ModelLoadError, match="not GFPGAN"):
         load_enhancer("gfpgan", other)
+
+
+def test_box_only_detections_get_landmarks_from_a_face_backend():
+    from talkface.faces.backends import FaceBackend, FaceDetection
+
+    class FixedFaceBackend(FaceBackend):  # one face, the photo's, with known landmarks
+        def _detect(self, frame_rgb, landmarks):
+            return [FaceDetection(box=np.array([160, 90, 300, 260], np.float32),
+                                  landmarks=landmarks68_from_five(PHOTO01_FIVE_POINTS).astype(np.float32), score=1.0)]
+
+    frame = read_photo()
+    model = GFPGANModel(GFPGANConfig(**TINY))
+    expected = GFPGANEnhancer(model)(frame, landmarks68_from_five(PHOTO01_FIVE_POINTS).astype(np.float32))
+    enhancer = GFPGANEnhancer(model, landmark_backend=FixedFaceBackend())
+    from_box = enhancer(frame, SimpleNamespace(box=np.array([150, 80, 310, 270]), landmarks=None))
+    assert np.array_equal(from_box, expected)
+    # a box elsewhere is another face: no landmarks for it, the frame is left alone and counted
+    assert enhancer(frame, SimpleNamespace(box=np.array([0, 300, 100, 470]), landmarks=None)) is frame
+    assert enhancer.frames_without_landmarks == 1
+    assert GFPGANEnhancer(model, landmark_backend=None)(frame, SimpleNamespace(box=(150, 80, 310, 270),
+                                                                               landmarks=None)) is frame
+
+
+def test_box_only_detection_with_mediapipe():
+    pytest.importorskip("mediapipe")
+    frame = read_photo()
+    enhancer = GFPGANEnhancer(GFPGANModel(GFPGANConfig(**TINY)))  # landmark_backend="mediapipe"
+    out = enhancer(frame, SimpleNamespace(box=np.array([150, 80, 310, 270], np.float32), landmarks=None))
+    cx, cy = PHOTO01_FIVE_POINTS[2].astype(int)
+    nose = np.s_[cy - 20 : cy + 20, cx - 20 : cx + 20]
+    assert np.abs(out[nose].astype(int) - frame[nose]).mean() > 10
+    assert enhancer.frames_without_landmarks == 0

@@ -86,11 +86,18 @@ def estimate_similarity(source_points: np.ndarray, target_points: np.ndarray, me
     return np.hstack([linear, translation[:, None]])
 
 
-def _landmarks_of(detection):
-    if detection is None:
-        return None
-    landmarks = getattr(detection, "landmarks", detection)
-    return None if landmarks is None else np.asarray(landmarks, dtype=np.float64)
+# A fitted face must overlap the pipeline's box at least this much (intersection over union) to be the same face.
+MIN_BOX_IOU = 0.3
+
+
+def _box_iou(box_a, box_b) -> float:
+    inter_w = min(box_a[2], box_b[2]) - max(box_a[0], box_b[0])
+    inter_h = min(box_a[3], box_b[3]) - max(box_a[1], box_b[1])
+    if inter_w <= 0 or inter_h <= 0:
+        return 0.0
+    inter = inter_w * inter_h
+    union = (box_a[2] - box_a[0]) * (box_a[3] - box_a[1]) + (box_b[2] - box_b[0]) * (box_b[3] - box_b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 class GFPGANEnhancer:
@@ -101,10 +108,14 @@ class GFPGANEnhancer:
         strength: blend between the aligned input face (0) and the restored face (1). GFPGAN's "weight" option has
             no effect on the clean architecture; this blend is the knob that does something.
         alignment: "least_squares" (default, stable over video) or "lmeds" (the original helper's robust fit).
+        landmark_backend: fits 68 landmarks when a detection comes with a box but no landmarks (the pipeline
+            tracks boxes only): a talkface face backend name ("mediapipe", "dlib", "face_alignment"), a
+            `FaceBackend` instance, or None to leave such frames alone. Created on first use.
         device, dtype: where the model runs (default: where its parameters are).
     """
 
-    def __init__(self, model, strength: float = 1.0, alignment: str = "least_squares", device=None, dtype=None):
+    def __init__(self, model, strength: float = 1.0, alignment: str = "least_squares", landmark_backend="mediapipe",
+                 device=None, dtype=None):
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         if alignment not in ("least_squares", "lmeds"):
@@ -118,6 +129,35 @@ class GFPGANEnhancer:
         self.alignment = alignment
         self.face_size = int(model.config.out_size)
         self.template = np.asarray(model.config.template_points(), dtype=np.float64)  # (5, 2)
+        self.landmark_backend = landmark_backend
+        self._backend = None
+        #: frames with a face box that were left as they are because no landmarks could be fitted
+        self.frames_without_landmarks = 0
+
+    def _landmarks_of(self, frame_rgb: np.ndarray, detection):
+        """The (68, 2) landmarks of the detection, fitted on the frame when only a box is given; None if none."""
+        if detection is None:
+            return None
+        if isinstance(detection, np.ndarray):
+            return detection.astype(np.float64)
+        if getattr(detection, "landmarks", None) is not None:
+            return np.asarray(detection.landmarks, dtype=np.float64)
+        box = getattr(detection, "box", None)
+        if box is None or self.landmark_backend is None:
+            return None
+        if self._backend is None:
+            from ...faces.backends import get_face_backend  # lazy: needs the optional face backend package
+
+            self._backend = get_face_backend(self.landmark_backend)
+        box = np.asarray(box, dtype=np.float64)
+        faces = [f for f in self._backend.detect(frame_rgb, landmarks=True) if f.landmarks is not None]
+        best = max(faces, key=lambda f: _box_iou(f.box, box), default=None)
+        if best is None or _box_iou(best.box, box) < MIN_BOX_IOU:
+            self.frames_without_landmarks += 1
+            if self.frames_without_landmarks == 1:
+                logger.warning("no face landmarks found in a face box; such frames are not enhanced")
+            return None
+        return np.asarray(best.landmarks, dtype=np.float64)
 
     # -- the three stages, usable on their own (the benchmark times them) -----------------------------------------
     def align(self, frame_rgb: np.ndarray, landmarks68: np.ndarray):
@@ -174,13 +214,14 @@ class GFPGANEnhancer:
     def __call__(self, frame_rgb: np.ndarray, detection) -> np.ndarray:
         """Enhance the face of one frame.
 
-        `detection` is the face of this frame: an object with `.landmarks` (68, 2) in frame pixels (the pipeline's
-        detections), or the (68, 2) array itself. None (no face) returns the frame unchanged.
+        `detection` is the face of this frame: an object with `.landmarks` (68, 2) in frame pixels, or with
+        `.box` (x1, y1, x2, y2) and no landmarks (they are then fitted with `landmark_backend`), or the (68, 2)
+        array itself. None (no face) returns the frame unchanged.
         """
         if not (isinstance(frame_rgb, np.ndarray) and frame_rgb.dtype == np.uint8 and frame_rgb.ndim == 3
                 and frame_rgb.shape[2] == 3):
             raise ValueError(f"frame_rgb must be a uint8 (H, W, 3) array, got {getattr(frame_rgb, 'shape', None)}")
-        landmarks = _landmarks_of(detection)
+        landmarks = self._landmarks_of(frame_rgb, detection)
         if landmarks is None:
             return frame_rgb
         points = five_points_from_68(landmarks)
