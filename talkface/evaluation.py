@@ -304,7 +304,10 @@ class PairMedia:
     def transcript(self) -> str:
         if self.pair.text is None:
             raise TalkFaceUserError(f"no transcript {self.pair.stem}.txt (pass --text DIR or put it beside the reference)")
-        return self._get("text", lambda: self.pair.text.read_text(encoding="utf-8").strip())
+        from .lipreading import read_reference_text
+
+        # LRS2/LRS3 transcripts hold "Text: ..." lines; a plain text file is used as it is
+        return self._get("text", lambda: read_reference_text(str(self.pair.text)))
 
     def value(self, key, compute):
         """Memoise something derived from the media (e.g. the face-region crops that ssim and psnr share)."""
@@ -519,9 +522,13 @@ def wer_for_pair(media: PairMedia, context: EvaluationContext) -> dict:
     """Word errors of the lip reader's transcript of the generated video against the reference transcript."""
     from .metrics import wer as wer_module
 
+    reference_text = media.transcript  # first: a missing transcript skips the file before the costly decoding
     lip_reader = context.model("wer")
     hypothesis = lip_reader(media.generated_frames)
-    counts = wer_module.word_error_counts(media.transcript, hypothesis)
+    reader = getattr(lip_reader, "reader", None)
+    if reader is not None:  # lower-case and round-trip through the tokenizer, as the AV-HuBERT reference scores
+        reference_text = reader.normalize_reference(reference_text)
+    counts = wer_module.word_error_counts(reference_text, hypothesis)
     errors, words = int(counts["errors"]), int(counts["words"])
     return {"values": {"wer": errors / words if words else float("nan")}, "counts": {"errors": errors, "words": words},
             "details": {"hypothesis": hypothesis}}

@@ -227,6 +227,41 @@ class TestEvaluate:
         assert report.files[0]["values"]["ssim"] == pytest.approx(expected, abs=1e-6)
 
 
+class TestWER:
+    def test_corpus_wer_of_the_lip_reader(self, clips, tmp_path):
+        pytest.importorskip("sentencepiece")
+        from talkface.lipreading import LipReader
+        from talkface.metrics.wer import word_error_counts
+        from talkface.models.avhubert import AVHubertConfig, AVHubertForLipReading
+        from talkface.models.avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
+        from talkface.models.avhubert.tokenization_avhubert import AVHubertTokenizer
+        from tests.utils import shared_file
+
+        folder = tmp_path / "lip_reader"
+        torch.manual_seed(0)
+        config = AVHubertConfig(encoder_layers=1, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                                encoder_attention_heads=4, conv_pos=8, conv_pos_groups=4, video_frontend_channels=8,
+                                resnet_channels=(8, 8, 16, 16), resnet_blocks=(1, 1, 1, 1), decoder_layers=1,
+                                decoder_embed_dim=32, decoder_ffn_embed_dim=64, decoder_attention_heads=4)
+        AVHubertForLipReading(config).save_pretrained(folder)
+        AVHubertFeatureExtractor().save_pretrained(folder)
+        AVHubertTokenizer.from_model_file(shared_file("reference", "avhubert_spm_unigram1000.model")).save_pretrained(
+            folder)
+        generated, reference = make_dirs(tmp_path, {"a": clips["real"], "b": clips["moved"]},
+                                         {"a": clips["real"], "b": clips["real"]})
+        (reference / "a.txt").write_text("Text:  HELLO WORLD\nConf:  5\n")  # LRS2 layout
+        report = evaluate(generated, reference, metrics="wer", output=tmp_path / "r",
+                          options=EvaluationOptions(lip_reader=str(folder), plots=False), progress=False)
+        assert report.unavailable == {}
+        assert [(s["stem"], s["metric"]) for s in report.skipped] == [("b", "wer")]  # no transcript for b
+        assert "b.txt" in report.skipped[0]["reason"]
+        hypothesis = report.files[0]["details"]["wer"]["hypothesis"]
+        assert hypothesis == LipReader.from_pretrained(folder).normalize_reference(hypothesis)  # tokenizer text
+        expected = word_error_counts("hello world", hypothesis)
+        assert report.files[0]["counts"]["wer"] == {"errors": expected["errors"], "words": 2}
+        assert report.summary["wer"]["value"] == pytest.approx(expected["errors"] / 2)
+
+
 class TestCommand:
     def test_end_to_end(self, clips, tmp_path, capsys):
         generated, reference = make_dirs(tmp_path, {"a": clips["real"]}, {"a": clips["real"]})
