@@ -230,6 +230,7 @@ class AVSScorer:
         self.frontend_chunk_frames = frontend_chunk_frames
         self.fuse_video_frontend = fuse_video_frontend
         self._fast_video_frontend = None
+        self._inference_video_frontend()  # built now: start-up work, not per-video work
 
     @classmethod
     def from_pretrained(cls, path_or_id, device="cpu", **kwargs) -> "AVSScorer":
@@ -281,7 +282,7 @@ class AVSScorer:
     # -- encoder ----------------------------------------------------------------------------------------------------
 
     def _inference_video_frontend(self):
-        """The video front end prepared for fast CPU inference (built once, on first use).
+        """The video front end prepared for fast CPU inference (built once, when the scorer is made).
 
         BatchNorm layers are folded into the convolutions before them (torch.fx) and the 2-D convolutions use
         channels-last weights: about twice as fast on CPU, and equal to the original within float rounding
