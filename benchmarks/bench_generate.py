@@ -176,8 +176,8 @@ def main(argv=None):
                                           args.device)
         long_run = measure_in_subprocess(model_dir, long_input, tmp / "rss_long.mp4", args.batch_size, args.device)
         growth = long_run["peak_rss_mib"] / short_run["peak_rss_mib"] - 1
-        print(f"peak RSS {args.seconds:g} s input   {short_run['peak_rss_mib']:8.1f} MiB ({short_run['frames']} frames)")
-        print(f"peak RSS {args.long_seconds:g} s input   {long_run['peak_rss_mib']:8.1f} MiB ({long_run['frames']} frames)")
+        for seconds, run in ((args.seconds, short_run), (args.long_seconds, long_run)):
+            print(f"peak RSS {seconds:g} s input   {run['peak_rss_mib']:8.1f} MiB ({run['frames']} frames)")
         print(f"growth {100 * growth:+.1f}%  (target <= +15%: {'PASS' if growth <= 0.15 else 'FAIL'})")
 
 

@@ -107,7 +107,8 @@ def read_audio(path, sampling_rate: int = 16000) -> np.ndarray:
     container = _open(path)
     try:
         if not container.streams.audio:
-            raise MediaError(f"{path} has no audio stream; pass a speech recording (wav, mp3, ...) or a video with sound")
+            raise MediaError(f"{path} has no audio stream; pass a speech recording (wav, mp3, ...) or a video "
+                             "with sound")
         stream = container.streams.audio[0]
         chunks, source_rate = [], None
         av = _av()
@@ -189,7 +190,8 @@ def _first_frame(container, stream):
     try:
         return next(container.decode(stream), None)
     except av.error.FFmpegError as err:
-        raise MediaError(f"cannot decode the video of {container.name} ({err}); re-encode it, e.g. to H.264 mp4") from err
+        raise MediaError(f"cannot decode the video of {container.name} ({err}); re-encode it, e.g. to H.264 "
+                         "mp4") from err
 
 
 def probe(path) -> MediaInfo:
@@ -299,7 +301,8 @@ def iter_frames(path, fps: float = 25.0, start: int = 0) -> Iterator[np.ndarray]
                         continue
                     yield frame
             except av.error.FFmpegError as err:
-                raise MediaError(f"cannot decode the video of {path} ({err}); re-encode it, e.g. to H.264 mp4") from err
+                raise MediaError(f"cannot decode the video of {path} ({err}); re-encode it, e.g. to H.264 "
+                                 "mp4") from err
 
         frames = decoded()
         current = next(frames, None)

@@ -106,6 +106,8 @@ class FaceTracker:
         self.forced_box = None if box is None else validate_box(box)
         self.backend = None
         if self.forced_box is None:
+            if backend is None:
+                raise ValueError("FaceTracker needs a face backend unless a forced box is given")
             self.backend = get_face_backend(backend) if isinstance(backend, str) else backend
         self.face_index = face_index
         self.pads = validate_pads(pads)
