@@ -1,0 +1,363 @@
+"""The web demo through its HTTP API (gradio_client), with tiny random models written to tmp folders.
+
+The app runs in this process on a free port; the tests call its `generate` and `score` endpoints the way a browser
+or a script would, and check what comes back (a real H.264/AAC mp4 of the right length, tables, error messages).
+"""
+
+import os
+import socket
+import tempfile
+import threading
+import time
+import wave
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+gradio = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+import app  # noqa: E402  (the repository root is on sys.path under pytest)
+from talkface import media  # noqa: E402
+from talkface.demo import (  # noqa: E402
+    DemoConfig,
+    LazyModelCache,
+    TalkFaceDemo,
+    check_ffmpeg,
+    config_from_args,
+    create_tiny_random_models,
+    parse_generator_specs,
+)
+from talkface.errors import ModelLoadError, TalkFaceUserError  # noqa: E402
+from tests.utils import data_file  # noqa: E402
+
+FPS = 25
+SR = 16000
+MAX_SECONDS = 3.0
+
+
+def write_wav(path, waveform):
+    pcm = (np.clip(waveform, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(SR)
+        handle.writeframes(pcm.tobytes())
+    return path
+
+
+def write_clip(path, frames, audio=None):
+    with media.VideoWriter(path, fps=FPS, width=frames.shape[2], height=frames.shape[1], audio=audio) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(blocks, blocks_cache_dir, **kwargs):
+    blocks.queue(default_concurrency_limit=1, max_size=8)
+    _, url, _ = blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                              allowed_paths=[str(blocks_cache_dir)], **kwargs)
+    return url
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Short real media (a 1.2 s face clip with its sound, 1.6 s of speech) and bad uploads."""
+    folder = tmp_path_factory.mktemp("app_media")
+    source = data_file("clip07_edtalk_mouth_source_muxed.mkv")
+    frames = media.read_frames(source, fps=FPS, max_frames=30)
+    speech = media.read_audio(data_file("speech04_retalking_audio1.wav"), SR)
+    return {
+        "face": write_clip(folder / "face.mp4", frames, media.read_audio(source, SR)[: 30 * SR // FPS]),
+        "speech": write_wav(folder / "speech.wav", speech[SR : SR + 40 * SR // FPS]),  # 1.6 s
+        "speech_1s": write_wav(folder / "speech_1s.wav", speech[SR : 2 * SR]),
+        "long_speech": write_wav(folder / "long_speech.wav", speech[: 4 * SR]),  # over MAX_SECONDS
+        "silent": write_clip(folder / "silent.mp4", frames[:20]),
+        "no_face": write_clip(folder / "grey.mp4", np.full((20, 64, 64, 3), 120, np.uint8), speech[: 20 * SR // FPS]),
+        "not_video": _write_text(folder / "notes.mp4", "this is not a video\n"),
+        "photo": data_file("photo01_sadtalker_people_0.png"),
+    }
+
+
+def _write_text(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    # the folder `--demo-tiny-models --cache-dir CACHE` uses, so that the flag's test finds them made
+    return create_tiny_random_models(tmp_path_factory.mktemp("cache") / "tiny-random-models")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_models):
+    """The app with a tiny generator (+ one that does not exist), SyncNet and AV-HuBERT; no GFPGAN."""
+    work_tmp = tmp_path_factory.mktemp("request_tmp")
+    saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(work_tmp)  # request folders land here
+    config = DemoConfig(generators={"tiny": str(tiny_models["generator"]), "missing": "/nonexistent/wav2lip"},
+                        syncnet=str(tiny_models["syncnet"]), avhubert=str(tiny_models["avhubert"]),
+                        max_video_seconds=MAX_SECONDS, max_audio_seconds=MAX_SECONDS, max_files=3,
+                        cache_dir=tmp_path_factory.mktemp("demo_cache"), tiny_random=True)
+    demo = TalkFaceDemo(config)
+    blocks = app.build_demo(demo)
+    url = launch(blocks, config.cache_dir, max_file_size="1mb")
+    client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+    try:
+        yield Namespace(client=client, demo=demo, url=url, work_tmp=work_tmp)
+    finally:
+        blocks.close()
+        tempfile.tempdir = saved_tempdir
+
+
+def generate(client, face=None, photo=None, audio=None, generator="tiny", enhance=False, **options):
+    handle = gradio_client.handle_file
+    return client.predict(face_video=handle(str(face)) if face else None,
+                          face_photo=handle(str(photo)) if photo else None,
+                          audio=handle(str(audio)) if audio else None, generator=generator,
+                          face_index=options.get("face_index", 0), pad_top=0, pad_bottom=10, pad_left=0, pad_right=0,
+                          duration_policy=options.get("duration_policy", "pingpong"), blend="feather", feather=0.15,
+                          enhance=enhance, api_name="/generate")
+
+
+def score(client, videos, audios=None, references=None, face_mode="track"):
+    handle = gradio_client.handle_file
+    return client.predict(videos=[handle(str(v)) for v in videos],
+                          audios=[handle(str(a)) for a in audios] if audios else None,
+                          references=[handle(str(r)) for r in references] if references else None,
+                          face_mode=face_mode, api_name="/score")
+
+
+def check_mp4(path, seconds):
+    import av
+
+    info = media.probe(path)
+    assert Path(path).suffix == ".mp4" and info.has_video and info.has_audio
+    assert info.duration == pytest.approx(seconds, abs=1.01 / FPS)
+    assert info.audio_duration == pytest.approx(seconds, abs=0.1)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.audio[0].codec_context.name == "aac"
+    frames = media.read_frames(path)
+    assert frames.std() > 5  # real pictures, not a blank stream
+
+
+# ------------------------------------------------------------------------------------------------------- Generate
+
+
+def test_generate_video_returns_mp4_with_audio_scores_and_mark(served, files):
+    from talkface.watermark import Watermarker, read_metadata, talkface_metadata
+
+    video, message, scores, note = generate(served.client, face=files["face"], audio=files["speech"])
+    # the 1.2 s video is extended (pingpong) to the 1.6 s of speech
+    check_mp4(video, 1.6)
+    assert "40 frames at 25 fps" in message and "random weights" in message
+    names = [row[0] for row in scores["data"]]
+    assert names[:3] == ["lse_d", "lse_c", "offset"] and "avs_u" in names
+    assert all(np.isfinite(float(row[1])) for row in scores["data"])
+    assert "mean nothing" in note  # the tiny models are labelled as such
+    # generated videos are marked as such
+    assert talkface_metadata(read_metadata(video))
+    assert Watermarker().detect_video(video).found
+    # the request's own temporary folder is gone; the output lives in the demo's cache
+    assert not list(served.work_tmp.glob("talkface-demo-*"))
+    assert len(list((served.demo.config.cache_dir / "outputs").glob("*/*.mp4"))) >= 1
+
+
+def test_generate_photo_and_models_are_loaded_once(served, files):
+    video, message, _, _ = generate(served.client, photo=files["photo"], audio=files["speech_1s"])
+    check_mp4(video, 1.0)
+    assert "25 frames" in message
+    counts = served.demo.models.load_counts
+    assert counts[f"generator:{served.demo.config.generators['tiny']}"] == 1
+    assert counts[f"syncnet:{served.demo.config.syncnet}"] == 1
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("not_video", "'notes.mp4' is not a video or photo that can be read"),
+    ("no_audio", "no audio given"),
+    ("no_face_input", "no face given"),
+    ("silent_audio", "'silent.mp4' has no sound"),
+    ("audio_too_long", "lasts 4.0 s; this demo accepts at most 3 s"),
+    ("no_face", "no face found in 'grey.mp4'"),
+    ("missing_generator", "talkface convert wav2lip --checkpoint wav2lip_gan.pth --out models/wav2lip"),
+    ("enhance_without_gfpgan", "talkface convert gfpgan --checkpoint GFPGANv1.4.pth"),
+])
+def test_bad_generate_inputs_show_a_message(served, files, case, needle):
+    arguments = {
+        "not_video": dict(face=files["not_video"], audio=files["speech"]),
+        "no_audio": dict(face=files["face"]),
+        "no_face_input": dict(audio=files["speech"]),
+        "silent_audio": dict(face=files["face"], audio=files["silent"]),
+        "audio_too_long": dict(face=files["face"], audio=files["long_speech"]),
+        "no_face": dict(face=files["no_face"], audio=files["speech_1s"]),
+        "missing_generator": dict(face=files["face"], audio=files["speech"], generator="missing"),
+        "enhance_without_gfpgan": dict(face=files["face"], audio=files["speech"], enhance=True),
+    }[case]
+    with pytest.raises(gradio_client.exceptions.AppError) as info:
+        generate(served.client, **arguments)
+    assert needle in str(info.value)
+    assert "/tmp" not in str(info.value).split("talkface convert")[0]  # names the upload, not a server path
+    assert not list(served.work_tmp.glob("talkface-demo-*"))
+
+
+def test_oversized_upload_is_refused_and_the_app_keeps_answering(served, files, tmp_path):
+    big = tmp_path / "big.wav"
+    write_wav(big, np.zeros(SR * 40, np.float32))  # 1.3 MB > max_file_size 1mb
+    with pytest.raises(Exception, match="(?i)(too large|size|413)"):
+        generate(served.client, face=files["face"], audio=big)
+    table, *_ = score(served.client, [files["face"]], face_mode="precropped")
+    assert table["data"][0][0] == "face"
+
+
+# ---------------------------------------------------------------------------------------------------------- Score
+
+
+def test_score_several_videos_with_ground_truth(served, files, tmp_path):
+    other = write_clip(tmp_path / "other.mp4", media.read_frames(files["face"])[::-1].copy(),
+                       media.read_audio(files["face"], SR))
+    table, note, plots, downloads = score(served.client, [files["face"], other], references=[files["face"]],
+                                          face_mode="precropped")
+    headers, rows = table["headers"], table["data"]
+    assert headers[0] == "file" and headers[-1] == "notes"
+    for field in ("lse_d", "lse_c", "avs_u", "avs_m", "avs_v", "ssim", "psnr", "lmd"):
+        assert field in headers
+    assert [row[0] for row in rows] == ["face", "other", "mean"]
+    column = dict(zip(headers, zip(*rows)))
+    assert float(column["ssim"][0]) == pytest.approx(1.0)  # the video against itself
+    assert float(column["ssim"][1]) < 0.99
+    assert float(column["lmd"][0]) == pytest.approx(0.0, abs=1e-6)
+    assert "**Columns**" in note
+    assert len(plots) == 2 and all(Path(p["image"]).read_bytes()[:4] == b"\x89PNG" for p in plots)
+    assert sorted(Path(p).name for p in downloads) == ["results.csv", "results.json"]
+    assert "face" in Path([p for p in downloads if p.endswith(".csv")][0]).read_text()
+
+
+def test_score_errors(served, files):
+    with pytest.raises(gradio_client.exceptions.AppError, match="'notes.mp4' cannot be read as a video"):
+        score(served.client, [files["not_video"]])
+    with pytest.raises(gradio_client.exceptions.AppError, match="Invalid file type"):  # Gradio's own check
+        score(served.client, [files["photo"]])
+    with pytest.raises(gradio_client.exceptions.AppError, match="at most 3 at once"):
+        score(served.client, [files["face"]] * 4)
+    with pytest.raises(gradio_client.exceptions.AppError, match="none is named like"):
+        score(served.client, [files["face"], files["no_face"]], audios=[files["speech"], files["speech_1s"]])
+
+
+# ---------------------------------------------------------------------------------- without models (offline)
+
+
+def test_page_loads_and_explains_when_no_model_is_configured(tmp_path, files):
+    import httpx
+
+    demo = TalkFaceDemo(DemoConfig(cache_dir=tmp_path / "cache"))
+    statuses = {s.role: s for s in demo.model_status()}
+    assert "talkface convert wav2lip" in statuses["generator"].missing
+    assert "talkface convert syncnet-lse" in statuses["lip-sync scorer (LSE)"].missing
+    assert "talkface convert avhubert" in statuses["lip-sync scorer (AVS)"].missing
+    assert "talkface convert gfpgan" in statuses["face enhancer"].missing
+    with pytest.raises(ModelLoadError, match="talkface convert wav2lip"):
+        demo.generate(face_video=files["face"], audio=files["speech"])
+    blocks = app.build_demo(demo)
+    url = launch(blocks, demo.config.cache_dir)
+    try:
+        page = httpx.get(url, timeout=30)
+        assert page.status_code == 200 and "talkface" in page.text
+        # metrics that need no model still work; the others say what is missing
+        client = gradio_client.Client(url, verbose=False)
+        table, note, _, _ = score(client, [files["face"]], references=[files["face"]], face_mode="precropped")
+    finally:
+        blocks.close()
+    assert table["headers"] == ["file", "ssim", "psnr", "lmd", "notes"]
+    assert "talkface convert syncnet-lse" in note and "talkface convert avhubert" in note
+
+
+# ----------------------------------------------------------------------------------------------- configuration
+
+
+def test_lazy_model_cache_loads_once_across_threads():
+    cache = LazyModelCache()
+    calls = []
+
+    def load():
+        calls.append(1)
+        time.sleep(0.05)
+        return object()
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get("model", load))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len({id(r) for r in results}) == 1 and cache.load_counts["model"] == 1
+
+    def fail():
+        raise ModelLoadError("missing")
+
+    for _ in range(2):  # a failed load is not kept
+        with pytest.raises(ModelLoadError):
+            cache.get("broken", fail)
+
+
+def test_generator_specs():
+    assert parse_generator_specs(["wav2lip=models/wav2lip", "models/talklip/", " "]) == {
+        "wav2lip": "models/wav2lip", "talklip": "models/talklip/"}
+    with pytest.raises(TalkFaceUserError, match="two generators"):
+        parse_generator_specs(["a=x", "a=y"])
+    with pytest.raises(TalkFaceUserError, match="NAME=FOLDER"):
+        parse_generator_specs(["a="])
+
+
+def test_config_from_flags_environment_and_tiny_models(tmp_path, tiny_models, monkeypatch):
+    parser = app.build_parser()
+    environ = {"TALKFACE_GENERATOR": "w=models/w,t=org/talklip", "TALKFACE_SYNCNET_LSE": "s", "TALKFACE_GFPGAN": "g"}
+    config = config_from_args(parser.parse_args(["--avhubert", "a", "--cache-dir", str(tmp_path)]), environ)
+    assert config.generators == {"w": "models/w", "t": "org/talklip"}
+    assert (config.syncnet, config.avhubert, config.gfpgan) == ("s", "a", "g")
+    config = config_from_args(parser.parse_args(["--generator", "x=y", "--syncnet", "z", "--cache-dir", str(tmp_path)]),
+                              environ)
+    assert config.generators == {"x": "y"} and config.syncnet == "z"
+    # default folders of the convert commands are used when they exist
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "wav2lip").mkdir(parents=True)
+    (tmp_path / "models" / "wav2lip" / "config.json").write_text("{}")
+    config = config_from_args(parser.parse_args([]), {})
+    assert config.generators == {"wav2lip": "models/wav2lip"} and config.syncnet is None
+    # --demo-tiny-models fills every role not given (the models already exist in the cache: not rebuilt)
+    cache = tiny_models["generator"].parent.parent
+    config = config_from_args(parser.parse_args(["--demo-tiny-models", "--cache-dir", str(cache)]), {})
+    (name, source), = config.generators.items()
+    assert "random weights" in name and Path(source) == tiny_models["generator"]
+    assert config.syncnet == str(tiny_models["syncnet"]) and config.gfpgan is None and config.tiny_random
+
+
+def test_server_name_ffmpeg_check_and_bad_flags(monkeypatch, capsys):
+    assert app.server_name(None, {}) == "127.0.0.1"
+    assert app.server_name(None, {"SPACE_ID": "user/space"}) == "0.0.0.0"
+    assert app.server_name("192.168.1.5", {"SPACE_ID": "x"}) == "192.168.1.5"
+    assert check_ffmpeg() is None if __import__("shutil").which("ffmpeg") else "ffmpeg" in check_ffmpeg()
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert "apt install ffmpeg" in check_ffmpeg()
+    assert app.main(["--max-files", "0"]) == 2  # refused before anything is launched
+    assert "max-files must be > 0" in capsys.readouterr().err
+
+
+def test_old_outputs_are_pruned(tmp_path):
+    demo = TalkFaceDemo(DemoConfig(cache_dir=tmp_path, cache_max_age=60))
+    old, new = demo.outputs_dir / "old", demo.outputs_dir / "new"
+    old.mkdir()
+    new.mkdir()
+    (old / "result.mp4").write_bytes(b"x")
+    past = time.time() - 120
+    os.utime(old, (past, past))
+    demo.prune_outputs()
+    assert not old.exists() and new.exists()
