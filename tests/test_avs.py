@@ -227,46 +227,41 @@ def test_load_wrong_model_type(tmp_path):
         avs.load_avhubert(tmp_path)
 
 
-def test_load_unreachable_hub_id(monkeypatch):
-    import huggingface_hub
-    from huggingface_hub.errors import LocalEntryNotFoundError
+@pytest.fixture
+def offline_hub_cache(monkeypatch, tmp_path):
+    """An offline Hugging Face cache in tmp_path: `add(repo_id, folder)` makes `repo_id` resolvable from it."""
+    import huggingface_hub.constants
 
-    def offline_download(repo_id, filename, **kwargs):
-        raise LocalEntryNotFoundError("offline")  # what the Hub client raises without a connection
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline_download)
+    def add(repo_id, folder):
+        repo = tmp_path / ("models--" + repo_id.replace("/", "--"))
+        commit = "0123456789abcdef0123456789abcdef01234567"
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(commit)
+        snapshot = repo / "snapshots" / commit
+        snapshot.mkdir(parents=True)
+        for file in folder.iterdir():
+            (snapshot / file.name).write_bytes(file.read_bytes())
+
+    return add
+
+
+def test_load_unreachable_hub_id(offline_hub_cache):
     with pytest.raises(ModelLoadError, match="neither a local model folder nor a loadable Hub id.*talkface convert"):
         avs.load_avhubert("nobody-has/this-avhubert-repo")
 
 
-def test_load_hub_id_goes_through_the_hub(monkeypatch, model_folder):
-    """A Hub id is resolved with huggingface_hub: here the download is redirected to a folder the test made."""
-    import huggingface_hub
-
-    from talkface.models.avhubert import AVHubertModel
-
-    calls = []
-
-    def fake_download(repo_id, filename, **kwargs):
-        calls.append((repo_id, filename))
-        return str(model_folder / filename)
-
-    original = AVHubertModel.from_pretrained.__func__
-
-    def fake_from_pretrained(cls, name, *args, **kwargs):
-        assert name == "someone/avhubert-tiny"
-        return original(cls, model_folder, *args, **kwargs)
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    monkeypatch.setattr(AVHubertModel, "from_pretrained", classmethod(fake_from_pretrained))
-    from talkface.models.avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
-
-    monkeypatch.setattr(AVHubertFeatureExtractor, "from_pretrained",
-                        classmethod(lambda cls, name, **kw: cls.from_dict(
-                            json.loads((model_folder / "preprocessor_config.json").read_text()))))
+def test_load_from_hub_id(offline_hub_cache, model_folder):
+    """A Hub id goes through huggingface_hub and from_pretrained (served here from an offline cache)."""
+    offline_hub_cache("someone/avhubert-tiny", model_folder)
     model, extractor = avs.load_avhubert("someone/avhubert-tiny")
-    assert ("someone/avhubert-tiny", "config.json") in calls
-    assert model.config.encoder_embed_dim == 32 and extractor.sampling_rate == 16000
+    assert type(model).__name__ == "AVHubertModel" and model.config.encoder_embed_dim == 32
+    assert extractor.sampling_rate == 16000
+    reference = avs.load_avhubert(model_folder)[0].state_dict()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, reference[key], rtol=0, atol=0)
 
 
 def test_lip_reading_folder_works_for_scoring(tmp_path, clip, mouth_video):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from talkface.cli import main
-from tests.test_avs import SAMPLES_PER_FRAME, tiny_config, write_clip
+from tests.test_avs import SAMPLES_PER_FRAME, offline_hub_cache, tiny_config, write_clip  # noqa: F401 (fixture)
 
 NUM_FRAMES = 24  # short clips keep the face-landmark passes cheap
 from tests.utils import data_file, shared_file
@@ -213,3 +213,18 @@ def test_lipread_folder_without_tokenizer(capsys, tmp_path, clips):
     AVHubertForLipReading(tiny_config()).save_pretrained(tmp_path)
     code, _, stderr = run_cli(capsys, "lipread", clips["talking"], "--avhubert", tmp_path)
     assert code == 2 and "tokenizer" in stderr
+
+
+def test_lip_reader_from_hub_id(offline_hub_cache, lip_reading_folder):
+    from talkface.faces.mouth_roi import MouthVideo
+    from talkface.lipreading import LipReader
+
+    offline_hub_cache("someone/avhubert-tiny-vsr", lip_reading_folder)
+    reader = LipReader.from_pretrained("someone/avhubert-tiny-vsr")
+    mouths = np.random.default_rng(0).normal(size=(12, 88, 88)).astype(np.float32)
+    result = reader.transcribe(MouthVideo(mouths=mouths, landmarks=None, detected=np.ones(12, bool)), num_beams=2)
+    assert isinstance(result.text, str) and result.num_frames == 12
+    assert reader.tokenizer.decode(result.token_ids) == result.text
+    local = LipReader.from_pretrained(lip_reading_folder).transcribe(
+        MouthVideo(mouths=mouths, landmarks=None, detected=np.ones(12, bool)), num_beams=2)
+    assert local.text == result.text and local.token_ids == result.token_ids
