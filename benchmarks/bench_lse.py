@@ -37,7 +37,6 @@ from talkface.metrics.sync import (  # noqa: E402
     LSEScorer,
     TrackingOptions,
     audio_to_int16_scale,
-    lse_from_embeddings,
     scene_cuts,
 )
 from talkface.models.syncnet_lse import SyncNetLSEConfig, SyncNetLSEFeatureExtractor, SyncNetLSEModel  # noqa: E402
@@ -132,7 +131,8 @@ def reference_lse(model, crops_bgr, audio_int16):
     for first in range(0, last_frame, REFERENCE_BATCH):
         frames_batch = [video[:, :, v : v + 5] for v in range(first, min(last_frame, first + REFERENCE_BATCH))]
         video_features.append(model.get_video_embeddings(torch.cat(frames_batch, 0))[:, 0])
-        audio_batch = [mfcc[:, :, :, v * 4 : v * 4 + 20] for v in range(first, min(last_frame, first + REFERENCE_BATCH))]
+        audio_batch = [mfcc[:, :, :, v * 4 : v * 4 + 20]
+                       for v in range(first, min(last_frame, first + REFERENCE_BATCH))]
         audio_features.append(model.get_audio_embeddings(torch.cat(audio_batch, 0)))
     video_features, audio_features = torch.cat(video_features), torch.cat(audio_features)
     padded = torch.nn.functional.pad(audio_features, (0, 0, VSHIFT, VSHIFT))
@@ -157,7 +157,8 @@ def timed(function, *args, **kwargs):
 def compare(name, reference, ours, ours_dists=None):
     diff = {k: abs(reference[k] - getattr(ours, k)) for k in ("lse_d", "lse_c")}
     line = (f"  {name}: reference LSE-D {reference['lse_d']:.6f} LSE-C {reference['lse_c']:.6f} offset "
-            f"{reference['offset']:+d} | talkface LSE-D {ours.lse_d:.6f} LSE-C {ours.lse_c:.6f} offset {ours.offset:+d}"
+            f"{reference['offset']:+d} | talkface LSE-D {ours.lse_d:.6f} LSE-C {ours.lse_c:.6f} "
+            f"offset {ours.offset:+d}"
             f" | max diff LSE-D {diff['lse_d']:.2e} LSE-C {diff['lse_c']:.2e}")
     if ours_dists is not None:
         line += f" distances {np.abs(reference['dists'] - ours_dists).max():.2e}"
@@ -183,7 +184,8 @@ def main(argv=None):
     audio = audio_to_int16_scale(media.read_audio(args.clip, 16000))[: len(frames) * 640]
     model = random_model()
     scorer = LSEScorer(model, vshift=VSHIFT)
-    print(f"clip {args.clip.name}: {len(frames)} frames ({len(frames) / 25:.1f} s) {frames.shape[2]}x{frames.shape[1]}, "
+    print(f"clip {args.clip.name}: {len(frames)} frames ({len(frames) / 25:.1f} s) "
+          f"{frames.shape[2]}x{frames.shape[1]}, "
           f"torch threads {torch.get_num_threads()}, full-size SyncNet, random weights")
     results = {}
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MissingDependencyError, ModelLoadError, TalkFaceUserError
-from .metrics import AUDIO, DEFAULT_METRICS, GENERATED, METRICS, REFERENCE, TEXT, parse_metric_names
+from .metrics import AUDIO, DEFAULT_METRICS, METRICS, REFERENCE, TEXT, parse_metric_names
 from .metrics.image_quality import DEFAULT_PSNR_CAP_DB
 from .metrics.sync import DEFAULT_VSHIFT, TrackingOptions
 
@@ -303,7 +303,8 @@ class PairMedia:
     @property
     def transcript(self) -> str:
         if self.pair.text is None:
-            raise TalkFaceUserError(f"no transcript {self.pair.stem}.txt (pass --text DIR or put it beside the reference)")
+            raise TalkFaceUserError(
+                f"no transcript {self.pair.stem}.txt (pass --text DIR or put it beside the reference)")
         from .lipreading import read_reference_text
 
         # LRS2/LRS3 transcripts hold "Text: ..." lines; a plain text file is used as it is
@@ -559,7 +560,9 @@ def _file_fingerprint(path: Path | None):
 
 def _cache_key(metric: str, pair: FilePair, options: EvaluationOptions) -> str:
     spec = METRICS[metric]
-    inputs = {"generated": _file_fingerprint(pair.generated), "reference": _file_fingerprint(pair.reference)}
+    inputs = {"generated": _file_fingerprint(pair.generated)}
+    if REFERENCE in spec.needs or metric == "avs":  # AVS_m / AVS_v use the reference when there is one
+        inputs["reference"] = _file_fingerprint(pair.reference)
     if AUDIO in spec.needs:
         inputs["audio"] = _file_fingerprint(pair.audio)
     if TEXT in spec.needs:
@@ -850,8 +853,9 @@ def write_report(report: EvaluationReport, output_dir, options: EvaluationOption
         writer = csv.writer(buffer)
         writer.writerow(["stem", *fields, "generated", "reference", "audio", "skipped"])
         for row in report.files:
+            skipped_here = " | ".join(skipped_by_stem.get(row["stem"], []))
             writer.writerow([row["stem"], *(_format(row["values"].get(k)) for k in fields), row["generated"],
-                             row["reference"] or "", row["audio"] or "", " | ".join(skipped_by_stem.get(row["stem"], []))])
+                             row["reference"] or "", row["audio"] or "", skipped_here])
         f.write(buffer.getvalue().encode("utf-8"))
 
     _atomic_write_bytes(output_dir / "results.csv", write_csv)

@@ -55,7 +55,8 @@ def models(tmp_path_factory):
     SyncNetLSEModel(SyncNetLSEConfig(audio_channels=[4, 4, 8, 8, 8, 8], video_channels=[4, 4, 8, 8, 8, 8],
                                      fc_hidden_size=8, embedding_size=6)).save_pretrained(root / "syncnet")
     SyncNetLSEFeatureExtractor().save_pretrained(root / "syncnet")
-    FIDInceptionModel(FIDInceptionConfig(channel_divisor=16, input_size=75, num_classes=12)).save_pretrained(root / "fid")
+    fid_config = FIDInceptionConfig(channel_divisor=16, input_size=75, num_classes=12)
+    FIDInceptionModel(fid_config).save_pretrained(root / "fid")
     folders = {"syncnet": root / "syncnet", "fid": root / "fid", "avhubert": None}
     try:
         from talkface.models.avhubert import AVHubertConfig, AVHubertModel

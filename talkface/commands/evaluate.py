@@ -50,7 +50,8 @@ def register(subparsers):
                       help="track mode: run the face detector on every n-th frame (default: %(default)s)")
     sync.add_argument("--vshift", type=int, default=DEFAULT_VSHIFT,
                       help="offsets searched on each side, in frames (default: %(default)s)")
-    sync.add_argument("--batch-size", type=int, default=32, help="SyncNet windows per forward pass (default: %(default)s)")
+    sync.add_argument("--batch-size", type=int, default=32,
+                      help="SyncNet windows per forward pass (default: %(default)s)")
 
     image = parser.add_argument_group("image metrics (ssim, psnr, lmd, fid)")
     image.add_argument("--image-region", choices=("full", "face"), default="full",
@@ -59,7 +60,8 @@ def register(subparsers):
     image.add_argument("--ssim-window", choices=("gaussian", "uniform"), default="gaussian",
                        help="gaussian: sigma 1.5, the papers' setting; uniform: scikit-image's 7x7 default")
     image.add_argument("--psnr-cap", type=float, default=DEFAULT_PSNR_CAP_DB,
-                       help="cap on per-frame PSNR in dB, identical frames give this; 0 for no cap (default: %(default)s)")
+                       help="cap on per-frame PSNR in dB, identical frames give this; 0 for no cap "
+                       "(default: %(default)s)")
     image.add_argument("--lmd-every", type=int, default=1, help="lmd: landmarks on every n-th frame (default: 1)")
     image.add_argument("--fid-every", type=int, default=1, help="fid: use every n-th frame (default: 1)")
     image.add_argument("--face-backend", default="mediapipe",

@@ -242,7 +242,8 @@ class TrackingOptions:
 
     def __post_init__(self):
         if self.min_track_frames < 6:
-            raise ValueError(f"min_track_frames must be >= 6 (one 5-frame window plus one), got {self.min_track_frames}")
+            raise ValueError(
+                f"min_track_frames must be >= 6 (one 5-frame window plus one), got {self.min_track_frames}")
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.smoothing_kernel < 1 or self.smoothing_kernel % 2 == 0:
@@ -539,7 +540,8 @@ class LSEScorer:
         num_windows = extractor.num_windows(len(face_frames), len(audio_int16))
         if num_windows < 1:
             raise MediaError(
-                f"clip too short for LSE: {len(face_frames)} frames and {len(audio_int16) / extractor.sampling_rate:.2f}"
+                f"clip too short for LSE: {len(face_frames)} frames and "
+                f"{len(audio_int16) / extractor.sampling_rate:.2f}"
                 f" s of audio give no 5-frame window (at least {extractor.video_window + 1} frames = "
                 f"{(extractor.video_window + 1) / extractor.fps:.2f} s of both are needed)"
             )

@@ -84,8 +84,9 @@ class TestSyncNetLSEModel:
             batched = model(pixel_values=clips, input_features=mfcc)
             for i in range(3):
                 single = model(pixel_values=clips[i : i + 1], input_features=mfcc[i : i + 1])
-                torch.testing.assert_close(single.video_embeddings[0], batched.video_embeddings[i], atol=1e-5, rtol=1e-5)
-                torch.testing.assert_close(single.audio_embeddings[0], batched.audio_embeddings[i], atol=1e-5, rtol=1e-5)
+                for name in ("video_embeddings", "audio_embeddings"):
+                    torch.testing.assert_close(getattr(single, name)[0], getattr(batched, name)[i], atol=1e-5,
+                                               rtol=1e-5)
 
     def test_deterministic(self):
         model = tiny_model()
@@ -131,7 +132,8 @@ class TestSyncNetLSEConverter:
         for i, (key, tensor) in enumerate(model.state_dict().items()):
             if key.endswith("num_batches_tracked"):
                 continue
-            original[key] = torch.full_like(tensor, float(i)) + torch.arange(tensor.numel()).reshape(tensor.shape) * 1e-3
+            ramp = torch.arange(tensor.numel()).reshape(tensor.shape) * 1e-3
+            original[key] = torch.full_like(tensor, float(i)) + ramp
         return original
 
     def test_converts_and_fills_batch_norm_counters(self):
@@ -159,7 +161,8 @@ class TestSyncNetLSEConverter:
         torch.save(self.original_state_dict(model), checkpoint)
         out = tmp_path / "converted"
         assert main(["convert", "syncnet-lse", "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
-        assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= {p.name for p in out.iterdir()}
+        expected_files = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
+        assert expected_files <= {p.name for p in out.iterdir()}
         loaded = SyncNetLSEModel.from_pretrained(out)
         assert loaded.config.video_channels == TINY["video_channels"]
         assert torch.equal(loaded.netcnnlip[8].weight, self.original_state_dict(model)["netcnnlip.8.weight"])

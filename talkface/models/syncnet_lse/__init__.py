@@ -9,4 +9,10 @@ from .modeling_syncnet_lse import SyncNetLSEModel, SyncNetLSEOutput, SyncNetLSEP
 AutoConfig.register(SyncNetLSEConfig.model_type, SyncNetLSEConfig, exist_ok=True)
 AutoModel.register(SyncNetLSEConfig, SyncNetLSEModel, exist_ok=True)
 
-__all__ = ["SyncNetLSEConfig", "SyncNetLSEFeatureExtractor", "SyncNetLSEModel", "SyncNetLSEOutput", "SyncNetLSEPreTrainedModel"]
+__all__ = [
+    "SyncNetLSEConfig",
+    "SyncNetLSEFeatureExtractor",
+    "SyncNetLSEModel",
+    "SyncNetLSEOutput",
+    "SyncNetLSEPreTrainedModel",
+]

@@ -61,7 +61,8 @@ def _infer_config(state_dict: dict) -> SyncNetLSEConfig:
     try:
         audio_channels = [state_dict[f"netcnnaud.{i}.weight"].shape[0] for i in (0, 4, 8, 11, 14, 18)]
         video_channels = [state_dict[f"netcnnlip.{i}.weight"].shape[0] for i in (0, 4, 8, 11, 14, 18)]
-        fc_hidden_size, embedding_size = state_dict["netfclip.0.weight"].shape[0], state_dict["netfclip.3.weight"].shape[0]
+        fc_hidden_size = state_dict["netfclip.0.weight"].shape[0]
+        embedding_size = state_dict["netfclip.3.weight"].shape[0]
         num_channels, video_window = state_dict["netcnnlip.0.weight"].shape[1:3]
     except KeyError as err:
         raise ModelLoadError(f"the checkpoint has no {err.args[0]!r} entry; is this syncnet_v2.model?") from err
@@ -110,10 +111,13 @@ def convert_checkpoint(checkpoint_path, args=None):
     model.load_state_dict(state_dict, strict=True)
     model.eval()
     with torch.no_grad():  # a cheap sanity check: both streams give finite embeddings
-        video = model.get_video_embeddings(torch.full((1, 3, config.video_window, config.image_size, config.image_size), 128.0))
+        size = config.image_size
+        grey_clip = torch.full((1, config.num_channels, config.video_window, size, size), 128.0)
+        video = model.get_video_embeddings(grey_clip)
         audio = model.get_audio_embeddings(torch.zeros(1, 1, config.num_mfcc, config.audio_window))
     if not (torch.isfinite(video).all() and torch.isfinite(audio).all()):
-        raise ModelLoadError(f"the converted SyncNet from {checkpoint_path} gives non-finite embeddings; the file is damaged")
+        raise ModelLoadError(
+            f"the converted SyncNet from {checkpoint_path} gives non-finite embeddings; the file is damaged")
     logger.info("converted %d tensors from %s", len(state_dict), checkpoint_path)
     feature_extractor = SyncNetLSEFeatureExtractor(
         audio_window=config.audio_window, video_window=config.video_window, image_size=config.image_size

@@ -96,15 +96,16 @@ class SyncNetLSEFeatureExtractor(FeatureExtractionMixin):
 
         if sampling_rate is not None and sampling_rate != self.sampling_rate:
             raise MediaError(
-                f"audio is sampled at {sampling_rate} Hz but SyncNet expects {self.sampling_rate} Hz; resample it first "
-                "(talkface's media loader does this when asked for 16000 Hz)"
+                f"audio is sampled at {sampling_rate} Hz but SyncNet expects {self.sampling_rate} Hz; resample it "
+                "first (talkface's media loader does this when asked for 16000 Hz)"
             )
         audio = np.asarray(audio)
         if audio.ndim != 1:
             raise MediaError(f"audio must be mono (samples,), got shape {audio.shape}; mix it down first")
         if np.issubdtype(audio.dtype, np.floating) and audio.size and np.abs(audio).max() <= 1.0:
             # A float signal in [-1, 1] would shift the log-energy coefficient by 2 ln 32768 = 20.79.
-            raise MediaError("audio looks like floats in [-1, 1]; SyncNet needs int16-scaled samples (multiply by 32768)")
+            raise MediaError(
+                "audio looks like floats in [-1, 1]; SyncNet needs int16-scaled samples (multiply by 32768)")
         features = mfcc(
             audio,
             samplerate=self.sampling_rate,
