@@ -311,9 +311,13 @@ def contrastive_sync_loss(audio_embeds: torch.Tensor, visual_features: torch.Ten
 #
 # Both terms read the generated window (inputs.generated_frames, (B, k, 3, S, S) RGB) and the batch's utterance
 # context (context_frames / context_affines / context_padding_mask / window_start) plus `target_tokens` (B, L)
-# (see `talkface.models.talklip.training_talklip.TalkLipBatch`). The contrastive term also reads what the TalkLip
-# generator step put into `inputs.extras`: "contrastive_audio_embeds" (B * k, D), and the lip reader's encoder
-# output that the lip-reading term stores there ("lip_reader_encoder_states"), so the lip reader runs once.
+# (see `talkface.models.talklip.training_talklip.TalkLipBatch`). The contrastive term also reads the projected audio
+# embeddings that the TalkLip generator step puts into `inputs.extras["contrastive_audio_embeds"]` (B * k, D), and the
+# lip reader's encoder features of the hybrid video. The lip reader runs once per step whatever the order of the two
+# terms: its result is cached in `inputs.extras` (a fresh dict every step), and the contrastive term reaches the
+# lip-reading term through `link_contrastive_to_lip_reading` (the TalkLip recipe's `prepare_losses` calls it).
+
+LIP_READER_CACHE = "lip_reader_output"
 
 
 class LipReadingTerm(LossTerm):
@@ -327,27 +331,35 @@ class LipReadingTerm(LossTerm):
         self.lip_reader_input_mode = lip_reader_input_mode
         self._metrics = {}
 
-    def forward(self, inputs):
+    def lip_reader_output(self, inputs) -> dict:
+        """{"loss", "nll", "encoder_states" (B, T, D), "positions" (B * k,)} of this step, computed once."""
+        if LIP_READER_CACHE in inputs.extras:
+            return inputs.extras[LIP_READER_CACHE]
         batch = inputs.batch
         if getattr(batch, "target_tokens", None) is None or batch.context_frames is None:
             raise ValueError("the lip_reading loss needs the whole utterance (context_frames) and its transcript "
                              "(target_tokens): train with the TalkLip recipe's dataset (model.type: talklip)")
         generated = inputs.generated_frames
-        batch_size, k = generated.shape[:2]
-        length = batch.context_frames.shape[1]
+        k, length = generated.shape[1], batch.context_frames.shape[1]
         positions = window_flat_positions(batch.window_start.to(generated.device), k, length)
-        video = lip_reader_input(self.lip_reader_input_mode, batch.context_frames, generated.reshape(-1,
-                                 *generated.shape[2:]), positions, context_affines=batch.context_affines,
+        faces = generated.reshape(-1, *generated.shape[2:])  # (B * k, 3, S, S)
+        video = lip_reader_input(self.lip_reader_input_mode, batch.context_frames, faces, positions,
+                                 context_affines=batch.context_affines,
                                  context_boxes=getattr(batch, "context_boxes", None),
                                  padding_mask=batch.context_padding_mask)
         loss, nll, encoder_states = self.loss(video, batch.target_tokens.to(generated.device),
                                               batch.context_padding_mask)
-        inputs.extras["lip_reader_encoder_states"] = encoder_states
-        inputs.extras["lip_reader_positions"] = positions
-        tokens = batch.target_tokens.ne(self.loss.lip_reader.config.pad_token_id).sum().clamp(min=1)
-        self._metrics = {"lip_nll_per_token": (nll.detach() / tokens if self.loss.reduction == "sum"
-                                               else nll.detach())}
-        return loss
+        output = {"loss": loss, "nll": nll, "encoder_states": encoder_states, "positions": positions}
+        inputs.extras[LIP_READER_CACHE] = output
+        return output
+
+    def forward(self, inputs):
+        output = self.lip_reader_output(inputs)
+        nll = output["nll"].detach()
+        if self.loss.reduction == "sum":
+            nll = nll / inputs.batch.target_tokens.ne(self.loss.lip_reader.config.pad_token_id).sum().clamp(min=1)
+        self._metrics = {"lip_nll_per_token": nll}
+        return output["loss"]
 
     def last_metrics(self):
         return self._metrics
@@ -362,19 +374,37 @@ class ContrastiveTerm(LossTerm):
             raise ValueError(f"temperature must be > 0 and max_negatives >= 1, got {temperature}, {max_negatives}")
         self.temperature = float(temperature)
         self.max_negatives = int(max_negatives)
+        # not a submodule: the lip-reading term (and its lip reader) belongs to its own ScheduledLoss
+        self.__dict__["lip_reading_term"] = None
 
     def forward(self, inputs):
         extras = inputs.extras
         if extras.get("contrastive_audio_embeds") is None:
             raise ValueError("the contrastive loss needs the TalkLip generator's projected audio embeddings "
                              "(model.type: talklip with use_contrastive_head)")
-        if extras.get("lip_reader_encoder_states") is None:
-            raise ValueError("the contrastive loss reuses the lip reader's features: list the lip_reading loss before "
-                             "it in the config, active over the same steps")
-        states = extras["lip_reader_encoder_states"]  # (B, T, D)
-        visual = states.reshape(-1, states.shape[-1])[extras["lip_reader_positions"]]  # (B * k, D)
+        if self.lip_reading_term is not None:
+            output = self.lip_reading_term.lip_reader_output(inputs)
+        elif LIP_READER_CACHE in extras:
+            output = extras[LIP_READER_CACHE]
+        else:
+            raise ValueError("the contrastive loss compares audio with the lip reader's features: add the lip_reading "
+                             "loss (active over the same steps) to the config")
+        states = output["encoder_states"]  # (B, T, D)
+        visual = states.reshape(-1, states.shape[-1])[output["positions"]]  # (B * k, D)
         return contrastive_sync_loss(extras["contrastive_audio_embeds"], visual, self.temperature,
                                      self.max_negatives)
+
+
+def link_contrastive_to_lip_reading(losses) -> None:
+    """Let the contrastive term run the lip reader through the lip-reading term, whatever their order in the config.
+
+    `losses` are `ScheduledLoss`es (or terms). Does nothing when either term is absent.
+    """
+    terms = [getattr(loss, "term", loss) for loss in losses]
+    lip_terms = [term for term in terms if isinstance(term, LipReadingTerm)]
+    for term in terms:
+        if isinstance(term, ContrastiveTerm) and lip_terms:
+            term.__dict__["lip_reading_term"] = lip_terms[0]
 
 
 @register_generator_loss("lip_reading")
@@ -408,4 +438,5 @@ __all__ = [
     "contrastive_sync_loss",
     "LipReadingTerm",
     "ContrastiveTerm",
+    "link_contrastive_to_lip_reading",
 ]

@@ -15,6 +15,7 @@ from talkface.losses_talklip import (
     contrastive_sync_loss,
     info_nce,
     label_smoothed_cross_entropy,
+    link_contrastive_to_lip_reading,
     lip_reader_input,
     paste_faces,
     sample_negative_indices,
@@ -280,7 +281,7 @@ def test_gradient_reaches_the_generated_frames_not_the_lip_reader(batch, lip_rea
         loss.backward()
         assert torch.isfinite(loss) and generated.grad is not None and generated.grad.abs().sum() > 0
         assert all(p.grad is None and not p.requires_grad for p in lip_reader.parameters())
-        assert inputs.extras["lip_reader_encoder_states"].shape == (2, 12, 16)
+        assert inputs.extras["lip_reader_output"]["encoder_states"].shape == (2, 12, 16)
         assert term.last_metrics()["lip_nll_per_token"] > 0
 
 
@@ -294,11 +295,11 @@ def test_contrastive_term_uses_the_lip_readers_features_at_the_generated_frames(
     inputs = GeneratorLossInputs(generated_frames=generated, batch=batch,
                                  extras={"contrastive_audio_embeds": audio})
     with pytest.raises(ValueError, match="lip_reading"):
-        contrastive_term(inputs)
+        contrastive_term(inputs)  # not linked and the lip reader has not run
     lip_term(inputs)
     torch.manual_seed(0)
-    loss = contrastive_term(inputs)
-    states = inputs.extras["lip_reader_encoder_states"]
+    loss = contrastive_term(inputs)  # reuses the lip reader's output of this step
+    states = inputs.extras["lip_reader_output"]["encoder_states"]
     visual = torch.stack([states[b, batch.window_start[b] + j] for b in range(2) for j in range(5)])
     torch.manual_seed(0)
     torch.testing.assert_close(loss, contrastive_sync_loss(audio, visual))
@@ -306,6 +307,15 @@ def test_contrastive_term_uses_the_lip_readers_features_at_the_generated_frames(
     assert audio.grad.abs().sum() > 0 and generated.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="projected audio"):
         contrastive_term(GeneratorLossInputs(generated_frames=generated, batch=batch))
+    # linked, the contrastive term may come first: it runs the lip reader, which the lip term then reuses
+    link_contrastive_to_lip_reading(losses)
+    fresh = GeneratorLossInputs(generated_frames=generated.detach(), batch=batch,
+                                extras={"contrastive_audio_embeds": audio.detach()})
+    torch.manual_seed(0)
+    first = contrastive_term(fresh)
+    cached = fresh.extras["lip_reader_output"]
+    assert lip_term(fresh) is cached["loss"]
+    torch.testing.assert_close(first, loss.detach())
 
 
 def test_bad_options_raise():
