@@ -292,3 +292,19 @@ def test_poisson_and_none_blends():
     assert paste_face(frame, face, (40, 40, 160, 160), blend="none") is frame
     with pytest.raises(ValueError, match="blend"):
         paste_face(frame, face, (40, 40, 160, 160), blend="alpha")
+
+
+def test_mediapipe_landmarks_agree_with_dlib(mediapipe_backend):
+    """The 68-point mapping against dlib's landmarks stored in the AV-HuBERT golden (clip05, 30 frames)."""
+    from tests.utils import golden_file
+
+    golden = np.load(golden_file("avhubert_roi.npz"))
+    frames = np.ascontiguousarray(golden["frames_bgr"][::3, :, :, ::-1])  # every 3rd frame, BGR -> RGB
+    dlib_points = golden["landmarks"][::3]
+    ours = np.stack([mediapipe_backend.detect(frame)[0].landmarks for frame in frames])
+    distances = np.linalg.norm(ours - dlib_points, axis=2)  # (frames, 68) pixels
+    inter_ocular = np.linalg.norm(dlib_points[:, 36] - dlib_points[:, 45], axis=1).mean()  # ~139 px
+    assert distances.mean() < 0.04 * inter_ocular  # measured 5.0 px = 0.036
+    assert distances[:, 48:68].mean() < 0.035 * inter_ocular  # lips, measured 3.8 px
+    mouth_centre_error = np.linalg.norm(ours[:, 48:68].mean(1) - dlib_points[:, 48:68].mean(1), axis=1)
+    assert mouth_centre_error.mean() < 4.0
