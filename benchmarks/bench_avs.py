@@ -28,7 +28,7 @@ STAGES = ("decode", "landmarks", "roi", "audio", "video_frontend", "transformer"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="talking-face clip with sound (default clip07)")
+    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="talking-face clip with sound (clip07)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per configuration; the best is kept")
     parser.add_argument("--quick", action="store_true", help="tiny model on 2 s of the clip, one configuration")
@@ -39,7 +39,6 @@ def build_scorer(quick: bool, threads: int):
     import torch
 
     from talkface.faces.backends import get_face_backend
-    from talkface.metrics.avs import AVSScorer
     from talkface.models.avhubert import AVHubertConfig, AVHubertModel
 
     torch.set_num_threads(threads)
@@ -112,7 +111,8 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     for name, metrics, stride, reference in configurations:
-        total, stages, _ = run_configuration(scorer, clip, metrics, stride, reference, 1 if args.quick else args.repeats)
+        repeats = 1 if args.quick else args.repeats
+        total, stages, _ = run_configuration(scorer, clip, metrics, stride, reference, repeats)
         cells = "".join(f"{stages.get(s, 0.0):>14.2f}s" for s in STAGES)
         print(f"{name:<20}{cells}{total:>8.2f}s{total / duration:>7.2f}")
     print("stages: decode = reading frames; landmarks = face backend; roi = mouth crops (all videos); audio = "

@@ -88,8 +88,9 @@ def main(argv=None):
     plan_mediapipe = mouth_roi.plan_mouth_crops(mediapipe_filled)
     plan_dlib = mouth_roi.plan_mouth_crops(dlib_landmarks)
     scale = lambda plan: np.sqrt(np.abs(np.linalg.det(plan.inverse_transforms[:, :2, :2])))  # noqa: E731
-    print(f"  crop origin shift in the 256x256 aligned frame: {np.abs(plan_mediapipe.origins - plan_dlib.origins).mean(0)}"
-          f" px (x, y); alignment scale ratio {np.mean(scale(plan_mediapipe) / scale(plan_dlib)):.4f}")
+    shift = np.abs(plan_mediapipe.origins - plan_dlib.origins).mean(0)
+    print(f"  crop origin shift in the 256x256 aligned frame: {shift} px (x, y); alignment scale ratio "
+          f"{np.mean(scale(plan_mediapipe) / scale(plan_dlib)):.4f}")
 
     print("\nmouth crops: mean |grey difference| (0-255) of 96x96 crops / 88x88 model input")
     rows = [("mediapipe vs dlib landmarks", dlib_landmarks, mediapipe_filled)]
@@ -117,7 +118,8 @@ def main(argv=None):
             for stride in (2, 3):
                 sparse = mouth_roi.interpolate_landmarks(strided(landmarks, stride))
                 _, centre = crop_difference(frames, every, sparse)
-                cells.append(f"stride {stride}: {centre:5.2f} grey, {np.linalg.norm(sparse - every, axis=-1).mean():4.2f} px")
+                moved = np.linalg.norm(sparse - every, axis=-1).mean()
+                cells.append(f"stride {stride}: {centre:5.2f} grey, {moved:4.2f} px")
             print(f"  {clip[:40]:<42}{len(frames):>4} frames  " + "   ".join(cells))
 
 

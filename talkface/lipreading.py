@@ -83,7 +83,7 @@ class LipReader:
 
     @classmethod
     def from_pretrained(cls, path_or_id, device="cpu", **kwargs) -> "LipReader":
-        """Load a lip-reading folder (or Hub id) written by `talkface convert avhubert` from a fine-tuned checkpoint."""
+        """Load a lip-reading folder (or Hub id) made by `talkface convert avhubert` from a fine-tuned checkpoint."""
         from .errors import ModelLoadError
         from .metrics.avs import load_avhubert
         from .models.avhubert.tokenization_avhubert import AVHubertTokenizer

@@ -227,8 +227,7 @@ def test_load_wrong_model_type(tmp_path):
         avs.load_avhubert(tmp_path)
 
 
-@pytest.fixture
-def offline_hub_cache(monkeypatch, tmp_path):
+def make_offline_hub_cache(monkeypatch, tmp_path):
     """An offline Hugging Face cache in tmp_path: `add(repo_id, folder)` makes `repo_id` resolvable from it."""
     import huggingface_hub.constants
 
@@ -246,6 +245,11 @@ def offline_hub_cache(monkeypatch, tmp_path):
             (snapshot / file.name).write_bytes(file.read_bytes())
 
     return add
+
+
+@pytest.fixture
+def offline_hub_cache(monkeypatch, tmp_path):
+    return make_offline_hub_cache(monkeypatch, tmp_path)
 
 
 def test_load_unreachable_hub_id(offline_hub_cache):

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from talkface.cli import main
-from tests.test_avs import SAMPLES_PER_FRAME, offline_hub_cache, tiny_config, write_clip  # noqa: F401 (fixture)
+from tests.test_avs import SAMPLES_PER_FRAME, make_offline_hub_cache, tiny_config, write_clip
+from tests.utils import data_file, shared_file
 
 NUM_FRAMES = 24  # short clips keep the face-landmark passes cheap
-from tests.utils import data_file, shared_file
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def lip_reading_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("avhubert_lip_reader")
     AVHubertForLipReading(tiny_config()).save_pretrained(folder)
     AVHubertFeatureExtractor().save_pretrained(folder)
-    AVHubertTokenizer.from_model_file(shared_file("reference", "avhubert_spm_unigram1000.model")).save_pretrained(folder)
+    tokenizer_file = shared_file("reference", "avhubert_spm_unigram1000.model")
+    AVHubertTokenizer.from_model_file(tokenizer_file).save_pretrained(folder)
     return folder
 
 
@@ -215,11 +216,11 @@ def test_lipread_folder_without_tokenizer(capsys, tmp_path, clips):
     assert code == 2 and "tokenizer" in stderr
 
 
-def test_lip_reader_from_hub_id(offline_hub_cache, lip_reading_folder):
+def test_lip_reader_from_hub_id(monkeypatch, tmp_path, lip_reading_folder):
     from talkface.faces.mouth_roi import MouthVideo
     from talkface.lipreading import LipReader
 
-    offline_hub_cache("someone/avhubert-tiny-vsr", lip_reading_folder)
+    make_offline_hub_cache(monkeypatch, tmp_path)("someone/avhubert-tiny-vsr", lip_reading_folder)
     reader = LipReader.from_pretrained("someone/avhubert-tiny-vsr")
     mouths = np.random.default_rng(0).normal(size=(12, 88, 88)).astype(np.float32)
     result = reader.transcribe(MouthVideo(mouths=mouths, landmarks=None, detected=np.ones(12, bool)), num_beams=2)

@@ -188,7 +188,8 @@ def test_alignment_transform_smoothing_window():
     mean_face = mouth_roi.load_mean_face()
     ids = list(mouth_roi.STABLE_POINT_IDS)
     window = landmarks[3:15].mean(axis=0)[ids]  # frame 3 averages frames 3..14
-    np.testing.assert_allclose(transforms[3], mouth_roi.estimate_similarity_transforms(window[None], mean_face[ids])[0])
+    expected = mouth_roi.estimate_similarity_transforms(window[None], mean_face[ids])[0]
+    np.testing.assert_allclose(transforms[3], expected)
     # the last 11 frames reuse the transform of the last full window (frames 8..19)
     for index in range(9, 20):
         np.testing.assert_array_equal(transforms[index], transforms[8])

@@ -86,8 +86,8 @@ def interpolate_landmarks(landmarks) -> np.ndarray:
             frames are all-NaN.
 
     Returns:
-        (T, 68, 2) float64. A gap between detected frames a < b is filled with `L[a] + (i - a) / (b - a) * (L[b] - L[a])`;
-        frames before the first / after the last detection copy it.
+        (T, 68, 2) float64. A gap between detected frames a < b is filled with
+        `L[a] + (i - a) / (b - a) * (L[b] - L[a])`; frames before the first / after the last detection copy it.
 
     Raises:
         NoFaceError: when no frame has landmarks.
@@ -300,8 +300,9 @@ def _clip_like_reference(patches: np.ndarray, frames: np.ndarray, affines: np.nd
     corners maps more than a pixel outside the input (the corners are the extreme points of an affine map).
     """
     flat = frames[frame_indices].reshape(len(frame_indices), -1)
-    frame_min = flat.min(axis=1).astype(np.float64) / 255
-    frame_max = flat.max(axis=1).astype(np.float64) / 255
+    # the same conversion as the sampled values (x * (1/255)), so the bounds match them to the last bit
+    frame_min = flat.min(axis=1).astype(np.float64) * (1.0 / 255)
+    frame_max = flat.max(axis=1).astype(np.float64) * (1.0 / 255)
     height, width = frames.shape[1:3]
     corners = np.array([[0, 0], [frame_size - 1, 0], [0, frame_size - 1], [frame_size - 1, frame_size - 1]], float)
     # `affines` map standard-frame coords to input coords here

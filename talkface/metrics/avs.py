@@ -183,7 +183,8 @@ def _check_model_type(config_path: Path, source, lip_reading: bool):
                              "written by talkface convert avhubert")
     if lip_reading and "AVHubertForLipReading" not in (config.get("architectures") or []):
         raise ModelLoadError(f"{source} holds an AV-HuBERT encoder without the lip-reading decoder; convert a "
-                             "fine-tuned checkpoint (e.g. lrs3_vox/vsr/base_vox_433h.pt) with talkface convert avhubert")
+                             "fine-tuned checkpoint (e.g. lrs3_vox/vsr/base_vox_433h.pt) with talkface convert "
+                             "avhubert")
 
 
 class AVSScorer:
@@ -214,8 +215,8 @@ class AVSScorer:
             raise ModelLoadError(f"{type(model).__name__} is not an AV-HuBERT model; load one with load_avhubert()")
         num_layers = encoder.config.encoder_layers
         if output_layer is not None and not 1 <= output_layer <= num_layers:
-            raise TalkFaceUserError(f"output layer {output_layer} is out of range; the model has layers 1..{num_layers}"
-                                    " (or use the default: last layer with its final LayerNorm)")
+            raise TalkFaceUserError(f"output layer {output_layer} is out of range; the model has layers "
+                                    f"1..{num_layers} (or use the default: last layer with its final LayerNorm)")
         if landmark_stride < 1 or max_window_frames < 1 or frontend_chunk_frames < 1:
             raise ValueError("landmark_stride, max_window_frames and frontend_chunk_frames must be >= 1")
         self.encoder = encoder.eval()
