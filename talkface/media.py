@@ -270,7 +270,8 @@ def iter_frames(path, fps: float = 25.0, start: int = 0) -> Iterator[np.ndarray]
     """Yield RGB uint8 (H, W, 3) frames on a constant `fps` grid, from grid frame `start` on.
 
     A still image yields exactly one frame (whatever `start`). Frames are decoded lazily; converting to RGB happens
-    only for frames that are delivered, and a frame repeated on the grid is converted once.
+    only for frames that are delivered, and a frame repeated on the grid is converted once (the same array is
+    yielded again: treat frames as read-only, copy before drawing on them).
     """
     path = _check_file(path)
     if fps is None or fps <= 0:
