@@ -93,6 +93,57 @@ def test_synthetic_transcripts_and_collation():
     assert moved.target_frames.dtype == torch.float64
 
 
+def write_layout(root, texts: dict, num_frames=10, size=96):
+    """A hand-made preprocessed set (train/preprocess.py's layout) of random faces with the given transcripts."""
+    import numpy as np
+
+    from talkface.data.layout import VideoRecord, save_faces, video_folder, write_manifest, write_wav
+
+    records = []
+    for index, (video_id, text) in enumerate(texts.items()):
+        folder = video_folder(root, video_id)
+        folder.mkdir(parents=True)
+        rng = np.random.default_rng(index)
+        save_faces(folder, rng.integers(0, 256, (num_frames, size, size, 3), dtype=np.uint8))
+        affine = np.array([[0.5, 0.0, 24.0], [0.0, 0.5, 48.0]], dtype=np.float32)
+        np.save(folder / "mouth_affines.npy", np.repeat(affine[None], num_frames, axis=0))
+        write_wav(folder / "audio.wav", 0.1 * rng.standard_normal(num_frames * 640))
+        records.append(VideoRecord(id=video_id, source=f"{video_id}.mp4", status="ok", num_frames=num_frames,
+                                   fps=25.0, face_size=size, duration=num_frames / 25,
+                                   extra={} if text is None else {"text": text}))
+    write_manifest(root, records)
+    return root
+
+
+def test_transcripts_of_a_preprocessed_set(tmp_path, caplog):
+    from talkface.data import TalkFaceDataset
+    from talkface.errors import TalkFaceUserError
+    from talkface.models.avhubert.tokenization_avhubert import AVHubertTokenizer
+    from tests.utils import shared_file
+
+    tokenizer = AVHubertTokenizer.from_model_file(shared_file("reference", "avhubert_spm_unigram1000.model"))
+    root = write_layout(tmp_path / "data", {"a/00001": "HELLO WORLD THIS IS A TEST", "a/00002": None,
+                                            "b/00001": "holidays"})
+    dataset = TalkFaceDataset(root, split="all", img_size=96, context=True, context_frames=None)
+    with caplog.at_level(logging.WARNING):
+        wrapped = TalkLipDataset(dataset, tokenizer=tokenizer)
+    assert wrapped.num_without_text == 1 and "1 of 3 videos have no transcript" in caplog.text
+    assert len(wrapped) == 2
+    by_video = {item["video_id"]: item for item in (wrapped[0], wrapped[1])}
+    # TECH.md 1.7: "hello world this is a test" -> these ids (lower-cased, SentencePiece), then eos
+    assert by_video["a/00001"]["target_tokens"] == [64, 72, 54, 163, 33, 23, 8, 724, 2]
+    assert by_video["b/00001"]["target_tokens"][-1] == 2
+    batch = collate_talklip([wrapped[0], wrapped[1]])
+    assert batch.context_frames.shape[:2] == (2, 10) and batch.target_tokens.shape == (2, 9)
+
+    windowed = TalkFaceDataset(root, split="all", img_size=96, context=True, context_frames=6)
+    with pytest.raises(TalkFaceUserError, match="context_frames: null"):
+        TalkLipDataset(windowed, tokenizer=tokenizer)
+    no_text = write_layout(tmp_path / "no_text", {"c/00001": None})
+    with pytest.raises(TalkFaceUserError, match="no video has a transcript"):
+        TalkLipDataset(TalkFaceDataset(no_text, split="all", context=True), tokenizer=tokenizer)
+
+
 def test_discriminator_takes_rgb_windows():
     recipe = TalkLipTrainingRecipe(smoke_config())
     discriminator = recipe.build_discriminator(recipe.config["discriminator"]).eval()
@@ -167,6 +218,29 @@ def test_staged_training_steps_with_the_recipe(caplog):
     assert "audio_encoder.encoder.layers.1.fc1.weight" in changed
     assert not any(n.startswith("audio_encoder.encoder.layers.0.") for n in changed)
     assert gan_loss(torch.zeros(1), True).item() == pytest.approx(0.6931, abs=1e-4)
+
+
+def test_audio_encoder_from_a_lip_reader_and_init_from_a_talklip_folder(tmp_path):
+    from talkface.models.avhubert import AVHubertConfig, AVHubertForLipReading
+
+    torch.manual_seed(0)
+    lip_reader = AVHubertForLipReading(AVHubertConfig(**{**TINY_LIP_READER, "encoder_layers": 3}))
+    lip_reader.save_pretrained(tmp_path / "lip_reader")
+    config = smoke_config()
+    del config["model"]["avhubert_config"]  # taken from the lip reader's encoder
+    config["model"]["audio_encoder_from"] = str(tmp_path / "lip_reader")
+    generator = TalkLipTrainingRecipe(config).build_generator()
+    assert generator.config.avhubert_config.encoder_embed_dim == 16
+    for key, value in lip_reader.avhubert.state_dict().items():
+        torch.testing.assert_close(generator.audio_encoder.state_dict()[key], value, rtol=0, atol=0)
+    assert not generator.audio_encoder.encoder.layers[0].fc1.weight.requires_grad  # still frozen below the top
+
+    generator.save_pretrained(tmp_path / "talklip")
+    config = smoke_config()
+    config["model"] = {"type": "talklip", "init_from": str(tmp_path / "talklip"), "audio_finetuning_start_step": 3}
+    resumed = TalkLipTrainingRecipe(config).build_generator()
+    for key, value in generator.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_resumed_run_lands_in_its_stage():
