@@ -151,20 +151,22 @@ def test_cli_flags_override_yaml(tmp_path):
     assert paper["optimizer"]["lr"] == 1e-4 and paper["dataset"]["root"] == "somewhere"
 
 
-def test_overfit_one_real_clip(tmp_path):
-    """A tiny generator on one preprocessed real clip (40 frames of clip07): the L1 loss at least halves within 60
-    steps (about 0.28 -> 0.08 on an idle CPU; ~20 s)."""
+@pytest.fixture(scope="module")
+def real_clip_data(tmp_path_factory):
+    """40 frames of clip07 preprocessed into the training layout."""
     pytest.importorskip("mediapipe")
     from talkface.data.layout import write_manifest
     from talkface.data.preprocessing import PreprocessOptions, preprocess_video
 
     clip = data_file("clip07_edtalk_mouth_source_muxed.mkv")
-    data_root = tmp_path / "data"
+    data_root = tmp_path_factory.mktemp("clip07")
     record = preprocess_video("clip07", clip, data_root, PreprocessOptions(max_frames=40))
     assert record.status == "ok", record.error
     write_manifest(data_root, [record])
-    recipe = tmp_path / "overfit.yaml"
-    recipe.write_text(f"""
+    return data_root
+
+
+TINY_96_RECIPE = """
 seed: 0
 dataset: {{name: preprocessed, root: {data_root}, val_fraction: 0.0, samples_per_video: 64, num_workers: 0}}
 model:
@@ -182,8 +184,51 @@ losses: {{l1: {{weight: 1.0}}}}
 optimizer: {{lr: 3.0e-3, betas: [0.9, 0.999]}}
 training: {{batch_size: 2, checkpointing_steps: 0, logging_steps: 50, report_to: none}}
 validation: {{steps: 0, batches: 0}}
-""")
+"""
+
+
+def test_overfit_one_real_clip(tmp_path, real_clip_data):
+    """A tiny generator on one preprocessed real clip (40 frames of clip07): the L1 loss at least halves within 60
+    steps (about 0.28 -> 0.08 on an idle CPU; ~20 s)."""
+    recipe = tmp_path / "overfit.yaml"
+    recipe.write_text(TINY_96_RECIPE.format(data_root=real_clip_data))
     summary = train.main(["--config", str(recipe), "--max-steps", "60", "--output-dir", str(tmp_path / "run")])
     l1 = [entry["loss/l1"] for entry in summary["history"]]
     first, last = sum(l1[:5]) / 5, sum(l1[-5:]) / 5
     assert last < 0.5 * first, f"L1 went from {first:.4f} to {last:.4f}"
+
+
+def test_validation_video_metrics(tmp_path, real_clip_data):
+    """With LSE and AVS models configured, validation regenerates whole videos and scores them."""
+    from talkface.models.avhubert import AVHubertConfig, AVHubertModel
+    from talkface.models.syncnet_lse import SyncNetLSEConfig, SyncNetLSEModel
+
+    SyncNetLSEModel(SyncNetLSEConfig(audio_channels=[4, 6, 8, 8, 8, 12], video_channels=[4, 6, 8, 8, 8, 12],
+                                     fc_hidden_size=10, embedding_size=7, image_size=64)).save_pretrained(tmp_path / "lse")
+    AVHubertModel(AVHubertConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
+                                 encoder_attention_heads=2, conv_pos=4, conv_pos_groups=2, video_frontend_channels=4,
+                                 resnet_channels=[4, 4, 8, 8], resnet_blocks=[1, 1, 1, 1])).save_pretrained(tmp_path / "avs")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(TINY_96_RECIPE.format(data_root=real_clip_data))
+    val_list = tmp_path / "val.txt"
+    val_list.write_text("clip07\n")  # the training clip doubles as validation video
+    summary = train.main(["--config", str(recipe), "--max-steps", "1", "--output-dir", str(tmp_path / "run"),
+                          "--set", f"dataset.val_list={val_list}", "--set", f"validation={{batches: 1, videos: 1, lse_model: {tmp_path / 'lse'}, "
+                                   f"avs_model: {tmp_path / 'avs'}}}"])
+    metrics = summary["validation"]
+    for name in ("val/l1", "val/psnr", "val/lse_d", "val/lse_c", "val/avs_u", "val/avs_m", "val/avs_v"):
+        assert name in metrics and torch.isfinite(torch.tensor(metrics[name])), name
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tmp_path):
+    """DDP with two CPU processes (gloo) through torchrun: sharded data, both processes' RNG states checkpointed."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    common = [str(TRAIN_SCRIPT), "--dataset", "synthetic", "--output-dir", str(tmp_path), "--cpu",
+              "--report-to", "none"]
+    subprocess.run([*torchrun, *common, "--max-steps", "2"], env=env, check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "checkpoint-2" / "random_states_1.pkl").is_file()
+    subprocess.run([*torchrun, *common, "--max-steps", "4", "--resume", "--mixed-precision", "bf16"], env=env,
+                   check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "checkpoint-4" / "generator" / "model.safetensors").is_file()

@@ -470,10 +470,11 @@ def training_function(config: dict, args) -> dict:
             with accelerator.accumulate(*[m for m in (generator, discriminator) if m is not None]):
                 # --- generator step ---
                 with accelerator.autocast():
-                    generated = generator(batch.reference_frames, batch.masked_frames,
-                                          batch.mel_windows).generated_frames
+                    generator_output = generator(batch.reference_frames, batch.masked_frames, batch.mel_windows)
+                    generated = generator_output.generated_frames
                     inputs = GeneratorLossInputs(generated_frames=generated, batch=batch,
-                                                 fake_logits=frozen_discriminator_logits, step=step)
+                                                 fake_logits=frozen_discriminator_logits, step=step,
+                                                 extras={"generator_output": generator_output})
                     generator_loss = generated.new_zeros((), dtype=torch.float32)
                     logs = {}
                     for loss in losses:
