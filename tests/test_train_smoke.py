@@ -119,11 +119,19 @@ def test_sigkill_then_resume(tmp_path):
     assert (tmp_path / "final" / "model.safetensors").is_file()
 
 
-def test_gradient_accumulation_and_bf16(tmp_path):
+def test_gradient_accumulation_bf16_and_push_to_hub(tmp_path, monkeypatch):
+    import talkface.hub
+
+    uploads = []
+    monkeypatch.setattr(talkface.hub, "upload_folder_to_hub",
+                        lambda folder, repo_id, **kwargs: uploads.append((Path(folder), repo_id, kwargs)))
     summary = run(tmp_path, "--gradient-accumulation-steps", "2", "--mixed-precision", "bf16",
-                  "--set", "losses={l1: {weight: 1.0}, gan: {weight: 0.1}}")
+                  "--set", "losses={l1: {weight: 1.0}, gan: {weight: 0.1}}", "--push-to-hub", "someone/talkface-test")
     assert summary["global_step"] == 2
     assert set(summary["last_losses"]) >= {"loss/l1", "loss/gan"} and "loss/sync" not in summary["last_losses"]
+    assert [(folder.name, repo) for folder, repo, _ in uploads] == [("final", "someone/talkface-test")]
+    card = (tmp_path / "final" / "README.md").read_text()
+    assert "someone/talkface-test" in card and "training steps" in card
 
 
 def test_config_errors(tmp_path):

@@ -729,16 +729,16 @@ def _save_final(generator, final_dir: Path, config: dict, step: int, last_losses
     TalkingFaceAudioFeatureExtractor().save_pretrained(final_dir)
     (final_dir / "training_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     figures = {f"final_{k.replace('/', '_')}": round(v, 5) for k, v in {**last_losses, **val_metrics}.items()}
+    card_info = {"repo_id": config["hub"]["push_to_hub"]} if config["hub"]["push_to_hub"] else {}
     write_model_card(final_dir, "talkface", model=generator, source_checkpoint=f"train/train.py, {step} steps",
-                     training_steps=step, **figures)
+                     training_steps=step, **card_info, **figures)
 
 
 def _push_to_hub(folder: Path, repo_id: str, private: bool, logger):
-    from huggingface_hub import create_repo, upload_folder
+    from talkface.hub import upload_folder_to_hub
 
-    create_repo(repo_id, private=private, exist_ok=True)
-    upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="talkface generator trained with "
-                  "train/train.py")
+    upload_folder_to_hub(folder, repo_id, private=private,
+                         commit_message="talkface generator trained with train/train.py")
     logger.info(f"pushed {folder} to https://huggingface.co/{repo_id}")
 
 
