@@ -240,3 +240,12 @@ def test_two_process_ddp_on_cpu(tmp_path):
     subprocess.run([*torchrun, *common, "--max-steps", "4", "--resume", "--mixed-precision", "bf16"], env=env,
                    check=True, capture_output=True, timeout=300)
     assert (tmp_path / "checkpoint-4" / "generator" / "model.safetensors").is_file()
+
+
+def test_staged_loss_schedule(tmp_path):
+    summary = run(tmp_path, "--set", "losses={l1: {weight: 1.0, start_step: 1}, gan: {weight: 1.0, start_step: 5}}",
+                  "--set", "training.save=false", "--set", "validation.batches=0")
+    first, second = summary["history"]
+    assert "loss/l1" not in first and "loss/gan" not in first  # nothing active at step 0: a zero step
+    assert "loss/l1" in second and "loss/gan" not in second
+    assert not (tmp_path / "final").exists() and not list(tmp_path.glob("checkpoint-*"))

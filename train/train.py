@@ -484,6 +484,10 @@ def training_function(config: dict, args) -> dict:
                         generator_loss = generator_loss + loss.weight * value.float()
                         logs[f"loss/{loss.name}"] = value.detach()
                         logs.update({f"metric/{k}": v for k, v in loss.term.last_metrics().items()})
+                    if not generator_loss.requires_grad:
+                        # no loss active at this step (a staged schedule): a zero that still reaches every
+                        # parameter, so the optimizer and DDP see a normal step
+                        generator_loss = generator_loss + 0.0 * generated.sum()
                 accelerator.backward(generator_loss)
                 if accelerator.sync_gradients and optimizer_config["max_grad_norm"]:
                     accelerator.clip_grad_norm_(generator.parameters(), optimizer_config["max_grad_norm"])
@@ -619,7 +623,7 @@ def _validate(accelerator, generator, val_loader, losses, config, step, logger) 
             "val/psnr": psnr(generated, batch.target_frames),
         }
         for loss in losses:
-            if loss.name in ("sync",) or loss.term.needs_context:
+            if loss.name == "sync":  # the lip-sync loss doubles as a validation metric
                 with accelerator.autocast():
                     value = loss.term(GeneratorLossInputs(generated_frames=generated, batch=batch, step=step))
                 per_sample[f"val/loss_{loss.name}"] = value.float().reshape(1).expand(generated.shape[0])
