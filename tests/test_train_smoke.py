@@ -211,18 +211,20 @@ def test_validation_video_metrics(tmp_path, real_clip_data):
     from talkface.models.avhubert import AVHubertConfig, AVHubertModel
     from talkface.models.syncnet_lse import SyncNetLSEConfig, SyncNetLSEModel
 
-    SyncNetLSEModel(SyncNetLSEConfig(audio_channels=[4, 6, 8, 8, 8, 12], video_channels=[4, 6, 8, 8, 8, 12],
-                                     fc_hidden_size=10, embedding_size=7, image_size=64)).save_pretrained(tmp_path / "lse")
-    AVHubertModel(AVHubertConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
-                                 encoder_attention_heads=2, conv_pos=4, conv_pos_groups=2, video_frontend_channels=4,
-                                 resnet_channels=[4, 4, 8, 8], resnet_blocks=[1, 1, 1, 1])).save_pretrained(tmp_path / "avs")
+    lse_config = SyncNetLSEConfig(audio_channels=[4, 6, 8, 8, 8, 12], video_channels=[4, 6, 8, 8, 8, 12],
+                                  fc_hidden_size=10, embedding_size=7, image_size=64)
+    SyncNetLSEModel(lse_config).save_pretrained(tmp_path / "lse")
+    avs_config = AVHubertConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
+                                encoder_attention_heads=2, conv_pos=4, conv_pos_groups=2, video_frontend_channels=4,
+                                resnet_channels=[4, 4, 8, 8], resnet_blocks=[1, 1, 1, 1])
+    AVHubertModel(avs_config).save_pretrained(tmp_path / "avs")
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(TINY_96_RECIPE.format(data_root=real_clip_data))
     val_list = tmp_path / "val.txt"
     val_list.write_text("clip07\n")  # the training clip doubles as validation video
+    validation = f"{{batches: 1, videos: 1, lse_model: {tmp_path / 'lse'}, avs_model: {tmp_path / 'avs'}}}"
     summary = train.main(["--config", str(recipe), "--max-steps", "1", "--output-dir", str(tmp_path / "run"),
-                          "--set", f"dataset.val_list={val_list}", "--set", f"validation={{batches: 1, videos: 1, lse_model: {tmp_path / 'lse'}, "
-                                   f"avs_model: {tmp_path / 'avs'}}}"])
+                          "--set", f"dataset.val_list={val_list}", "--set", f"validation={validation}"])
     metrics = summary["validation"]
     for name in ("val/l1", "val/psnr", "val/lse_d", "val/lse_c", "val/avs_u", "val/avs_m", "val/avs_v"):
         assert name in metrics and torch.isfinite(torch.tensor(metrics[name])), name
