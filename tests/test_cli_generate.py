@@ -101,6 +101,7 @@ ERROR_CASES = {
     "not mp4": ({"--out": "#out.avi"}, ".mp4"),
     "box outside": ({"--box": [0, 0, 999, 999]}, "outside"),
     "bad fps": ({"--fps": 0}, "fps"),
+    "gfpgan weights missing": ({"--enhance": "gfpgan", "--enhance-model": "nowhere/gfpgan"}, "GFPGANv1.4.pth"),
 }
 
 

@@ -46,6 +46,11 @@ def register(subparsers):
     parser.add_argument("--detect-every", type=int, default=1,
                         help="run face detection every N frames and interpolate between (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    parser.add_argument("--enhance", choices=("none", "gfpgan"), default="none",
+                        help="restore the generated faces with GFPGAN v1.4 (needs its weights, see --enhance-model)")
+    parser.add_argument("--enhance-model", default=None,
+                        help="GFPGAN weights: a folder made by `talkface convert gfpgan`, a Hub id, or GFPGANv1.4.pth "
+                             "(default: $TALKFACE_GFPGAN or models/gfpgan)")
     parser.set_defaults(func=run)
     return parser
 
@@ -85,7 +90,8 @@ def run(args) -> int:
     _check_model_location(args.model)
     _check_device(args.device)
     pipeline = LipSyncPipeline.from_pretrained(args.model, device=args.device, face_backend=args.face_backend,
-                                               detect_every=args.detect_every)
+                                               detect_every=args.detect_every, enhance=args.enhance,
+                                               enhance_model=args.enhance_model)
     result = pipeline(face=args.face, audio=args.audio, out=args.out, fps=args.fps, batch_size=args.batch_size,
                       face_index=args.face_index, box=args.box, pads=tuple(args.pads),
                       duration_policy=args.duration_policy, blend=args.blend, feather=args.feather,
