@@ -339,3 +339,24 @@ def test_differentiable_crop_rejects_bad_shapes():
         mouth_roi.crop_mouth_differentiable(torch.zeros(2, 4, 10, 10), torch.zeros(2, 2, 3))
     with pytest.raises(ValueError, match="affines"):
         mouth_roi.crop_mouth_differentiable(torch.zeros(2, 3, 10, 10), torch.zeros(3, 2, 3))
+
+
+def test_streamed_preparation_equals_in_memory(tmp_path, monkeypatch):
+    """Large videos are decoded twice instead of held in memory; the crops are the same."""
+    from talkface.faces.backends import get_face_backend
+    from talkface.media import VideoWriter, read_frames
+    from tests.utils import data_file
+
+    frames = read_frames(data_file("clip05_retalking_face5_woman_glasses.mp4"), fps=25, max_frames=14)
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path, fps=25, width=frames.shape[2], height=frames.shape[1]) as writer:
+        for frame in frames:
+            writer.write(frame)
+    backend = get_face_backend("mediapipe")
+    in_memory = mouth_roi.prepare_mouth_video(path, backend, landmark_stride=3)
+    monkeypatch.setattr(mouth_roi, "IN_MEMORY_VIDEO_BYTES", 0)
+    streamed = mouth_roi.prepare_mouth_video(path, backend, landmark_stride=3)
+    assert streamed.mouths.shape == (14, 88, 88)
+    np.testing.assert_array_equal(streamed.mouths, in_memory.mouths)
+    np.testing.assert_array_equal(streamed.detected, in_memory.detected)
+    assert streamed.detected.tolist() == [i % 3 == 0 or i == 13 for i in range(14)]

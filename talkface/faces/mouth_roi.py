@@ -498,39 +498,47 @@ def detect_landmarks(frames, face_backend="mediapipe", stride: int = 1, max_side
     """68-point landmarks of the largest face in each frame (None where no face is found).
 
     Args:
-        frames: (T, H, W, 3) uint8 RGB frames.
+        frames: (T, H, W, 3) uint8 RGB frames, or any iterable of such frames (e.g. `media.iter_frames`).
         face_backend: a backend name for `talkface.faces.get_face_backend`, or an object with `detect(frame_rgb)`.
         stride: detect on every `stride`-th frame only (and the last frame); the others are left as None and
-            filled by `interpolate_landmarks`. Landmarks move smoothly at 25 fps, so 2 costs little accuracy.
+            filled by `interpolate_landmarks` (see docs/avs.md for what this costs in crop accuracy).
         max_side: downscale frames whose longer side exceeds this before detection (landmarks are scaled back).
 
     Note: the reference keeps the *last* of several dlib faces; we keep the largest.
     """
-    import cv2
-
-    backend = _resolve_face_backend(face_backend)
-    num_frames = len(frames)
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    indices = list(range(0, num_frames, stride))
-    if num_frames and indices[-1] != num_frames - 1:
-        indices.append(num_frames - 1)
-    landmarks: list = [None] * num_frames
-    for index in indices:
-        frame = np.ascontiguousarray(frames[index])
-        scale = 1.0
-        if max_side is not None and max(frame.shape[:2]) > max_side:
-            scale = max(frame.shape[:2]) / max_side
-            size = (round(frame.shape[1] / scale), round(frame.shape[0] / scale))
-            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        detections = backend.detect(frame)
-        if not detections:
-            continue
-        points = np.asarray(detections[0].landmarks, dtype=np.float64)
-        if scale != 1.0:
-            points = (points + 0.5) * scale - 0.5  # pixel-centre convention of cv2.resize
-        landmarks[index] = points
+    backend = _resolve_face_backend(face_backend)
+    landmarks: list = []
+    skipped_frame = None  # the latest frame skipped by the stride: detected at the end if it is the last one
+    for index, frame in enumerate(frames):
+        if index % stride == 0:
+            landmarks.append(_largest_face_landmarks(backend, frame, max_side))
+            skipped_frame = None
+        else:
+            landmarks.append(None)
+            skipped_frame = frame
+    if skipped_frame is not None:
+        landmarks[-1] = _largest_face_landmarks(backend, skipped_frame, max_side)
     return landmarks
+
+
+def _largest_face_landmarks(backend, frame, max_side):
+    import cv2
+
+    frame = np.ascontiguousarray(frame)
+    scale = 1.0
+    if max_side is not None and max(frame.shape[:2]) > max_side:
+        scale = max(frame.shape[:2]) / max_side
+        size = (round(frame.shape[1] / scale), round(frame.shape[0] / scale))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    detections = backend.detect(frame)
+    if not detections or detections[0].landmarks is None:
+        return None
+    points = np.asarray(detections[0].landmarks, dtype=np.float64)
+    if scale != 1.0:
+        points = (points + 0.5) * scale - 0.5  # pixel-centre convention of cv2.resize
+    return points
 
 
 def _resolve_face_backend(face_backend):
@@ -539,6 +547,31 @@ def _resolve_face_backend(face_backend):
     from .backends import get_face_backend  # the backends import their optional dependencies lazily
 
     return get_face_backend(face_backend)
+
+
+# videos whose decoded frames would take more memory than this are streamed twice instead of held at once
+IN_MEMORY_VIDEO_BYTES = 1 << 30
+
+
+def _decoded_size(path, fps: float) -> float:
+    from ..media import probe
+
+    info = probe(path)
+    return info.duration * fps * info.width * info.height * 3
+
+
+def _chunks(frames, size: int, limit: int):
+    """(start index, list of frames) chunks of an iterable, stopping after `limit` frames."""
+    chunk, start = [], 0
+    for index, frame in enumerate(frames):
+        if index >= limit:
+            break
+        chunk.append(frame)
+        if len(chunk) == size:
+            yield start, chunk
+            chunk, start = [], index + 1
+    if chunk:
+        yield start, chunk
 
 
 @dataclass
@@ -576,7 +609,12 @@ def prepare_mouth_video(video, face_backend="mediapipe", fps: float = 25.0, land
     """
     timings = {}
     started = time.perf_counter()
-    if isinstance(video, (str, Path)):
+    streamed = isinstance(video, (str, Path)) and _decoded_size(video, fps) > IN_MEMORY_VIDEO_BYTES
+    if streamed:
+        from ..media import iter_frames
+
+        frames = iter_frames(video, fps=fps)  # large video: decoded twice (landmarks, then crops), never held
+    elif isinstance(video, (str, Path)):
         from ..media import read_frames
 
         frames = read_frames(video, fps=fps)
@@ -597,7 +635,15 @@ def prepare_mouth_video(video, face_backend="mediapipe", fps: float = 25.0, land
 
     started = time.perf_counter()
     filled = interpolate_landmarks(landmarks)
-    rois = crop_mouth_rois(frames, filled)
+    if streamed:
+        from ..media import iter_frames
+
+        plan = plan_mouth_crops(filled)
+        rois = np.empty((len(plan), ROI_SIZE, ROI_SIZE, 3), dtype=np.uint8)
+        for start, chunk in _chunks(iter_frames(video, fps=fps), 16, limit=len(plan)):
+            rois[start : start + len(chunk)] = warp_mouth_patches(np.stack(chunk), plan, start)
+    else:
+        rois = crop_mouth_rois(frames, filled)
     mouths = normalize_mouth_rois(rois_to_gray(rois, "rgb"), crop_size, image_mean, image_std)
     timings["roi"] = time.perf_counter() - started
     if not detected.all() and landmark_stride == 1:
