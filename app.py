@@ -131,10 +131,10 @@ def build_demo(config: DemoConfig | TalkFaceDemo | None = None) -> gr.Blocks:
                         gr.Markdown("Padding around the detected face, in pixels (more bottom padding includes the "
                                     "chin):")
                         with gr.Row():
-                            pad_top = gr.Number(0, precision=0, label="top")
-                            pad_bottom = gr.Number(10, precision=0, label="bottom")
-                            pad_left = gr.Number(0, precision=0, label="left")
-                            pad_right = gr.Number(0, precision=0, label="right")
+                            pad_top = gr.Number(0, precision=0, label="top", min_width=60)
+                            pad_bottom = gr.Number(10, precision=0, label="bottom", min_width=60)
+                            pad_left = gr.Number(0, precision=0, label="left", min_width=60)
+                            pad_right = gr.Number(0, precision=0, label="right", min_width=60)
                         duration_policy = gr.Radio(
                             ["pingpong", "loop", "cut"], value="pingpong", label="When the speech is longer than "
                             "the video", info="pingpong: play the video forward then backward; loop: start it "
@@ -189,8 +189,8 @@ def build_demo(config: DemoConfig | TalkFaceDemo | None = None) -> gr.Blocks:
                     score_table = gr.Dataframe(label="Scores (one row per video)", interactive=False,
                                                elem_id="score-table")
                     score_note = gr.Markdown(elem_id="score-note")
-                    score_plots = gr.Gallery(label="Per-frame sync curves", columns=1, height="auto",
-                                             elem_id="score-plots")
+                    score_plots = gr.Gallery(label="Per-frame sync curves (one plot per video)", columns=1,
+                                             object_fit="contain", height="auto", elem_id="score-plots")
                     score_files = gr.File(label="Download the results", file_count="multiple", interactive=False,
                                           elem_id="score-downloads")
             score_button.click(score, inputs=[score_videos, score_audios, score_references, face_mode],

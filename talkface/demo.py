@@ -97,6 +97,7 @@ DEFAULT_MODEL_FOLDERS = {
     "gfpgan": "models/gfpgan-v1.4",
 }
 TINY_RANDOM_LABEL = "random weights, for testing the UI only"
+NEEDS_GROUND_TRUTH = "needs a ground-truth video (upload one under 'Ground-truth video')"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -224,8 +225,9 @@ def create_tiny_random_models(folder) -> dict[str, Path]:
                 decoder_residual_layers=[1, 0, 1, 1, 0], output_hidden_channels=4)),
             TalkingFaceAudioFeatureExtractor()],
         "syncnet": lambda: [
-            SyncNetLSEModel(SyncNetLSEConfig(audio_channels=[4, 6, 8, 8, 8, 12], video_channels=[4, 6, 8, 8, 8, 12],
-                                             fc_hidden_size=10, embedding_size=7, image_size=64)),
+            _spread_weights(SyncNetLSEModel(SyncNetLSEConfig(
+                audio_channels=[4, 6, 8, 8, 8, 12], video_channels=[4, 6, 8, 8, 8, 12], fc_hidden_size=10,
+                embedding_size=7, image_size=64))),
             SyncNetLSEFeatureExtractor(image_size=64)],
         "avhubert": lambda: [
             AVHubertModel(AVHubertConfig(
@@ -247,6 +249,18 @@ def create_tiny_random_models(folder) -> dict[str, Path]:
         except OSError:
             shutil.rmtree(partial, ignore_errors=True)
     return folders
+
+
+def _spread_weights(model):
+    """He-initialise a tiny random model's weights: with the small default init, a tiny SyncNet's embeddings are
+    about 1e-8 and every LSE distance rounds to 0, which looks like a bug on the page."""
+    import torch
+
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                torch.nn.init.kaiming_normal_(parameter)
+    return model
 
 
 def check_ffmpeg() -> str | None:
@@ -572,8 +586,6 @@ class TalkFaceDemo:
                    f"{generator}")
         if result.frames_without_face:
             message += f"; {result.frames_without_face} frames without a detectable face were left unchanged"
-        if self.config.tiny_random:
-            message += f". The model has {TINY_RANDOM_LABEL}: the mouth is noise."
         rows, note = [], ""
         if score:
             rows, note = self._score_generated(out, lambda f, d: progress(share + (1 - share) * f, d))
@@ -587,7 +599,7 @@ class TalkFaceDemo:
         pair = FilePair(stem=video.stem, generated=video)
         run = self._run_metrics([pair], RESULT_METRICS, options, progress)
         values = run["files"][0]["values"]
-        rows = [[name, _format_value(values[name]), FIELD_HELP.get(name, "")]
+        rows = [[name, _format_value(values[name], name), FIELD_HELP.get(name, "")]
                 for metric in RESULT_METRICS for name in _fields(metric) if name in values]
         notes = [f"**{metric.upper()}** not computed: {reason}" for metric, reason in run["unavailable"].items()]
         notes += [f"**{item['metric'].upper()}** not computed: {item['reason']}" for item in run["skipped"]]
@@ -621,18 +633,26 @@ class TalkFaceDemo:
         self.prune_outputs()
         run = self._run_metrics(pairs, SCORE_METRICS, options, lambda f, d: progress(0.95 * f, d))
         runnable = [m for m in SCORE_METRICS if m not in run["unavailable"]]
-        fields = [name for metric in runnable for name in _fields(metric)]
+        # columns that no video has a value for (AVS_m / AVS_v without a ground truth) are left out, with the reason
+        fields = [name for metric in runnable for name in _fields(metric)
+                  if any(name in row["values"] for row in run["files"])]
+        left_out = {}
+        for row in run["files"]:
+            for name, reason in row["details"].get("avs", {}).get("skipped", {}).items():
+                if name not in fields:  # the scorer's reason names a CLI flag; say it in the page's words
+                    left_out.setdefault(name, NEEDS_GROUND_TRUTH if "reference" in reason else reason)
         summary = _summary(runnable, run["files"])
 
         skipped_by_stem = {}
         for item in run["skipped"]:
             skipped_by_stem.setdefault(item["stem"], []).append(f"{item['metric']}: {item['reason']}")
         headers = ["file", *fields, "notes"]
-        rows = [[row["stem"], *(_format_value(row["values"].get(name)) for name in fields),
+        rows = [[row["stem"], *(_format_value(row["values"].get(name), name) for name in fields),
                  "; ".join(skipped_by_stem.get(row["stem"], []))] for row in run["files"]]
         if len(rows) > 1:
-            rows.append(["mean", *(_format_value(summary.get(name, {}).get("value")) for name in fields), ""])
+            rows.append(["mean", *(_format_value(summary.get(name, {}).get("value"), name) for name in fields), ""])
         notes = [f"- **{metric.upper()}** not computed: {reason}" for metric, reason in run["unavailable"].items()]
+        notes += [f"- **{name}** not computed: {reason}" for name, reason in left_out.items()]
         if self.config.tiny_random and any(m in runnable for m in ("lse", "avs")):
             notes.append(f"- LSE and AVS come from models with {TINY_RANDOM_LABEL}: those numbers mean nothing.")
         legend = ("**Columns**: " + "; ".join(FIELD_HELP[name] for name in fields) + ".") if fields else ""
@@ -669,7 +689,7 @@ class TalkFaceDemo:
                 spec = METRICS[metric]
                 try:
                     if REFERENCE in spec.needs and not any(p.reference is not None for p in pairs):
-                        unavailable[metric] = "needs a ground-truth video (upload one under 'Ground-truth video')"
+                        unavailable[metric] = NEEDS_GROUND_TRUTH
                         continue
                     if metric == "lmd" or (metric == "lse" and options.face_mode == "track") or metric == "avs":
                         context.face_backend()
@@ -764,14 +784,16 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _format_value(value) -> str:
+def _format_value(value, name: str = "") -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
+    if isinstance(value, (int, float)):
         if math.isnan(value):
             return "-"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
+        if name == "offset" and float(value).is_integer():
+            return f"{int(value):d}"  # frames
         return f"{value:.3f}"
     return str(value)
 
