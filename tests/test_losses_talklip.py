@@ -207,6 +207,22 @@ def test_talklip_transform_is_gray_centre_crop_normalised():
     torch.testing.assert_close(odd[0, 0, 0, 0, :2], (torch.tensor([4.0, 5.0]) / 255 - 0.421) / 0.165)
 
 
+def test_talklip_input_pastes_into_full_lrs2_frames_at_the_boxes():
+    """160x160 frames with a face box: the generated 96x96 face is resized to the box, pasted, and the centre
+    88x88 of the whole frame (rows/cols 36:124) is what the lip reader sees."""
+    frames = torch.zeros(1, 3, 3, 160, 160, dtype=torch.uint8)  # black frames (B=1, T=3)
+    boxes = torch.tensor([[[30, 40, 130, 140]] * 3])  # x1, y1, x2, y2: 100x100 faces
+    generated = torch.full((1, 3, 96, 96), 1.0, requires_grad=True)  # a white face for frame 1
+    video = lip_reader_input("talklip_center", frames, generated, torch.tensor([1]), context_boxes=boxes)
+    white, black = (1.0 - 0.421) / 0.165, -0.421 / 0.165
+    frame = video[0, 0, 1]  # crop rows/cols 36:124 of the frame; the box covers rows 40:140, cols 30:130
+    torch.testing.assert_close(frame[4:, :], torch.full((84, 88), white))
+    torch.testing.assert_close(frame[:4, :], torch.full((4, 88), black))  # rows 36:40 are above the box
+    torch.testing.assert_close(video[0, 0, [0, 2]], torch.full((2, 88, 88), black))  # untouched frames
+    video.sum().backward()
+    assert generated.grad.abs().sum() > 0
+
+
 @pytest.fixture(scope="module")
 def batch():
     """Two synthetic items (96x96 faces, 12-frame context, 5-frame window) with transcripts."""
