@@ -280,7 +280,7 @@ def _mel_table(values: dict | None) -> str:
         ("frames", f"1 + samples // {fe.hop_length}: {_fmt(fe.mel_frames_per_second)} mel frames per second"),
         ("window per video frame", f"{fe.mel_step_size} mel frames ({_fmt(fe.window_seconds)} s) starting at "
                                    f"int(i * {_fmt(fe.mel_frames_per_second)} / fps) for video frame i "
-                                   f"({_fmt(fe.mel_frames_per_video_frame())} at {_fmt(fe.fps)} fps); a window past "
+                                   f"({_fmt(round(fe.mel_frames_per_video_frame(), 3))} at {_fmt(fe.fps)} fps); a window past "
                                    f"the end is replaced by the last {fe.mel_step_size} frames"),
     ]
     return _two_column_table("step", "value", rows)
