@@ -158,3 +158,34 @@ def test_models_tab_says_what_is_missing(page):
     assert "talkface convert gfpgan --checkpoint GFPGANv1.4.pth" in table.inner_text()
     assert "random weights" in table.inner_text()
     _shot(page, "05_models")
+
+
+def test_fresh_machine_without_models(server, media_files, tmp_path):
+    """No model anywhere (a fresh install): the page loads, says what to convert, and generation explains."""
+    from playwright.sync_api import sync_playwright
+
+    import app
+    from talkface.demo import DemoConfig
+
+    blocks = app.build_demo(DemoConfig(cache_dir=tmp_path / "cache"))
+    blocks.queue(default_concurrency_limit=1, max_size=8)
+    _, url, _ = blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True,
+                              allowed_paths=[str(tmp_path / "cache")])
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            banner = page.locator("#banner")
+            banner.get_by_text("No usable generator").wait_for()
+            assert "talkface convert wav2lip --checkpoint wav2lip_gan.pth --out models/wav2lip" in banner.inner_text()
+            page.set_input_files("#face-video input[type=file]", str(media_files["clip_2s"]))
+            page.set_input_files("#speech input[type=file]", str(media_files["speech"]))
+            page.wait_for_selector("#face-video video")
+            page.click("#generate-button")
+            page.get_by_text("no generator model is configured").first.wait_for()
+            _shot(page, "06_no_models")
+            browser.close()
+    finally:
+        blocks.close()
