@@ -94,7 +94,8 @@ MODEL_FACTS = {
         "license_note": AVHUBERT_LICENSE_NOTE,
         "datasets": ["LRS3", "VoxCeleb2"], "metrics": ["wer"],
         "tags": ["audio-visual", "lip-reading", "visual-speech-recognition", "avhubert"],
-        "pipeline_tag": "feature-extraction", "preprocessing": "avhubert", "model_path": "models/avhubert-base-vox-433h",
+        "pipeline_tag": "feature-extraction", "preprocessing": "avhubert",
+        "model_path": "models/avhubert-base-vox-433h",
     },
     "talkface": {
         "title": "talkface generator (AV-HuBERT lip-sync loss)",
@@ -114,16 +115,17 @@ MODEL_FACTS = {
         "license_note": "Trained together with the talkface generator on LRS2 (research use only).",
         "datasets": ["LRS2"], "metrics": [],
         "tags": ["talking-face-generation", "discriminator"],
-        "pipeline_tag": "image-classification", "preprocessing": "face", "model_path": "outputs/talkface/discriminator",
+        "pipeline_tag": "image-classification", "preprocessing": "face",
+        "model_path": "outputs/talkface/discriminator",
     },
     "talklip": {
         "title": "TalkLip generator",
         "model_types": ["talklip"],
         "license": "other", "license_name": "talklip-non-commercial",
         "license_link": "https://github.com/Sxjdwang/TalkLip",
-        "license_note": "The TalkLip repository states no licence. Its weights contain a whole AV-HuBERT model (AV-HuBERT "
-                        "licence, non-commercial) and were trained on LRS2 (BBC terms, non-commercial research), so "
-                        "treat them as non-commercial research weights.",
+        "license_note": "The TalkLip repository states no licence. Its weights contain a whole AV-HuBERT model "
+                        "(AV-HuBERT licence, non-commercial) and were trained on LRS2 (BBC terms, non-commercial "
+                        "research), so treat them as non-commercial research weights.",
         "datasets": ["LRS2"], "metrics": ["lse-d", "lse-c", "wer", "ssim", "psnr"],
         "tags": ["lip-sync", "talking-face-generation", "talklip", "avhubert"],
         "generator": True, "preprocessing": "avhubert", "model_path": "models/talklip",
@@ -185,7 +187,6 @@ def card_kind(model_or_model_type) -> str:
 
 def _standard_variants(kind: str):
     """(label, model class, config) of the standard configurations the card of `kind` lists (built lazily)."""
-    from . import models  # noqa: F401  (imports every model folder)
     from .models import avhubert, fid_inception, gfpgan, syncnet, syncnet_lse, talkface, talklip, vgg19, wav2lip
 
     variants = {
@@ -211,7 +212,8 @@ def _standard_variants(kind: str):
         ],
         "vgg19": [
             ("convolutions only (`talkface convert vgg19`, default)", vgg19.VGG19Model, vgg19.VGG19Config()),
-            ("with the ImageNet classifier (`--classifier`)", vgg19.VGG19Model, vgg19.VGG19Config(use_classifier=True)),
+            ("with the ImageNet classifier (`--classifier`)", vgg19.VGG19Model,
+             vgg19.VGG19Config(use_classifier=True)),
         ],
         "fid-inception": [("FID Inception-v3", fid_inception.FIDInceptionModel, fid_inception.FIDInceptionConfig())],
         "gfpgan": [("GFPGANv1.4 (clean)", gfpgan.GFPGANModel, gfpgan.GFPGANConfig())],
@@ -280,8 +282,8 @@ def _mel_table(values: dict | None) -> str:
         ("frames", f"1 + samples // {fe.hop_length}: {_fmt(fe.mel_frames_per_second)} mel frames per second"),
         ("window per video frame", f"{fe.mel_step_size} mel frames ({_fmt(fe.window_seconds)} s) starting at "
                                    f"int(i * {_fmt(fe.mel_frames_per_second)} / fps) for video frame i "
-                                   f"({_fmt(round(fe.mel_frames_per_video_frame(), 3))} at {_fmt(fe.fps)} fps); a window past "
-                                   f"the end is replaced by the last {fe.mel_step_size} frames"),
+                                   f"({_fmt(round(fe.mel_frames_per_video_frame(), 3))} at {_fmt(fe.fps)} fps); "
+                                   f"a window past the end is replaced by the last {fe.mel_step_size} frames"),
     ]
     return _two_column_table("step", "value", rows)
 
@@ -427,9 +429,9 @@ def _checkpoint_section(kind: str, model, folder, info: dict) -> str:
     elif source:  # a checkpoint path: only its file name (a local path says nothing to readers and may be private)
         rows.append(("converted from", f"`{Path(source).name}`"))
     if not rows:
-        return ("This is the reference card of the model kind. A model folder written by talkface (`talkface convert`, "
-                "`train/train.py`,\n`push_to_hub`) carries its own copy of this card with the exact checkpoint, files "
-                "and parameter count.")
+        return ("This is the reference card of the model kind. A model folder written by talkface (`talkface "
+                "convert`, `train/train.py`,\n`push_to_hub`) carries its own copy of this card with the exact "
+                "checkpoint, files and parameter count.")
     return "## This checkpoint\n\n" + _two_column_table("item", "value", rows)
 
 

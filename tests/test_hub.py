@@ -264,7 +264,8 @@ def test_download_path_for_a_generator_folder(tmp_path, monkeypatch):
         source = remote[repo_id] / (subfolder or "") / filename
         if not source.is_file():
             raise EntryNotFoundError(f"{filename} is not in {repo_id}")
-        repo_dir = Path(cache_dir or huggingface_hub.constants.HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--"))
+        cache_root = Path(cache_dir or huggingface_hub.constants.HF_HUB_CACHE)
+        repo_dir = cache_root / ("models--" + repo_id.replace("/", "--"))
         target = repo_dir / "snapshots" / FAKE_COMMIT / (subfolder or "") / filename
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
