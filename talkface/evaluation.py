@@ -481,9 +481,11 @@ def lmd_for_pair(media: PairMedia, context: EvaluationContext) -> dict:
 
 
 def avs_for_pair(media: PairMedia, context: EvaluationContext) -> dict:
-    scorer = context.model("avs")
+    from .metrics.avs import score_avs
+
     reference = media.reference_frames if media.pair.reference is not None else None
-    result = scorer.score(media.generated_frames, audio=media.audio, reference=reference)
+    # the scorer (model + face backend) is loaded once per run and passed in
+    result = score_avs(media.generated_frames, audio=media.audio, reference=reference, model=context.model("avs"))
     return {"values": {k: float(v) for k, v in result.scores.items()}, "num_frames": int(result.num_frames),
             "details": {"skipped": dict(result.skipped)},
             "curves": {k: np.asarray(v, dtype=float).tolist() for k, v in result.curves.items()}}
