@@ -215,6 +215,20 @@ class TestEvaluate:
         markdown = (tmp_path / "r" / "report.md").read_text()
         assert "| junk | lmd, psnr | cannot read" in markdown
 
+    def test_face_region_and_track_mode(self, clips, models, tmp_path):
+        pytest.importorskip("mediapipe")
+        generated, reference = make_dirs(tmp_path, {"a": clips["real"], "b": clips["moved"]},
+                                         {"a": clips["real"], "b": clips["real"]})
+        options = EvaluationOptions(syncnet=str(models["syncnet"]), face_mode="track", image_region="face",
+                                    plots=False)
+        report = evaluate(generated, reference, metrics="lse,ssim,psnr", options=options, progress=False)
+        assert report.skipped == []
+        identical, moved = report.files[0]["values"], report.files[1]["values"]
+        assert identical["ssim"] == pytest.approx(1.0, abs=1e-12) and identical["psnr"] == 100.0
+        assert moved["ssim"] < 0.99  # the reference's face box cut from a moved face
+        tracks = report.files[0]["details"]["lse"]["tracks"]
+        assert len(tracks) == 1 and tracks[0]["num_windows"] == NUM_FRAMES - 5
+
     def test_python_api_without_output(self, clips, tmp_path):
         generated, reference = make_dirs(tmp_path, {"a": clips["moved"]}, {"a": clips["real"]})
         report = evaluate(generated, reference, metrics=["psnr", "ssim"], progress=False,
