@@ -288,7 +288,7 @@ def _mel_table(values: dict | None) -> str:
     return _two_column_table("step", "value", rows)
 
 
-def _avhubert_table(values: dict | None) -> str:
+def _avhubert_table(values: dict | None, audio_only: bool = False) -> str:
     from .models.avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
 
     fe = AVHubertFeatureExtractor(**_extractor_kwargs(values))
@@ -304,6 +304,10 @@ def _avhubert_table(values: dict | None) -> str:
                      f"{_fmt(fe.fps)} Hz, one per video frame; zero rows appended or rows dropped at the end to "
                      "match the video length"),
         ("normalisation", "layer norm of each row over its values (no affine)" if fe.normalize else "none"),
+    ]
+    if audio_only:  # TalkLip's global encoder hears the audio only
+        return _two_column_table("step", "value", rows)
+    rows += [
         ("video input", f"grayscale 96x96 mouth crops at {_fmt(fe.fps)} fps (landmark-aligned to a mean face, "
                         f"`talkface.faces.mouth_roi`), divided by 255, centre crop {fe.image_crop_size}, then "
                         f"(x - {_fmt(fe.image_mean)}) / {_fmt(fe.image_std)}; tensor (batch, 1, frames, "
@@ -353,8 +357,8 @@ def _image_table(kind: str, model) -> str:
                          if config.normalize_input else "none: feed ImageNet-normalised tensors")
         rows = [("input", "RGB float images in [0, 1], any size >= 16 px for relu5_1 (batch, 3, H, W)"),
                 ("normalisation", normalisation),
-                ("perceptual loss", f"layers {list(config.feature_layers)}, weights "
-                                    f"{[_fmt(float(w)) for w in config.perceptual_layer_weights]}: "
+                ("perceptual loss", f"layers {', '.join(str(layer) for layer in config.feature_layers)} weighted "
+                                    f"{', '.join(_fmt(float(w)) for w in config.perceptual_layer_weights)}: "
                                     "sum_l w_l mean |phi_l(generated) - phi_l(target)|")]
     elif kind == "fid-inception":
         from .models.fid_inception import FIDInceptionConfig
@@ -398,7 +402,7 @@ def _preprocessing_section(kind: str, model, folder) -> str:
     if style == "mel":
         return f"Audio (`TalkingFaceAudioFeatureExtractor`; {source}):\n\n" + _mel_table(saved)
     if style == "avhubert":
-        return f"`AVHubertFeatureExtractor` ({source}):\n\n" + _avhubert_table(saved)
+        return f"`AVHubertFeatureExtractor` ({source}):\n\n" + _avhubert_table(saved, audio_only=kind == "talklip")
     if style == "mfcc":
         return f"`SyncNetLSEFeatureExtractor` ({source}):\n\n" + _mfcc_table(saved)
     return _image_table(kind, model)

@@ -531,9 +531,11 @@ def test_card_preprocessing_comes_from_the_saved_extractor(tmp_path):
     TalkingFaceAudioFeatureExtractor(pad_mode="constant", fmax=8000.0).save_pretrained(tmp_path / "w2l")
     card = hub.render_model_card("wav2lip", folder=tmp_path / "w2l")
     assert "**constant** padding" in card and "55-8000 Hz" in card and "this folder's" in card
-    AVHubertFeatureExtractor(image_mean=0.5).save_pretrained(tmp_path / "tl")
+    AVHubertFeatureExtractor(preemphasis=0.9).save_pretrained(tmp_path / "tl")
     TalkingFaceAudioFeatureExtractor().save_pretrained(tmp_path / "tl-local")
-    assert "(x - 0.5) / 0.165" in hub.render_model_card("talklip", folder=tmp_path / "tl")
+    talklip_card = hub.render_model_card("talklip", folder=tmp_path / "tl")
+    assert "| filterbank | pre-emphasis 0.9;" in talklip_card
+    assert "| video input |" not in talklip_card  # TalkLip's global encoder hears the audio only
     assert "Slaney-scale" in hub.render_model_card("talklip", folder=tmp_path / "tl-local")
 
 
