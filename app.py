@@ -104,7 +104,7 @@ def build_demo(config: DemoConfig | TalkFaceDemo | None = None) -> gr.Blocks:
         table = pd.DataFrame(result.rows, columns=result.headers)
         return table, result.note, [str(p) for p in result.plots], [str(p) for p in result.downloads]
 
-    with gr.Blocks(title="talkface", delete_cache=(600, int(config.cache_max_age))) as blocks:
+    with gr.Blocks(title="talkface", delete_cache=(600, int(config.cache_max_age)), analytics_enabled=False) as blocks:
         gr.Markdown(INTRO)
         banner = _banner(demo, check_ffmpeg())
         gr.Markdown(banner, visible=bool(banner), elem_id="banner")
@@ -251,19 +251,28 @@ def server_name(host: str | None, environ=os.environ) -> str:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     ffmpeg_message = check_ffmpeg()
     if ffmpeg_message:
         print(f"warning: {ffmpeg_message}", file=sys.stderr)
     try:
+        if args.concurrency < 1 or args.queue_size < 1:
+            raise TalkFaceUserError("--concurrency and --queue-size must be at least 1")
         config = config_from_args(args)
-        blocks = build_demo(config)
+        demo = TalkFaceDemo(config)
     except TalkFaceUserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for status in demo.model_status():
+        if status.missing:
+            logger.warning("%s %s: %s", status.role, status.name, status.missing)
+        else:
+            logger.info("%s %s: %s", status.role, status.name, status.source)
+    blocks = build_demo(demo)
     blocks.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
-    blocks.launch(server_name=server_name(args.host), server_port=args.port, share=args.share, max_file_size=args.max_file_size,
-                  allowed_paths=[str(config.cache_dir)])
+    blocks.launch(server_name=server_name(args.host), server_port=args.port, share=args.share,
+                  max_file_size=args.max_file_size, allowed_paths=[str(config.cache_dir)])
     return 0
 
 

@@ -37,7 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MediaError, MissingDependencyError, ModelLoadError, NoFaceError, TalkFaceUserError
-from .evaluation import EvaluationContext, EvaluationOptions, EvaluationReport, FilePair, PairMedia, write_report
+from .evaluation import (
+    EVALUATION_FPS,
+    EvaluationContext,
+    EvaluationOptions,
+    EvaluationReport,
+    FilePair,
+    PairMedia,
+    write_report,
+)
 from .metrics import METRICS, REFERENCE
 from .watermark import Watermarker, generation_metadata
 
@@ -47,6 +55,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_SECONDS = 60.0
 #: largest upload Gradio accepts
 DEFAULT_MAX_FILE_SIZE = "200mb"
+#: decoded frames (RGB at the evaluation frame rate) a scored video may fill in memory
+MAX_SCORE_DECODED_BYTES = 2 * 2**30
 #: most videos scored in one request
 DEFAULT_MAX_FILES = 8
 #: outputs older than this (seconds) are deleted
@@ -157,7 +167,8 @@ def parse_generator_specs(specs) -> dict[str, str]:
             name, source = Path(spec.rstrip("/\\")).name or spec, spec
         name, source = name.strip(), source.strip()
         if not name or not source:
-            raise TalkFaceUserError(f"bad generator {spec!r}; write NAME=FOLDER_OR_HUB_ID, e.g. wav2lip=models/wav2lip")
+            raise TalkFaceUserError(f"bad generator {spec!r}; write NAME=FOLDER_OR_HUB_ID, e.g. "
+                                    "wav2lip=models/wav2lip")
         if name in generators:
             raise TalkFaceUserError(f"two generators are named {name!r}; give each its own NAME=")
         generators[name] = source
@@ -535,6 +546,12 @@ class TalkFaceDemo:
             raise MediaError(f"the {role} {name} lasts {info.duration:.1f} s; this demo accepts at most "
                              f"{self.config.max_video_seconds:g} s per video: upload shorter clips (or use "
                              "`talkface evaluate` on your machine)")
+        # scoring holds a video's frames in memory (at 25 fps): refuse what would not fit
+        decoded_bytes = info.duration * EVALUATION_FPS * info.width * info.height * 3
+        if decoded_bytes > MAX_SCORE_DECODED_BYTES:
+            raise MediaError(f"the {role} {name} ({info.width}x{info.height}, {info.duration:.1f} s) is too large to "
+                             f"score here (about {decoded_bytes / 2**30:.1f} GiB of frames, at most "
+                             f"{MAX_SCORE_DECODED_BYTES / 2**30:.1f}); upload a shorter or smaller version (e.g. 720p)")
         return info
 
     # -- Generate -------------------------------------------------------------------------------------------------
@@ -545,7 +562,7 @@ class TalkFaceDemo:
         """Lip-sync the face video (or photo) to the audio; score the result when scorers are configured."""
         face = face_video or face_photo
         if not face:
-            raise TalkFaceUserError("no face given: upload a face video (or, in the Photo tab, a photo)")
+            raise TalkFaceUserError("no face given: upload a face video (or, in the 'Face photo' tab, a photo)")
         if not audio:
             raise TalkFaceUserError("no audio given: upload a speech recording or record one with the microphone")
         self.check_face(face)

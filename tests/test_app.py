@@ -326,8 +326,8 @@ def test_config_from_flags_environment_and_tiny_models(tmp_path, tiny_models, mo
     config = config_from_args(parser.parse_args(["--avhubert", "a", "--cache-dir", str(tmp_path)]), environ)
     assert config.generators == {"w": "models/w", "t": "org/talklip"}
     assert (config.syncnet, config.avhubert, config.gfpgan) == ("s", "a", "g")
-    config = config_from_args(parser.parse_args(["--generator", "x=y", "--syncnet", "z", "--cache-dir", str(tmp_path)]),
-                              environ)
+    flags = ["--generator", "x=y", "--syncnet", "z", "--cache-dir", str(tmp_path)]
+    config = config_from_args(parser.parse_args(flags), environ)
     assert config.generators == {"x": "y"} and config.syncnet == "z"
     # default folders of the convert commands are used when they exist
     monkeypatch.chdir(tmp_path)
@@ -364,3 +364,13 @@ def test_old_outputs_are_pruned(tmp_path):
     os.utime(old, (past, past))
     demo.prune_outputs()
     assert not old.exists() and new.exists()
+
+
+def test_videos_too_large_to_score_are_refused(tmp_path, files, monkeypatch):
+    import talkface.demo
+
+    demo = TalkFaceDemo(DemoConfig(cache_dir=tmp_path))
+    assert demo.check_video(files["face"]).num_frames == 30
+    monkeypatch.setattr(talkface.demo, "MAX_SCORE_DECODED_BYTES", 1_000_000)  # 30 frames of 256x256 are 5.9 MB
+    with pytest.raises(TalkFaceUserError, match="'face.mp4' .*too large to score here"):
+        demo.check_video(files["face"])

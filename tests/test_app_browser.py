@@ -76,20 +76,29 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser(server):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        tab = context.new_page()
-        tab.set_default_timeout(60_000)
-        tab.goto(server)
-        tab.wait_for_selector("#generate-button")
-        yield tab
-        context.close()
-        browser.close()
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def _new_page(browser, url):
+    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+    tab.set_default_timeout(60_000)
+    tab.goto(url)
+    tab.wait_for_selector("#generate-button")
+    return tab
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    tab = _new_page(browser, server)
+    yield tab
+    tab.close()
 
 
 def _shot(page, name):
@@ -160,10 +169,8 @@ def test_models_tab_says_what_is_missing(page):
     _shot(page, "05_models")
 
 
-def test_fresh_machine_without_models(server, media_files, tmp_path):
+def test_fresh_machine_without_models(browser, media_files, tmp_path):
     """No model anywhere (a fresh install): the page loads, says what to convert, and generation explains."""
-    from playwright.sync_api import sync_playwright
-
     import app
     from talkface.demo import DemoConfig
 
@@ -171,21 +178,17 @@ def test_fresh_machine_without_models(server, media_files, tmp_path):
     blocks.queue(default_concurrency_limit=1, max_size=8)
     _, url, _ = blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True,
                               allowed_paths=[str(tmp_path / "cache")])
+    page = _new_page(browser, url)
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.goto(url)
-            banner = page.locator("#banner")
-            banner.get_by_text("No usable generator").wait_for()
-            assert "talkface convert wav2lip --checkpoint wav2lip_gan.pth --out models/wav2lip" in banner.inner_text()
-            page.set_input_files("#face-video input[type=file]", str(media_files["clip_2s"]))
-            page.set_input_files("#speech input[type=file]", str(media_files["speech"]))
-            page.wait_for_selector("#face-video video")
-            page.click("#generate-button")
-            page.get_by_text("no generator model is configured").first.wait_for()
-            _shot(page, "06_no_models")
-            browser.close()
+        banner = page.locator("#banner")
+        banner.get_by_text("No usable generator").wait_for()
+        assert "talkface convert wav2lip --checkpoint wav2lip_gan.pth --out models/wav2lip" in banner.inner_text()
+        page.set_input_files("#face-video input[type=file]", str(media_files["clip_2s"]))
+        page.set_input_files("#speech input[type=file]", str(media_files["speech"]))
+        page.wait_for_selector("#face-video video")
+        page.click("#generate-button")
+        page.get_by_text("no generator model is configured").first.wait_for()
+        _shot(page, "06_no_models")
     finally:
+        page.close()
         blocks.close()
