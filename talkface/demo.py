@@ -551,7 +551,8 @@ class TalkFaceDemo:
         if decoded_bytes > MAX_SCORE_DECODED_BYTES:
             raise MediaError(f"the {role} {name} ({info.width}x{info.height}, {info.duration:.1f} s) is too large to "
                              f"score here (about {decoded_bytes / 2**30:.1f} GiB of frames, at most "
-                             f"{MAX_SCORE_DECODED_BYTES / 2**30:.1f}); upload a shorter or smaller version (e.g. 720p)")
+                             f"{MAX_SCORE_DECODED_BYTES / 2**30:.1f}); upload a shorter or smaller version "
+                             "(e.g. 720p)")
         return info
 
     # -- Generate -------------------------------------------------------------------------------------------------
