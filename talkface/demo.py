@@ -47,7 +47,7 @@ from .evaluation import (
     write_report,
 )
 from .metrics import METRICS, REFERENCE
-from .watermark import Watermarker, generation_metadata
+from .watermark import Watermarker
 
 logger = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ class TalkFaceDemo:
     def __init__(self, config: DemoConfig | None = None):
         self.config = config or DemoConfig()
         self.models = LazyModelCache()
-        #: every generated video carries talkface's invisible mark (and metadata saying it is generated)
+        #: every generated video carries talkface's invisible mark (the pipeline adds the metadata tags)
         self.watermarker = Watermarker()
         self.outputs_dir = self.config.cache_dir / "outputs"
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
@@ -590,8 +590,7 @@ class TalkFaceDemo:
 
             try:
                 result = pipeline(face=face, audio=audio, out=work_out, face_index=face_index, pads=pads,
-                                  duration_policy=duration_policy, blend=blend, feather=feather, progress=report,
-                                  metadata=generation_metadata(pipeline.model_name))
+                                  duration_policy=duration_policy, blend=blend, feather=feather, progress=report)
             except NoFaceError as err:
                 raise NoFaceError(
                     f"no face found in {_display_name(face)} (face index {face_index}); upload a video or photo in "

@@ -374,3 +374,17 @@ def test_videos_too_large_to_score_are_refused(tmp_path, files, monkeypatch):
     monkeypatch.setattr(talkface.demo, "MAX_SCORE_DECODED_BYTES", 1_000_000)  # 30 frames of 256x256 are 5.9 MB
     with pytest.raises(TalkFaceUserError, match="'face.mp4' .*too large to score here"):
         demo.check_video(files["face"])
+
+
+def test_enhancement_with_a_configured_gfpgan(tmp_path, tiny_models, files):
+    from talkface.models.gfpgan import GFPGANConfig, GFPGANModel
+
+    gfpgan = tmp_path / "gfpgan"
+    GFPGANModel(GFPGANConfig(out_size=64, num_style_feat=16, num_mlp=2, channel_multiplier=1, narrow=0.125)
+                ).save_pretrained(gfpgan)
+    demo = TalkFaceDemo(DemoConfig(generators={"tiny": str(tiny_models["generator"])}, gfpgan=str(gfpgan),
+                                   cache_dir=tmp_path / "cache"))
+    assert demo.enhancer_missing is None  # the page's checkbox is enabled
+    result = demo.generate(face_photo=files["photo"], audio=files["speech_1s"], enhance=True, score=False)
+    check_mp4(result.video, 1.0)
+    assert demo.models.load_counts[f"gfpgan:{gfpgan}"] == 1 and result.score_rows == []
