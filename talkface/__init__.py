@@ -27,8 +27,8 @@ _LAZY = {
     "AVHubertConfig": "talkface.models.avhubert",
     "AVHubertModel": "talkface.models.avhubert",
     "AVHubertForLipReading": "talkface.models.avhubert",
-    "AVHubertFeatureExtractor": "talkface.models.avhubert",
-    "AVHubertTokenizer": "talkface.models.avhubert",
+    "AVHubertFeatureExtractor": "talkface.models.avhubert.feature_extraction_avhubert",
+    "AVHubertTokenizer": "talkface.models.avhubert.tokenization_avhubert",
     "TalkFaceConfig": "talkface.models.talkface",
     "TalkFaceModel": "talkface.models.talkface",
     "TalkFaceDiscriminator": "talkface.models.talkface",
@@ -40,7 +40,11 @@ _LAZY = {
     "FIDInceptionModel": "talkface.models.fid_inception",
     "GFPGANConfig": "talkface.models.gfpgan",
     "GFPGANModel": "talkface.models.gfpgan",
+    "VGGPerceptualLoss": "talkface.models.vgg19",
+    "Wav2LipVisualDiscriminatorConfig": "talkface.models.wav2lip",
     # evaluation
+    "LipReader": "talkface.lipreading",
+    "AVSScorer": "talkface.metrics.avs",
     "evaluate": "talkface.evaluation",
     "score_avs": "talkface.metrics.avs",
     # errors

@@ -49,7 +49,8 @@ def run(args):
     module = importlib.import_module(args.converter_module)
     objects = module.convert_checkpoint(args.checkpoint, args)
     out_dir = save_model_folder(objects, args.out, kind=args.kind, overwrite=args.overwrite,
-                                card_info={"source_checkpoint": str(args.checkpoint)})
+                                card_info={"source_checkpoint": str(args.checkpoint),
+                                           **({"repo_id": args.push_to_hub} if args.push_to_hub else {})})
     print(f"wrote {out_dir}")
     if args.push_to_hub:
         push_folder_to_hub(out_dir, args.push_to_hub, private=args.private)
