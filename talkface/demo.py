@@ -436,7 +436,7 @@ class TalkFaceDemo:
                                      lambda: LipSyncPipeline.from_pretrained(source, device=self._device(),
                                                                              model_name=name))
         except ModelLoadError as err:
-            if "talkface convert" in str(err):
+            if "--checkpoint" in str(err):  # already names the exact command
                 raise
             raise ModelLoadError(f"generator {name}: {err}; {GENERATOR_HINT}") from err
         enhancer = self.enhancer() if enhance else None
