@@ -36,7 +36,8 @@ INTRO = """# talkface: lip sync and lip-sync scores
 videos match their speech (LSE with SyncNet, AVS with AV-HuBERT) and, given the real video, how close they are to it
 (SSIM, PSNR, mouth landmark distance)."""
 ETHICS = ("Use only faces and voices you have the right to use. Do not make anyone appear to say what they did "
-          "not say in order to deceive. Generated videos are labelled as generated in their metadata.")
+          "not say in order to deceive. Generated videos carry an invisible watermark and metadata saying they "
+          "are generated (check a file with `talkface detect`).")
 
 
 def _show_errors(action):
