@@ -50,7 +50,7 @@ def register(subparsers):
                         help="restore the generated faces with GFPGAN v1.4 (needs its weights, see --enhance-model)")
     parser.add_argument("--enhance-model", default=None,
                         help="GFPGAN weights: a folder made by `talkface convert gfpgan`, a Hub id, or GFPGANv1.4.pth "
-                             "(default: $TALKFACE_GFPGAN or models/gfpgan)")
+                             "(default: $TALKFACE_GFPGAN or models/gfpgan-v1.4)")
     parser.set_defaults(func=run)
     return parser
 

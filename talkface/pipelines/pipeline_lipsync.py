@@ -208,7 +208,7 @@ class LipSyncPipeline:
         if enhance and enhance != "none" and "enhancer" not in kwargs:
             from ..models.gfpgan.enhance_gfpgan import load_enhancer
 
-            enhance_model = enhance_model or os.environ.get("TALKFACE_GFPGAN") or "models/gfpgan"
+            enhance_model = enhance_model or os.environ.get("TALKFACE_GFPGAN") or "models/gfpgan-v1.4"
             kwargs["enhancer"] = load_enhancer(enhance, enhance_model, device=device)
         if watermark and "watermarker" not in kwargs:
             from ..watermark import Watermarker
