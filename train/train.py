@@ -49,6 +49,12 @@ PAPER_CONFIG = CONFIG_DIR / "talkface_avhubert.yaml"
 SMOKE_CONFIG = CONFIG_DIR / "smoke_tiny.yaml"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
+# model.type -> "module:Class" of a training recipe for another generator family (see
+# talkface/models/talklip/training_talklip.py for the interface); "talkface" (the default) is this script's own model.
+TRAINING_RECIPES = {
+    "talklip": "talkface.models.talklip.training_talklip:TalkLipTrainingRecipe",
+}
+
 # Every key a config may hold, with its default. Configs are merged onto this, so a recipe only lists what it
 # changes, and an unknown key (a typo) is an error instead of being ignored.
 DEFAULTS = {
@@ -205,6 +211,7 @@ def load_config(args) -> dict:
 def build_generator(model_config: dict, logger) -> TalkFaceModel:
     """TalkFaceModel from the `model` section; its frozen audio encoder comes from the lip-sync expert."""
     fields = dict(model_config)
+    fields.pop("type", None)
     syncnet_path = fields.pop("syncnet", None)
     if syncnet_path:
         from talkface.models.syncnet import SyncNetConfig
@@ -218,6 +225,20 @@ def build_generator(model_config: dict, logger) -> TalkFaceModel:
         logger.warning("model.syncnet is not set: the frozen audio encoder keeps RANDOM weights (fine for smoke "
                        "tests only); convert the Wav2Lip expert with `talkface convert syncnet` and set model.syncnet")
     return generator
+
+
+def build_recipe(config: dict):
+    """The training recipe named by model.type, or None for talkface's own generator."""
+    model_type = (config.get("model") or {}).get("type", "talkface")
+    if model_type == "talkface":
+        return None
+    if model_type not in TRAINING_RECIPES:
+        raise TalkFaceUserError(f"model.type={model_type!r} is unknown; use talkface or one of "
+                                f"{', '.join(sorted(TRAINING_RECIPES))}")
+    import importlib
+
+    module_name, class_name = TRAINING_RECIPES[model_type].split(":")
+    return getattr(importlib.import_module(module_name), class_name)(config)
 
 
 def _check_data_config(data: dict):
@@ -306,13 +327,19 @@ def psnr(generated, target) -> torch.Tensor:
 def training_function(config: dict, args) -> dict:
     from accelerate import Accelerator
     from accelerate.logging import get_logger
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 
     logger = get_logger("talkface.train")
     training = config["training"]
     output_dir = Path(config["output_dir"])
     report_to = training["report_to"]
+    recipe = build_recipe(config)
+    kwargs_handlers = []
+    if recipe is not None and recipe.ddp_find_unused_parameters:
+        # staged schedules leave some parameters without gradients in some steps
+        kwargs_handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
     accelerator = Accelerator(
+        kwargs_handlers=kwargs_handlers,
         cpu=training["cpu"],
         mixed_precision=training["mixed_precision"],
         gradient_accumulation_steps=training["gradient_accumulation_steps"],
@@ -327,9 +354,12 @@ def training_function(config: dict, args) -> dict:
     _check_data_config(config["dataset"])  # fail on a missing data folder before loading any network
 
     # Models are built after seeding so every process starts from the same weights.
-    generator = build_generator(config["model"], logger)
+    generator = build_generator(config["model"], logger) if recipe is None else recipe.build_generator(logger)
+    generator_class = TalkFaceModel if recipe is None else recipe.generator_class
     discriminator = None
-    if config["discriminator"] is not None:
+    if recipe is not None:
+        discriminator = recipe.build_discriminator(config["discriminator"])
+    elif config["discriminator"] is not None:
         discriminator_fields = {"img_size": generator.config.img_size, **config["discriminator"]}
         discriminator = TalkFaceDiscriminator(TalkFaceDiscriminatorConfig(**discriminator_fields))
     losses = build_generator_losses(config["losses"])
@@ -340,22 +370,30 @@ def training_function(config: dict, args) -> dict:
         # frozen networks (VGG-19, AV-HuBERT, the expert) are moved to the device but never prepared or optimised
         loss.term.to(accelerator.device).eval()
     needs_context = any(loss.term.needs_context for loss in losses)
+    if recipe is None:
+        num_frames, img_size, collate_fn = generator.config.num_frames, generator.config.img_size, collate_talkface
+    else:
+        needs_context = needs_context or recipe.needs_context
+        num_frames, img_size, collate_fn = recipe.num_frames, recipe.img_size, recipe.collate_fn
+        losses = recipe.prepare_losses(losses)
+        logger.info(recipe.describe_schedule(losses), main_process_only=True)
 
-    train_dataset, val_dataset = build_datasets(config, needs_context, generator.config.num_frames,
-                                                generator.config.img_size)
+    train_dataset, val_dataset = build_datasets(config, needs_context, num_frames, img_size)
+    if recipe is not None:
+        train_dataset, val_dataset = recipe.wrap_datasets(train_dataset, val_dataset, losses)
     batch_size = training["batch_size"]
     if len(train_dataset) < batch_size * accelerator.num_processes:
         raise TalkFaceUserError(f"{len(train_dataset)} training items are fewer than one batch of {batch_size} per "
                                 f"process; lower --batch-size or raise dataset.samples_per_video")
     num_workers = config["dataset"]["num_workers"]
     train_loader = torch.utils.data.DataLoader(
-        train_dataset, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collate_talkface,
+        train_dataset, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collate_fn,
         num_workers=num_workers, persistent_workers=False,  # new workers each epoch pick up dataset.set_epoch
     )
     val_loader = None
     if len(val_dataset):
         val_loader = torch.utils.data.DataLoader(val_dataset, batch_size=batch_size, shuffle=False,
-                                                 collate_fn=collate_talkface, num_workers=num_workers)
+                                                 collate_fn=collate_fn, num_workers=num_workers)
     else:
         logger.warning("no validation videos (raise dataset.val_fraction or give dataset.val_list): validation is "
                        "skipped")
@@ -382,7 +420,7 @@ def training_function(config: dict, args) -> dict:
     def save_model_hook(models, weights, checkpoint_dir):
         for model in models:
             unwrapped = accelerator.unwrap_model(model)
-            name = "generator" if isinstance(unwrapped, TalkFaceModel) else "discriminator"
+            name = "generator" if isinstance(unwrapped, generator_class) else "discriminator"
             if accelerator.is_main_process:
                 unwrapped.save_pretrained(Path(checkpoint_dir) / name)
             weights.pop()  # saved above; accelerate must not save it again
@@ -390,7 +428,7 @@ def training_function(config: dict, args) -> dict:
     def load_model_hook(models, checkpoint_dir):
         while models:
             unwrapped = accelerator.unwrap_model(models.pop())
-            name = "generator" if isinstance(unwrapped, TalkFaceModel) else "discriminator"
+            name = "generator" if isinstance(unwrapped, generator_class) else "discriminator"
             loaded = type(unwrapped).from_pretrained(Path(checkpoint_dir) / name)
             unwrapped.load_state_dict(loaded.state_dict())
 
@@ -425,6 +463,13 @@ def training_function(config: dict, args) -> dict:
     max_steps = training["max_steps"]
     validation = config["validation"]
     frozen_discriminator_logits = _frozen_logits_fn(accelerator, discriminator)
+
+    def generator_forward(batch, step):
+        """(generated (batch, k, 3, S, S) RGB, extras shared by the loss terms)."""
+        if recipe is None:
+            output = generator(batch.reference_frames, batch.masked_frames, batch.mel_windows)
+            return output.generated_frames, {"generator_output": output}
+        return recipe.generator_step(generator, batch, step)
 
     def checkpoint():
         step = progress.global_step
@@ -467,14 +512,14 @@ def training_function(config: dict, args) -> dict:
                 if loss.start_step == step and step > 0 and loss.name not in announced:
                     announced.add(loss.name)
                     logger.info(f"step {step}: the {loss.name} loss is now active (weight {loss.weight})")
+            if recipe is not None:
+                recipe.on_step(accelerator.unwrap_model(generator), step, logger)  # staged schedule
             with accelerator.accumulate(*[m for m in (generator, discriminator) if m is not None]):
                 # --- generator step ---
                 with accelerator.autocast():
-                    generator_output = generator(batch.reference_frames, batch.masked_frames, batch.mel_windows)
-                    generated = generator_output.generated_frames
+                    generated, extras = generator_forward(batch, step)
                     inputs = GeneratorLossInputs(generated_frames=generated, batch=batch,
-                                                 fake_logits=frozen_discriminator_logits, step=step,
-                                                 extras={"generator_output": generator_output})
+                                                 fake_logits=frozen_discriminator_logits, step=step, extras=extras)
                     generator_loss = generated.new_zeros((), dtype=torch.float32)
                     logs = {}
                     for loss in losses:
@@ -534,7 +579,7 @@ def training_function(config: dict, args) -> dict:
                 _log_images(accelerator, "train/samples", image_grid(batch, generated), step)
             if val_loader is not None and validation["steps"] and step % validation["steps"] == 0 and \
                     step < max_steps:
-                _validate(accelerator, generator, val_loader, losses, config, step, logger)
+                _validate(accelerator, generator, val_loader, losses, config, step, logger, generator_forward, recipe)
             if training["save"] and training["checkpointing_steps"] and step % training["checkpointing_steps"] == 0:
                 checkpoint()
             if step >= max_steps:
@@ -545,13 +590,14 @@ def training_function(config: dict, args) -> dict:
         checkpoint()  # the end state is always resumable (e.g. to train further with a larger --max-steps)
     val_metrics = {}
     if validation["batches"] and val_loader is not None:
-        val_metrics = _validate(accelerator, generator, val_loader, losses, config, progress.global_step, logger)
+        val_metrics = _validate(accelerator, generator, val_loader, losses, config, progress.global_step, logger,
+                                generator_forward, recipe)
 
     final_dir = output_dir / "final"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and training["save"]:
         _save_final(accelerator.unwrap_model(generator), final_dir, config, progress.global_step, last_logs,
-                    val_metrics)
+                    val_metrics, recipe)
         if config["hub"]["push_to_hub"]:
             _push_to_hub(final_dir, config["hub"]["push_to_hub"], config["hub"]["private"], logger)
     accelerator.end_training()
@@ -606,7 +652,8 @@ def _log_images(accelerator, tag, grid, step):
 
 
 @torch.no_grad()
-def _validate(accelerator, generator, val_loader, losses, config, step, logger) -> dict:
+def _validate(accelerator, generator, val_loader, losses, config, step, logger, generator_forward,
+              recipe=None) -> dict:
     """L1, PSNR and the sync losses on validation batches; LSE / AVS on whole videos when their models are set."""
     validation = config["validation"]
     generator.eval()
@@ -617,7 +664,7 @@ def _validate(accelerator, generator, val_loader, losses, config, step, logger) 
         if index >= validation["batches"]:
             break
         with accelerator.autocast():
-            generated = generator(batch.reference_frames, batch.masked_frames, batch.mel_windows).generated_frames
+            generated, extras = generator_forward(batch, step)
         per_sample = {
             "val/l1": (generated.float() - batch.target_frames).abs().flatten(1).mean(dim=1),
             "val/psnr": psnr(generated, batch.target_frames),
@@ -625,7 +672,8 @@ def _validate(accelerator, generator, val_loader, losses, config, step, logger) 
         for loss in losses:
             if loss.name == "sync":  # the lip-sync loss doubles as a validation metric
                 with accelerator.autocast():
-                    value = loss.term(GeneratorLossInputs(generated_frames=generated, batch=batch, step=step))
+                    value = loss.term(GeneratorLossInputs(generated_frames=generated, batch=batch, step=step,
+                                                          extras=extras))
                 per_sample[f"val/loss_{loss.name}"] = value.float().reshape(1).expand(generated.shape[0])
                 for key, metric in loss.term.last_metrics().items():
                     per_sample[f"val/{key}"] = metric.float().reshape(1).expand(generated.shape[0])
@@ -636,7 +684,7 @@ def _validate(accelerator, generator, val_loader, losses, config, step, logger) 
         if sample_grid is None:
             sample_grid = image_grid(batch, generated)
     metrics = {key: value / max(count, 1) for key, value in sums.items()}
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and (recipe is None or recipe.supports_video_metrics):
         metrics.update(_video_metrics(accelerator, generator, val_loader.dataset, validation, logger))
     generator.train()
     if metrics:
@@ -724,17 +772,20 @@ def _video_metrics(accelerator, generator, dataset, validation, logger) -> dict:
     return {key: value / max(counted, 1) for key, value in totals.items()}
 
 
-def _save_final(generator, final_dir: Path, config: dict, step: int, last_losses: dict, val_metrics: dict):
+def _save_final(generator, final_dir: Path, config: dict, step: int, last_losses: dict, val_metrics: dict,
+                recipe=None):
     from talkface.feature_extraction_audio import TalkingFaceAudioFeatureExtractor
     from talkface.hub import write_model_card
 
     final_dir.mkdir(parents=True, exist_ok=True)
     generator.save_pretrained(final_dir)
-    TalkingFaceAudioFeatureExtractor().save_pretrained(final_dir)
+    feature_extractor = TalkingFaceAudioFeatureExtractor() if recipe is None else recipe.feature_extractor()
+    feature_extractor.save_pretrained(final_dir)
     (final_dir / "training_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     figures = {f"final_{k.replace('/', '_')}": round(v, 5) for k, v in {**last_losses, **val_metrics}.items()}
     card_info = {"repo_id": config["hub"]["push_to_hub"]} if config["hub"]["push_to_hub"] else {}
-    write_model_card(final_dir, "talkface", model=generator, source_checkpoint=f"train/train.py, {step} steps",
+    kind = "talkface" if recipe is None else recipe.card_kind
+    write_model_card(final_dir, kind, model=generator, source_checkpoint=f"train/train.py, {step} steps",
                      training_steps=step, **card_info, **figures)
 
 
