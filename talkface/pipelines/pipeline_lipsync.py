@@ -282,7 +282,8 @@ class LipSyncPipeline:
         frames_with_face = 0
         try:
             with media.VideoWriter(out, fps=fps, width=width, height=height, audio=waveform,
-                                   sampling_rate=SAMPLING_RATE, metadata=tags) as writer:
+                                   sampling_rate=SAMPLING_RATE, metadata=tags,
+                                   threads=1 if self.device.type == "cpu" else None) as writer:
                 batch = []
                 stream = self._source_stream(face, face_info, fps, num_frames, num_source_frames, duration_policy,
                                              tracker)
