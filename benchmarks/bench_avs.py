@@ -4,8 +4,8 @@
     python benchmarks/bench_avs.py --quick         # smoke check: tiny model, 2 s of the clip, one configuration
 
 Configurations:
-  * avs_u, landmark stride 1: the default `talkface score VIDEO` (one video, audio from its track);
-  * avs_u, landmark stride 2: landmarks on every other frame, interpolated;
+  * avs_u, landmark stride 1: landmarks on every frame (one video, audio from its track);
+  * avs_u, landmark stride 2: landmarks on every other frame, interpolated: the default `talkface score VIDEO`;
   * all three metrics with a reference video (stride 1): two videos go through landmarks, ROI and the video
     front end; the transformer sees five views in one batch.
 
