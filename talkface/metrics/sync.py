@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import MediaError, NoFaceError, TalkFaceUserError
+from ..faces.backends import box_iou as _box_iou
 
 logger = logging.getLogger(__name__)
 
@@ -313,10 +314,6 @@ def _detect_faces(frames, indices, options: TrackingOptions, backend) -> dict[in
     return detections
 
 
-def _box_iou(box_a, box_b) -> float:
-    from ..faces.backends import box_iou
-
-    return box_iou(box_a, box_b)
 
 
 def track_faces(detections: dict[int, list[np.ndarray]], scene_start: int, scene_end: int,

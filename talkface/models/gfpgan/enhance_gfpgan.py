@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ...errors import ModelLoadError, TalkFaceUserError
+from ...faces.backends import box_iou as _box_iou
 
 logger = logging.getLogger(__name__)
 
@@ -90,14 +91,6 @@ def estimate_similarity(source_points: np.ndarray, target_points: np.ndarray, me
 MIN_BOX_IOU = 0.3
 
 
-def _box_iou(box_a, box_b) -> float:
-    inter_w = min(box_a[2], box_b[2]) - max(box_a[0], box_b[0])
-    inter_h = min(box_a[3], box_b[3]) - max(box_a[1], box_b[1])
-    if inter_w <= 0 or inter_h <= 0:
-        return 0.0
-    inter = inter_w * inter_h
-    union = (box_a[2] - box_a[0]) * (box_a[3] - box_a[1]) + (box_b[2] - box_b[0]) * (box_b[3] - box_b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 class GFPGANEnhancer:
