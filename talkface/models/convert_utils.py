@@ -7,6 +7,7 @@ the container, and saving the result atomically (a failed conversion never leave
 
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,13 +26,18 @@ def load_original_checkpoint(path, safe_globals=()):
     path = Path(path)
     if not path.is_file():
         raise TalkFaceUserError(f"checkpoint not found: {path}; pass the path of the original .pth/.pt/.model file")
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    if magic not in (b"PK", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):  # torch zip, or legacy pickle
+        raise ModelLoadError(f"{path} is not a PyTorch checkpoint; pass the original .pth/.pt/.model weight file")
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        unsupported = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
+        reason = f"it asks for {unsupported.group(1)}" if unsupported else str(err).strip().splitlines()[0][:200]
         raise ModelLoadError(
-            f"refused to load {path}: it needs objects that are not on the allow-list ({first_line[:300]}); "
+            f"refused to load {path}: it needs objects that are not on the allow-list ({reason}); "
             "only plain tensors and known checkpoint classes are loaded, never arbitrary code"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
