@@ -46,7 +46,7 @@ class TalkFaceBatch:
                 value = value.to(device=device, non_blocking=non_blocking,
                                  dtype=dtype if dtype is not None and value.is_floating_point() else None)
             moved[item.name] = value
-        return TalkFaceBatch(**moved)
+        return type(self)(**moved)  # subclasses (e.g. TalkLipBatch) keep their type
 
     @property
     def batch_size(self) -> int:

@@ -71,6 +71,33 @@ def check_keys(converted: dict, expected_keys, what: str):
         )
 
 
+def load_state_dict_strictly(model, state_dict: dict, what: str, wrong_kind_hints: dict | None = None):
+    """Load `state_dict` into `model` with `strict=True`, turning key and shape mismatches into one actionable error.
+
+    wrong_kind_hints: key -> text; when the keys do not match and the file holds one of these keys (which the model
+    lacks), the error adds "It looks like <text>." (e.g. the checkpoint of a sibling network and its converter).
+    """
+    expected = model.state_dict()
+    try:
+        check_keys(state_dict, expected.keys(), what)
+    except ModelLoadError as err:
+        hint = next((text for key, text in (wrong_kind_hints or {}).items()
+                     if key in state_dict and key not in expected), None)
+        if hint:
+            raise ModelLoadError(f"{err} It looks like {hint}.") from err
+        raise
+    wrong_shapes = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state_dict.items()
+                    if tuple(v.shape) != tuple(expected[k].shape)]
+    if wrong_shapes:
+        key, got, want = wrong_shapes[0]
+        raise ModelLoadError(
+            f"the checkpoint's tensor shapes do not match the {what} config: {len(wrong_shapes)} differ (e.g. {key}: "
+            f"{got} in the file, {want} in the model); pass --config with the architecture it was trained with"
+        )
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
 def save_model_folder(objects, out_dir, kind: str, overwrite: bool = False, card_info: dict | None = None):
     """Save `objects` (anything with `save_pretrained`) into `out_dir` atomically, with a model card.
 

@@ -12,9 +12,9 @@ import json
 import re
 from pathlib import Path
 
-from ...errors import ModelLoadError, TalkFaceUserError
+from ...errors import TalkFaceUserError
 from ...feature_extraction_audio import TalkingFaceAudioFeatureExtractor
-from ..convert_utils import check_keys, load_original_checkpoint, unwrap_state_dict
+from ..convert_utils import load_original_checkpoint, load_state_dict_strictly, unwrap_state_dict
 from .configuration_syncnet import SyncNetConfig
 from .modeling_syncnet import SyncNetModel
 
@@ -67,23 +67,8 @@ def convert_checkpoint(checkpoint_path, args=None) -> list:
     config = _load_config(getattr(args, "config", None))
     state_dict = convert_syncnet_state_dict(load_original_checkpoint(checkpoint_path), config)
     model = SyncNetModel(config)
-    expected = model.state_dict()
-    try:
-        check_keys(state_dict, expected.keys(), "Wav2Lip lip-sync expert (SyncNet_color)")
-    except ModelLoadError as err:
-        hint = next((text for key, text in _KIND_HINTS.items() if key in state_dict), None)
-        if hint:
-            raise ModelLoadError(f"{err} It looks like {hint}.") from err
-        raise
-    wrong_shapes = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state_dict.items()
-                    if tuple(v.shape) != tuple(expected[k].shape)]
-    if wrong_shapes:
-        key, got, want = wrong_shapes[0]
-        raise ModelLoadError(
-            f"the checkpoint's tensor shapes do not match the lip-sync expert config: {len(wrong_shapes)} differ "
-            f"(e.g. {key}: {got} in the file, {want} in the model); pass --config with its architecture"
-        )
-    model.load_state_dict(state_dict, strict=True)
+    load_state_dict_strictly(model, state_dict, "Wav2Lip lip-sync expert (SyncNet_color)",
+                             wrong_kind_hints=_KIND_HINTS)
     feature_extractor = TalkingFaceAudioFeatureExtractor(mel_step_size=config.mel_step_size,
                                                          num_mel_bins=config.num_mel_bins)
     return [model.eval(), feature_extractor]

@@ -28,7 +28,7 @@ import torch
 
 from ...errors import ModelLoadError, TalkFaceUserError
 from ..avhubert.convert_avhubert_fairseq_checkpoint import config_from_fairseq_checkpoint, convert_avhubert_state_dict
-from ..convert_utils import check_keys, load_original_checkpoint, unwrap_state_dict
+from ..convert_utils import load_original_checkpoint, load_state_dict_strictly, unwrap_state_dict
 from .configuration_talklip import TalkLipConfig
 from .modeling_talklip import TalkLipModel
 
@@ -123,17 +123,7 @@ def config_from_state_dict(state_dict: dict, keep_pretraining_modules: bool = Tr
 
 def load_talklip_state_dict(model: TalkLipModel, state_dict: dict) -> TalkLipModel:
     """Strictly load a converted state dict, with one actionable error for key or shape mismatches."""
-    expected = model.state_dict()
-    check_keys(state_dict, expected.keys(), "TalkLip")
-    wrong_shapes = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state_dict.items()
-                    if tuple(v.shape) != tuple(expected[k].shape)]
-    if wrong_shapes:
-        key, got, want = wrong_shapes[0]
-        raise ModelLoadError(
-            f"the checkpoint's tensor shapes do not match the TalkLip config: {len(wrong_shapes)} differ (e.g. {key}: "
-            f"{got} in the file, {want} in the model); pass --config with the architecture it was trained with"
-        )
-    model.load_state_dict(state_dict, strict=True)
+    load_state_dict_strictly(model, state_dict, "TalkLip")
     model.freeze_audio_encoder()
     return model.eval()
 

@@ -58,16 +58,6 @@ class TalkLipBatch(TalkFaceBatch):
 
     target_tokens: torch.Tensor | None = None
 
-    def to(self, device=None, dtype=None, non_blocking=False):
-        moved = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, torch.Tensor):
-                value = value.to(device=device, non_blocking=non_blocking,
-                                 dtype=dtype if dtype is not None and value.is_floating_point() else None)
-            moved[item.name] = value
-        return TalkLipBatch(**moved)
-
 
 def collate_talklip(samples: list[dict]) -> TalkLipBatch:
     """`collate_talkface` plus `target_tokens` padded with pad (1)."""

@@ -13,9 +13,9 @@ import json
 import re
 from pathlib import Path
 
-from ...errors import ModelLoadError, TalkFaceUserError
+from ...errors import TalkFaceUserError
 from ...feature_extraction_audio import TalkingFaceAudioFeatureExtractor
-from ..convert_utils import check_keys, load_original_checkpoint, unwrap_state_dict
+from ..convert_utils import load_original_checkpoint, load_state_dict_strictly, unwrap_state_dict
 from .configuration_wav2lip import Wav2LipConfig
 from .modeling_wav2lip import Wav2LipModel
 
@@ -62,26 +62,8 @@ def convert_wav2lip_state_dict(original_state_dict: dict, config: Wav2LipConfig 
 
 
 def load_converted_state_dict(model, state_dict: dict, what: str):
-    """Strictly load `state_dict` into `model`, turning key and shape mismatches into one actionable error."""
-    expected = model.state_dict()
-    try:
-        check_keys(state_dict, expected.keys(), what)
-    except ModelLoadError as err:
-        # a key that marks another Wav2Lip-family network names the right converter
-        hint = next((text for key, text in _KIND_HINTS.items() if key in state_dict and key not in expected), None)
-        if hint:
-            raise ModelLoadError(f"{err} It looks like {hint}.") from err
-        raise
-    wrong_shapes = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state_dict.items()
-                    if tuple(v.shape) != tuple(expected[k].shape)]
-    if wrong_shapes:
-        key, got, want = wrong_shapes[0]
-        raise ModelLoadError(
-            f"the checkpoint's tensor shapes do not match the {what} config: {len(wrong_shapes)} differ (e.g. {key}: "
-            f"{got} in the file, {want} in the model); pass --config with the architecture it was trained with"
-        )
-    model.load_state_dict(state_dict, strict=True)
-    return model.eval()
+    """Strictly load `state_dict` into `model`; a key naming another Wav2Lip-family network names its converter."""
+    return load_state_dict_strictly(model, state_dict, what, wrong_kind_hints=_KIND_HINTS).eval()
 
 
 def load_config_argument(config_cls, path):
