@@ -3,7 +3,7 @@
     python app.py --generator wav2lip=models/wav2lip --syncnet models/syncnet-lse --avhubert models/avhubert
     python app.py --demo-tiny-models      # no weights needed: tiny random models, to try the page only
 
-The page is built here; what it does (model loading, upload checks, generation, scoring) lives in talkface.demo.
+The page is built here; what it does (model loading, upload checks, generation, scoring) lives in talkface.demo.demo.
 See docs/demo.md for every flag and environment variable.
 """
 
@@ -16,7 +16,7 @@ import sys
 import gradio as gr
 import pandas as pd
 
-from talkface.demo import (
+from talkface.demo.demo import (
     DEFAULT_CACHE_MAX_AGE,
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MAX_FILES,

@@ -37,7 +37,7 @@ DEFAULT_CLIP = DATA_DIR / "clip07_edtalk_mouth_source_muxed.mkv"
 
 
 def save_random_wav2lip(folder: Path) -> Path:
-    from talkface.feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+    from talkface.models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
     from talkface.models.wav2lip import Wav2LipConfig, Wav2LipModel
 
     torch.manual_seed(0)
@@ -65,7 +65,7 @@ def make_input(clip: Path, seconds: float, out: Path, fps: float = 25.0) -> Path
 
 
 def generator_only_fps(model_dir: Path, num_frames: int, batch_size: int, device: str) -> float:
-    from talkface.pipelines.generator import load_generator
+    from talkface.pipelines.lipsync.generator import load_generator
 
     generator = load_generator(model_dir).to(device=torch.device(device))
     size = generator.img_size
@@ -89,7 +89,7 @@ def generator_only_fps(model_dir: Path, num_frames: int, batch_size: int, device
 
 
 def run_pipeline(model_dir: Path, face: Path, out: Path, batch_size: int, device: str) -> dict:
-    from talkface.pipelines.pipeline_lipsync import LipSyncPipeline
+    from talkface.pipelines.lipsync.pipeline import LipSyncPipeline
 
     pipeline = LipSyncPipeline.from_pretrained(model_dir, device=device)
     generate = pipeline.generator.generate

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from talkface.models.gfpgan import GFPGANConfig, GFPGANModel  # noqa: E402
-from talkface.models.gfpgan.enhance_gfpgan import GFPGANEnhancer  # noqa: E402
+from talkface.pipelines.lipsync.enhancer import GFPGANEnhancer  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "photo01_sadtalker_people_0.png"
 # 5 alignment points of that 474x474 photo (eyes, nose tip, mouth corners), from mediapipe FaceMesh

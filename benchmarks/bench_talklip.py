@@ -29,7 +29,7 @@ SPEECH = DATA_DIR / "speech02_sadtalker_RD_Radio31_000.wav"
 
 def build_generator(quick: bool, device: str):
     from talkface.models.talklip import TalkLipConfig, TalkLipModel
-    from talkface.models.talklip.generator_talklip import TalkLipGenerator
+    from talkface.pipelines.lipsync.adapters.talklip import TalkLipGenerator
 
     torch.manual_seed(0)
     if quick:

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from talkface.watermark import Watermarker  # noqa: E402
+from talkface.pipelines.lipsync.watermark import Watermarker  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -103,7 +103,7 @@ def main(argv=None):
                     rows.append(dict(clip=name, size=f"{window[0].shape[1]}x{window[0].shape[0]}", window=w, crf=crf,
                                      marked=hit, unmarked=miss))
                     if null_markers:
-                        from talkface.watermark import iter_luma_frames
+                        from talkface.pipelines.lipsync.watermark import iter_luma_frames
 
                         total = sum(marker.band_coefficients(y) for y in iter_luma_frames(plain_path))
                         null_scores += [m.result_from_coefficients(total, length).score for m in null_markers]

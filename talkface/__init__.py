@@ -11,11 +11,11 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     # pipeline and generator interface
-    "LipSyncPipeline": "talkface.pipelines.pipeline_lipsync",
-    "LipSyncGenerator": "talkface.pipelines.generator",
-    "load_generator": "talkface.pipelines.generator",
+    "LipSyncPipeline": "talkface.pipelines.lipsync.pipeline",
+    "LipSyncGenerator": "talkface.pipelines.lipsync.generator",
+    "load_generator": "talkface.pipelines.lipsync.generator",
     # features
-    "TalkingFaceAudioFeatureExtractor": "talkface.feature_extraction_audio",
+    "TalkingFaceAudioFeatureExtractor": "talkface.models.wav2lip.feature_extraction_wav2lip",
     # models
     "Wav2LipConfig": "talkface.models.wav2lip",
     "Wav2LipModel": "talkface.models.wav2lip",
@@ -29,9 +29,9 @@ _LAZY = {
     "AVHubertForLipReading": "talkface.models.avhubert",
     "AVHubertFeatureExtractor": "talkface.models.avhubert.feature_extraction_avhubert",
     "AVHubertTokenizer": "talkface.models.avhubert.tokenization_avhubert",
-    "TalkFaceConfig": "talkface.models.talkface",
-    "TalkFaceModel": "talkface.models.talkface",
-    "TalkFaceDiscriminator": "talkface.models.talkface",
+    "TalkFaceConfig": "talkface.models.talkface_gan",
+    "TalkFaceModel": "talkface.models.talkface_gan",
+    "TalkFaceDiscriminator": "talkface.models.talkface_gan",
     "TalkLipConfig": "talkface.models.talklip",
     "TalkLipModel": "talkface.models.talklip",
     "VGG19Config": "talkface.models.vgg19",
@@ -43,9 +43,9 @@ _LAZY = {
     "VGGPerceptualLoss": "talkface.models.vgg19",
     "Wav2LipVisualDiscriminatorConfig": "talkface.models.wav2lip",
     # evaluation
-    "LipReader": "talkface.lipreading",
+    "LipReader": "talkface.pipelines.lip_reading.pipeline",
     "AVSScorer": "talkface.metrics.avs",
-    "evaluate": "talkface.evaluation",
+    "evaluate": "talkface.evaluation.evaluate",
     "score_avs": "talkface.metrics.avs",
     # errors
     "TalkFaceUserError": "talkface.errors",

@@ -21,7 +21,7 @@ gradio_client = pytest.importorskip("gradio_client")
 
 import app  # noqa: E402  (the repository root is on sys.path under pytest)
 from talkface import media  # noqa: E402
-from talkface.demo import (  # noqa: E402
+from talkface.demo.demo import (  # noqa: E402
     DemoConfig,
     LazyModelCache,
     TalkFaceDemo,
@@ -154,7 +154,7 @@ def check_mp4(path, seconds):
 
 
 def test_generate_video_returns_mp4_with_audio_scores_and_mark(served, files):
-    from talkface.watermark import Watermarker, read_metadata, talkface_metadata
+    from talkface.pipelines.lipsync.watermark import Watermarker, read_metadata, talkface_metadata
 
     video, message, scores, note = generate(served.client, face=files["face"], audio=files["speech"])
     # the 1.2 s video is extended (pingpong) to the 1.6 s of speech
@@ -367,11 +367,11 @@ def test_old_outputs_are_pruned(tmp_path):
 
 
 def test_videos_too_large_to_score_are_refused(tmp_path, files, monkeypatch):
-    import talkface.demo
+    import talkface.demo.demo
 
     demo = TalkFaceDemo(DemoConfig(cache_dir=tmp_path))
     assert demo.check_video(files["face"]).num_frames == 30
-    monkeypatch.setattr(talkface.demo, "MAX_SCORE_DECODED_BYTES", 1_000_000)  # 30 frames of 256x256 are 5.9 MB
+    monkeypatch.setattr(talkface.demo.demo, "MAX_SCORE_DECODED_BYTES", 1_000_000)  # 30 frames of 256x256 are 5.9 MB
     with pytest.raises(TalkFaceUserError, match="'face.mp4' .*too large to score here"):
         demo.check_video(files["face"])
 

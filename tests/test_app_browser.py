@@ -63,7 +63,7 @@ def server(tmp_path_factory):
     pytest.importorskip("playwright.sync_api")
     pytest.importorskip("gradio")
     import app
-    from talkface.demo import config_from_args
+    from talkface.demo.demo import config_from_args
 
     cache = tmp_path_factory.mktemp("browser_cache")
     config = config_from_args(app.build_parser().parse_args(["--demo-tiny-models", "--cache-dir", str(cache)]), {})
@@ -172,7 +172,7 @@ def test_models_tab_says_what_is_missing(page):
 def test_fresh_machine_without_models(browser, media_files, tmp_path):
     """No model anywhere (a fresh install): the page loads, says what to convert, and generation explains."""
     import app
-    from talkface.demo import DemoConfig
+    from talkface.demo.demo import DemoConfig
 
     blocks = app.build_demo(DemoConfig(cache_dir=tmp_path / "cache"))
     blocks.queue(default_concurrency_limit=1, max_size=8)

@@ -26,7 +26,7 @@ def write_wav(path, waveform, sampling_rate=16000):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     pytest.importorskip("mediapipe")
-    from talkface.feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+    from talkface.models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
     from talkface.models.wav2lip import Wav2LipConfig, Wav2LipModel
 
     folder = tmp_path_factory.mktemp("cli_inputs")

@@ -218,7 +218,7 @@ def test_lipread_folder_without_tokenizer(capsys, tmp_path, clips):
 
 def test_lip_reader_from_hub_id(monkeypatch, tmp_path, lip_reading_folder):
     from talkface.faces.mouth_roi import MouthVideo
-    from talkface.lipreading import LipReader
+    from talkface.pipelines.lip_reading.pipeline import LipReader
 
     make_offline_hub_cache(monkeypatch, tmp_path)("someone/avhubert-tiny-vsr", lip_reading_folder)
     reader = LipReader.from_pretrained("someone/avhubert-tiny-vsr")

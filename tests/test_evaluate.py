@@ -1,4 +1,4 @@
-"""`talkface evaluate` / talkface.evaluation.evaluate on real clips with tiny random models."""
+"""`talkface evaluate` / talkface.evaluation.evaluate.evaluate on real clips with tiny random models."""
 
 import json
 import shutil
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from talkface import evaluation
+from talkface.evaluation import evaluate as evaluation
 from talkface.cli import main
 from talkface.errors import TalkFaceUserError
-from talkface.evaluation import EvaluationOptions, evaluate, pair_files
+from talkface.evaluation.evaluate import EvaluationOptions, evaluate, pair_files
 from talkface.metrics import METRICS, get_metric, parse_metric_names
 from tests.utils import data_file
 
@@ -245,7 +245,7 @@ class TestEvaluate:
 class TestWER:
     def test_corpus_wer_of_the_lip_reader(self, clips, tmp_path):
         pytest.importorskip("sentencepiece")
-        from talkface.lipreading import LipReader
+        from talkface.pipelines.lip_reading.pipeline import LipReader
         from talkface.metrics.wer import word_error_counts
         from talkface.models.avhubert import AVHubertConfig, AVHubertForLipReading
         from talkface.models.avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor

@@ -129,7 +129,7 @@ def test_library_imports_without_mediapipe():
     import sys
 
     code = ("import sys; sys.modules['mediapipe'] = None; import talkface.faces, talkface.media, "
-            "talkface.pipelines.pipeline_lipsync; assert sys.modules['mediapipe'] is None")
+            "talkface.pipelines.lipsync.pipeline; assert sys.modules['mediapipe'] is None")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from talkface.errors import MediaError, TalkFaceUserError
-from talkface.feature_extraction_audio import (
+from talkface.models.wav2lip.feature_extraction_wav2lip import (
     SamplingRateMismatchError,
     TalkingFaceAudioFeatureExtractor,
     slaney_mel_filterbank,

@@ -9,7 +9,7 @@ import torch
 
 from talkface.errors import ModelLoadError, TalkFaceUserError
 from talkface.models.gfpgan import GFPGANConfig, GFPGANModel
-from talkface.models.gfpgan.enhance_gfpgan import (
+from talkface.pipelines.lipsync.enhancer import (
     GFPGANEnhancer,
     estimate_similarity,
     five_points_from_68,

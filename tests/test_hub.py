@@ -25,11 +25,11 @@ from huggingface_hub.hf_api import CommitInfo, RepoUrl
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForSpeechSeq2Seq
 
 import talkface.models
-from talkface import hub
+from talkface.hub import cards as hub
 from talkface.cli import main as talkface_main
-from talkface.feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+from talkface.models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 from talkface.models import avhubert, fid_inception, gfpgan, syncnet, syncnet_lse, talklip, vgg19, wav2lip
-from talkface.models import talkface as talkface_model
+from talkface.models import talkface_gan as talkface_model
 from tests.utils import REPO_ROOT
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -138,7 +138,7 @@ def test_every_model_type_is_registered_by_importing_talkface_models():
 
 def test_import_talkface_stays_light():
     code = ("import sys, talkface; "
-            "heavy = [m for m in ('torch', 'transformers', 'talkface.models', 'talkface.hub') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'transformers', 'talkface.models', 'talkface.hub.cards') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -239,7 +239,7 @@ def test_from_pretrained_with_a_hub_id(name, tmp_path, offline_hub):
 
 def test_unreachable_hub_id_gives_a_one_line_model_error(offline_hub):
     from talkface.errors import ModelLoadError
-    from talkface.pipelines.generator import load_generator
+    from talkface.pipelines.lipsync.generator import load_generator
 
     with pytest.raises(ModelLoadError, match="'talkface-test/not-there' is neither a local folder nor a reachable"):
         load_generator("talkface-test/not-there")
@@ -248,7 +248,7 @@ def test_unreachable_hub_id_gives_a_one_line_model_error(offline_hub):
 def test_download_path_for_a_generator_folder(tmp_path, monkeypatch):
     """Online mode with the downloads stood in for: transformers' and talkface's own Hub code (load_generator reads
     config.json with hf_hub_download) fetch a converted Wav2Lip folder and its feature extractor."""
-    from talkface.pipelines.generator import load_generator
+    from talkface.pipelines.lipsync.generator import load_generator
 
     model, _ = tiny_model("wav2lip")
     remote = {"talkface-test/wav2lip-tiny": tmp_path / "remote"}

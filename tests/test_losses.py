@@ -1,4 +1,4 @@
-"""talkface.losses on hand-made cases with known values, and gradients reaching the generator."""
+"""talkface.training.losses.core on hand-made cases with known values, and gradients reaching the generator."""
 
 import math
 from types import SimpleNamespace
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from talkface.losses import (
+from talkface.training.losses.core import (
     GENERATOR_LOSSES,
     AVHubertSyncLoss,
     GeneratorLossInputs,

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from talkface.data import SyntheticTalkFaceDataset, collate_talkface
-from talkface.losses import GeneratorLossInputs, build_generator_losses
-from talkface.losses_talklip import (
+from talkface.training.data import SyntheticTalkFaceDataset, collate_talkface
+from talkface.training.losses.core import GeneratorLossInputs, build_generator_losses
+from talkface.training.losses.talklip import (
     ContrastiveTerm,
     LipReadingLoss,
     LipReadingTerm,

@@ -10,8 +10,8 @@ import torch
 from talkface import media
 from talkface.errors import MediaError, ModelLoadError, NoFaceError
 from talkface.faces import FaceBackend
-from talkface.pipelines.generator import LipSyncGenerator, PreparedAudio
-from talkface.pipelines.pipeline_lipsync import LipSyncPipeline, _monotonic_runs, frame_schedule
+from talkface.pipelines.lipsync.generator import LipSyncGenerator, PreparedAudio
+from talkface.pipelines.lipsync.pipeline import LipSyncPipeline, _monotonic_runs, frame_schedule
 from tests.utils import data_file
 
 CLIP = "clip07_edtalk_mouth_source_muxed.mkv"  # 256x256, 25 fps, tight face
@@ -329,7 +329,7 @@ def test_check_inputs(tmp_path, short_clip, speech):
 
 @pytest.fixture(scope="module")
 def tiny_wav2lip_folder(tmp_path_factory):
-    from talkface.feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+    from talkface.models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
     from talkface.models.wav2lip import Wav2LipConfig, Wav2LipModel
 
     config = Wav2LipConfig(
@@ -358,7 +358,7 @@ def test_tiny_wav2lip_end_to_end(tmp_path, tiny_wav2lip_folder, speech, mediapip
     assert np.abs(output[10].astype(int) - source[10].astype(int)).max() <= 2
     assert np.abs(output[0].astype(int) - source[0].astype(int)).max() > 30  # a (random) face was pasted
     # from_pretrained marks what it generates: invisible watermark + container tags (issue 8)
-    from talkface.watermark import Watermarker, read_metadata
+    from talkface.pipelines.lipsync.watermark import Watermarker, read_metadata
 
     assert Watermarker().detect_video(out).found
     assert not Watermarker().detect_video(clip).found

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from talkface.data.dataset import TalkFaceDataset
-from talkface.data.layout import FaceFrames, read_manifest, read_wav
-from talkface.data.preprocessing import _interpolate_rows, _smooth_boxes, frame_to_crop_points
+from talkface.training.data.dataset import TalkFaceDataset
+from talkface.training.data.layout import FaceFrames, read_manifest, read_wav
+from talkface.training.data.preprocessing import _interpolate_rows, _smooth_boxes, frame_to_crop_points
 from tests.utils import REPO_ROOT, data_file
 
 spec = importlib.util.spec_from_file_location("talkface_preprocess_script", REPO_ROOT / "train" / "preprocess.py")

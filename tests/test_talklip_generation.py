@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from talkface import media
-from talkface.feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+from talkface.models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 from talkface.models.avhubert.feature_extraction_avhubert import AVHubertInputError, AVHubertFeatureExtractor
 from talkface.models.talklip import TalkLipModel
-from talkface.models.talklip.generator_talklip import TalkLipGenerator, align_rows_centered, video_frame_rows
-from talkface.pipelines.generator import load_generator
+from talkface.pipelines.lipsync.adapters.talklip import TalkLipGenerator, align_rows_centered, video_frame_rows
+from talkface.pipelines.lipsync.generator import load_generator
 from tests.models.test_modeling_talklip import randomise_batch_norm, tiny_config
 from tests.utils import data_file
 
@@ -175,7 +175,7 @@ def mediapipe_backend():
 
 
 def test_pipeline_end_to_end_on_a_real_clip(tmp_path, tiny_talklip_folder, speech, mediapipe_backend):
-    from talkface.pipelines.pipeline_lipsync import LipSyncPipeline
+    from talkface.pipelines.lipsync.pipeline import LipSyncPipeline
 
     frames = media.read_frames(data_file(CLIP), max_frames=20)
     clip = tmp_path / "clip.mp4"

@@ -68,7 +68,7 @@ def test_smoke_run_leaves_checkpoints_and_final_model(tmp_path):
     assert {"loss/l1", "loss/gan", "loss/perceptual", "loss/sync", "loss/discriminator"} <= set(summary["last_losses"])
     assert all(torch.isfinite(torch.tensor(v)) for v in summary["last_losses"].values())
 
-    from talkface.pipelines.generator import load_generator
+    from talkface.pipelines.lipsync.generator import load_generator
 
     generator = load_generator(final)
     assert generator.frames_per_step == 5
@@ -120,10 +120,10 @@ def test_sigkill_then_resume(tmp_path):
 
 
 def test_gradient_accumulation_bf16_and_push_to_hub(tmp_path, monkeypatch):
-    import talkface.hub
+    import talkface.hub.cards
 
     uploads = []
-    monkeypatch.setattr(talkface.hub, "upload_folder_to_hub",
+    monkeypatch.setattr(talkface.hub.cards, "upload_folder_to_hub",
                         lambda folder, repo_id, **kwargs: uploads.append((Path(folder), repo_id, kwargs)))
     summary = run(tmp_path, "--gradient-accumulation-steps", "2", "--mixed-precision", "bf16",
                   "--set", "losses={l1: {weight: 1.0}, gan: {weight: 0.1}}", "--push-to-hub", "someone/talkface-test")
@@ -163,8 +163,8 @@ def test_cli_flags_override_yaml(tmp_path):
 def real_clip_data(tmp_path_factory):
     """40 frames of clip07 preprocessed into the training layout."""
     pytest.importorskip("mediapipe")
-    from talkface.data.layout import write_manifest
-    from talkface.data.preprocessing import PreprocessOptions, preprocess_video
+    from talkface.training.data.layout import write_manifest
+    from talkface.training.data.preprocessing import PreprocessOptions, preprocess_video
 
     clip = data_file("clip07_edtalk_mouth_source_muxed.mkv")
     data_root = tmp_path_factory.mktemp("clip07")

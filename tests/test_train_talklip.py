@@ -10,10 +10,10 @@ import pytest
 import torch
 import yaml
 
-from talkface.data import SyntheticTalkFaceDataset
-from talkface.losses import GeneratorLossInputs, build_generator_losses, discriminator_loss, gan_loss
+from talkface.training.data import SyntheticTalkFaceDataset
+from talkface.training.losses.core import GeneratorLossInputs, build_generator_losses, discriminator_loss, gan_loss
 from talkface.models.talklip import TalkLipModel
-from talkface.models.talklip.training_talklip import (
+from talkface.training.recipes.talklip import (
     TalkLipBatch,
     TalkLipDataset,
     TalkLipTrainingRecipe,
@@ -97,7 +97,7 @@ def write_layout(root, texts: dict, num_frames=10, size=96):
     """A hand-made preprocessed set (train/preprocess.py's layout) of random faces with the given transcripts."""
     import numpy as np
 
-    from talkface.data.layout import VideoRecord, save_faces, video_folder, write_manifest, write_wav
+    from talkface.training.data.layout import VideoRecord, save_faces, video_folder, write_manifest, write_wav
 
     records = []
     for index, (video_id, text) in enumerate(texts.items()):
@@ -116,7 +116,7 @@ def write_layout(root, texts: dict, num_frames=10, size=96):
 
 
 def test_transcripts_of_a_preprocessed_set(tmp_path, caplog):
-    from talkface.data import TalkFaceDataset
+    from talkface.training.data import TalkFaceDataset
     from talkface.errors import TalkFaceUserError
     from talkface.models.avhubert.tokenization_avhubert import AVHubertTokenizer
     from tests.utils import shared_file
@@ -293,7 +293,7 @@ def check_smoke_run(result, tmp_path):
     model = TalkLipModel.from_pretrained(final)
     assert model.config.audio_encoder_type == "global"
     assert (final / "preprocessor_config.json").is_file()
-    from talkface.pipelines.generator import load_generator
+    from talkface.pipelines.lipsync.generator import load_generator
 
     assert type(load_generator(final)).__name__ == "TalkLipGenerator"
 

@@ -9,7 +9,7 @@ import pytest
 
 from talkface.cli import main
 from talkface.errors import MediaError
-from talkface.watermark import (
+from talkface.pipelines.lipsync.watermark import (
     Watermarker,
     _payload_bits,
     generation_metadata,

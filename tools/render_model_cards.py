@@ -1,9 +1,9 @@
-"""Regenerate model_cards/ from the templates in talkface/model_card_templates/.
+"""Regenerate model_cards/ from the templates in talkface/hub/templates/.
 
     python tools/render_model_cards.py            # rewrite model_cards/*.md
     python tools/render_model_cards.py --check    # exit 1 and list the stale cards, write nothing
 
-Each card is `talkface.hub.render_model_card(kind)`: the reference card of a model kind, with parameter counts
+Each card is `talkface.hub.cards.render_model_card(kind)`: the reference card of a model kind, with parameter counts
 computed from the default configurations and preprocessing tables from the feature extractors' defaults. Edit the
 templates (or MODEL_FACTS in talkface/hub.py), never the rendered files; tests/test_hub.py checks they agree.
 """
@@ -17,9 +17,9 @@ CARDS_DIR = REPO_ROOT / "model_cards"
 
 
 def render_all() -> dict:
-    """file name -> rendered card, for every kind in `talkface.hub.MODEL_FACTS`."""
+    """file name -> rendered card, for every kind in `talkface.hub.cards.MODEL_FACTS`."""
     sys.path.insert(0, str(REPO_ROOT))
-    from talkface.hub import CARD_KINDS, render_model_card
+    from talkface.hub.cards import CARD_KINDS, render_model_card
 
     return {f"{kind}.md": render_model_card(kind) for kind in CARD_KINDS}
 

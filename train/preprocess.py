@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from talkface.data.layout import FAILURES_NAME, MANIFEST_NAME, write_manifest
-from talkface.data.preprocessing import (
+from talkface.training.data.layout import FAILURES_NAME, MANIFEST_NAME, write_manifest
+from talkface.training.data.preprocessing import (
     PreprocessOptions,
     existing_record,
     find_videos,

@@ -33,10 +33,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from talkface.data import SyntheticTalkFaceDataset, TalkFaceDataset, collate_talkface
+from talkface.training.data import SyntheticTalkFaceDataset, TalkFaceDataset, collate_talkface
 from talkface.errors import TalkFaceUserError
-from talkface.losses import GeneratorLossInputs, build_generator_losses, discriminator_loss
-from talkface.models.talkface import (
+from talkface.training.losses.core import GeneratorLossInputs, build_generator_losses, discriminator_loss
+from talkface.models.talkface_gan import (
     TalkFaceConfig,
     TalkFaceDiscriminator,
     TalkFaceDiscriminatorConfig,
@@ -52,7 +52,7 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # model.type -> "module:Class" of a training recipe for another generator family (see
 # talkface/models/talklip/training_talklip.py for the interface); "talkface" (the default) is this script's own model.
 TRAINING_RECIPES = {
-    "talklip": "talkface.models.talklip.training_talklip:TalkLipTrainingRecipe",
+    "talklip": "talkface.training.recipes.talklip:TalkLipTrainingRecipe",
 }
 
 # Every key a config may hold, with its default. Configs are merged onto this, so a recipe only lists what it
@@ -725,7 +725,7 @@ def _video_metrics(accelerator, generator, dataset, validation, logger) -> dict:
 
     import numpy as np
 
-    from talkface.data.layout import AFFINES_NAME, AUDIO_NAME, FaceFrames, read_wav, video_folder
+    from talkface.training.data.layout import AFFINES_NAME, AUDIO_NAME, FaceFrames, read_wav, video_folder
     from talkface.faces.mouth_roi import crop_mouth_differentiable
 
     model = accelerator.unwrap_model(generator)
@@ -774,8 +774,8 @@ def _video_metrics(accelerator, generator, dataset, validation, logger) -> dict:
 
 def _save_final(generator, final_dir: Path, config: dict, step: int, last_losses: dict, val_metrics: dict,
                 recipe=None):
-    from talkface.feature_extraction_audio import TalkingFaceAudioFeatureExtractor
-    from talkface.hub import write_model_card
+    from talkface.models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
+    from talkface.hub.cards import write_model_card
 
     final_dir.mkdir(parents=True, exist_ok=True)
     generator.save_pretrained(final_dir)
@@ -790,7 +790,7 @@ def _save_final(generator, final_dir: Path, config: dict, step: int, last_losses
 
 
 def _push_to_hub(folder: Path, repo_id: str, private: bool, logger):
-    from talkface.hub import upload_folder_to_hub
+    from talkface.hub.cards import upload_folder_to_hub
 
     upload_folder_to_hub(folder, repo_id, private=private,
                          commit_message="talkface generator trained with train/train.py")

@@ -31,7 +31,7 @@ def register(subparsers):
 
 def run(args) -> int:
     from ..errors import TalkFaceUserError
-    from ..watermark import DEFAULT_MAX_FRAMES, DEFAULT_THRESHOLD, Watermarker, read_metadata, talkface_metadata
+    from ..pipelines.lipsync.watermark import DEFAULT_MAX_FRAMES, DEFAULT_THRESHOLD, Watermarker, read_metadata, talkface_metadata
 
     if args.max_frames is not None and args.max_frames < 0:
         raise TalkFaceUserError(f"--max-frames must be >= 0, got {args.max_frames}; pass 0 to read every frame")

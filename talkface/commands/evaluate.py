@@ -78,7 +78,7 @@ def register(subparsers):
 
 
 def run(args):
-    from ..evaluation import EvaluationOptions, evaluate
+    from ..evaluation.evaluate import EvaluationOptions, evaluate
 
     from ..errors import TalkFaceUserError
 

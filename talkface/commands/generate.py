@@ -80,7 +80,7 @@ def _check_device(device: str):
 
 
 def run(args) -> int:
-    from ..pipelines.pipeline_lipsync import LipSyncPipeline, check_lipsync_inputs
+    from ..pipelines.lipsync.pipeline import LipSyncPipeline, check_lipsync_inputs
 
     check_lipsync_inputs(args.face, args.audio, args.out, fps=args.fps, batch_size=args.batch_size,
                          face_index=args.face_index, box=args.box, pads=args.pads,

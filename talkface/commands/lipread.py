@@ -39,7 +39,7 @@ def register(subparsers):
 
 
 def run(args):
-    from ..lipreading import LipReader, read_reference_text
+    from ..pipelines.lip_reading.pipeline import LipReader, read_reference_text
 
     for path in args.videos:
         if not Path(path).is_file():

@@ -1,11 +1,11 @@
 """Evaluation metrics and their registry.
 
 Each metric module can be used on its own (`talkface.metrics.sync`, `.image_quality`, `.lmd`, `.avs`, `.fid`,
-`.wer`); this registry says, for `talkface evaluate` and `talkface.evaluation.evaluate`, what each metric reports,
+`.wer`); this registry says, for `talkface evaluate` and `talkface.evaluation.evaluate.evaluate`, what each metric reports,
 which inputs it needs, which model it loads and how to get that model. Nothing is imported here: a metric's
 module (and its model) is loaded only when the metric runs.
 
-    from talkface.metrics import METRICS, get_metric
+    from . import METRICS, get_metric
     METRICS["lse"].fields          # ('lse_d', 'lse_c', 'offset')
     get_metric("ssim").needs       # frozenset({'generated', 'reference'})
 """
@@ -75,7 +75,7 @@ FID_HINT = (
 METRICS: dict[str, MetricSpec] = {
     "lse": MetricSpec(
         name="lse", fields=("lse_d", "lse_c", "offset"), needs=frozenset({GENERATED, AUDIO}),
-        compute="talkface.evaluation:lse_for_pair", aggregate="mean",
+        compute="talkface.evaluation.evaluate:lse_for_pair", aggregate="mean",
         higher_is_better={"lse_d": False, "lse_c": True, "offset": None},
         model_option="syncnet", model_env="TALKFACE_SYNCNET_LSE", model_hint=SYNCNET_HINT,
         description="SyncNet lip-sync error: distance (LSE-D, lower is better) and confidence (LSE-C, higher)",
@@ -83,35 +83,35 @@ METRICS: dict[str, MetricSpec] = {
     "avs": MetricSpec(
         # AVS_m and AVS_v also use the reference video when there is one; AVS_u needs only the generated video
         name="avs", fields=("avs_u", "avs_m", "avs_v"), needs=frozenset({GENERATED, AUDIO}),
-        compute="talkface.evaluation:avs_for_pair", aggregate="mean",
+        compute="talkface.evaluation.evaluate:avs_for_pair", aggregate="mean",
         higher_is_better={"avs_u": True, "avs_m": True, "avs_v": True},
         model_option="avhubert", model_env="TALKFACE_AVHUBERT", model_hint=AVHUBERT_HINT,
         description="AV-HuBERT lip-sync scores (cosine similarities; AVS_u needs no reference)",
     ),
     "lmd": MetricSpec(
         name="lmd", fields=("lmd",), needs=frozenset({GENERATED, REFERENCE}),
-        compute="talkface.evaluation:lmd_for_pair", aggregate="frame_mean", higher_is_better={"lmd": False},
+        compute="talkface.evaluation.evaluate:lmd_for_pair", aggregate="frame_mean", higher_is_better={"lmd": False},
         description="mouth landmark distance, pixels of a 256-pixel face after mouth-centre alignment",
     ),
     "ssim": MetricSpec(
         name="ssim", fields=("ssim",), needs=frozenset({GENERATED, REFERENCE}),
-        compute="talkface.evaluation:ssim_for_pair", aggregate="frame_mean", higher_is_better={"ssim": True},
+        compute="talkface.evaluation.evaluate:ssim_for_pair", aggregate="frame_mean", higher_is_better={"ssim": True},
         description="structural similarity (Gaussian window sigma 1.5, as scikit-image / TalkLip)",
     ),
     "psnr": MetricSpec(
         name="psnr", fields=("psnr",), needs=frozenset({GENERATED, REFERENCE}),
-        compute="talkface.evaluation:psnr_for_pair", aggregate="frame_mean", higher_is_better={"psnr": True},
+        compute="talkface.evaluation.evaluate:psnr_for_pair", aggregate="frame_mean", higher_is_better={"psnr": True},
         description="peak signal-to-noise ratio in dB (per frame, capped for identical frames)",
     ),
     "fid": MetricSpec(
         name="fid", fields=("fid",), needs=frozenset({GENERATED, REFERENCE}),
-        compute="talkface.evaluation:fid_for_pair", aggregate="dataset", higher_is_better={"fid": False},
+        compute="talkface.evaluation.evaluate:fid_for_pair", aggregate="dataset", higher_is_better={"fid": False},
         model_option="fid_inception", model_env="TALKFACE_FID_MODEL", model_hint=FID_HINT,
         description="Frechet Inception distance between all generated and all reference frames",
     ),
     "wer": MetricSpec(
         name="wer", fields=("wer",), needs=frozenset({GENERATED, TEXT}),
-        compute="talkface.evaluation:wer_for_pair", aggregate="corpus", higher_is_better={"wer": False},
+        compute="talkface.evaluation.evaluate:wer_for_pair", aggregate="corpus", higher_is_better={"wer": False},
         model_option="lip_reader", model_env="TALKFACE_LIP_READER", model_hint=LIP_READER_HINT,
         description="word error rate of the AV-HuBERT lip reader on the generated video (corpus-level)",
     ),

@@ -7,7 +7,7 @@ av_hubert `infer_s2s.py` scores a test set at the corpus level:
 (it prints 100 x that). The edit distance is the plain Levenshtein distance over words (unit cost for a
 substitution, deletion or insertion). Texts are split on whitespace and compared as they are: normalise them
 beforehand the way the reference does (lower-case and round-trip through the model's tokenizer, see
-`talkface.lipreading.LipReader.normalize_reference`).
+`talkface.pipelines.lip_reading.pipeline.LipReader.normalize_reference`).
 
 TalkLip reports a second number, the *mean of per-utterance* WERs; `word_error_rate(..., average="utterance")`
 gives it. The two differ whenever utterances have different lengths.
@@ -138,10 +138,10 @@ def word_accuracy(hypotheses, references) -> float:
 def load_lip_reader(source, device="cpu", face_backend="mediapipe"):
     """A callable `frames -> transcript` over a fine-tuned AV-HuBERT folder (for `talkface evaluate --metrics wer`).
 
-    `frames` are what `talkface.lipreading.LipReader.transcribe` accepts: a video path or (T, H, W, 3) uint8 RGB
+    `frames` are what `talkface.pipelines.lip_reading.pipeline.LipReader.transcribe` accepts: a video path or (T, H, W, 3) uint8 RGB
     frames at 25 fps.
     """
-    from ..lipreading import LipReader
+    from ..pipelines.lip_reading.pipeline import LipReader
 
     reader = LipReader.from_pretrained(source, device=device, face_backend=face_backend)
 

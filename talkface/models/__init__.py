@@ -10,14 +10,14 @@ each folder's `__init__.py` registers its config with `AutoConfig` and its model
 
 This module adds what the folders do not register themselves (the lip reader's seq2seq head, the feature extractors
 of AV-HuBERT, SyncNet-LSE, TalkLip and our generator) and gives every model a `push_to_hub` that uploads the model
-card with the weights (`talkface.hub.model_push_to_hub`).
+card with the weights (`talkface.hub.cards.model_push_to_hub`).
 """
 
 from transformers import AutoFeatureExtractor, AutoModelForSpeechSeq2Seq
 
-from ..feature_extraction_audio import TalkingFaceAudioFeatureExtractor
-from ..hub import install_model_card_push
-from . import avhubert, fid_inception, gfpgan, syncnet, syncnet_lse, talkface, talklip, vgg19, wav2lip
+from .wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
+from ..hub.cards import install_model_card_push
+from . import avhubert, fid_inception, gfpgan, syncnet, syncnet_lse, talkface_gan, talklip, vgg19, wav2lip
 from .avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
 
 # model_type -> the classes `AutoModel` gives for it (heads reachable through other Auto classes are listed too)
@@ -27,8 +27,8 @@ MODEL_CLASSES = {
     "syncnet": (syncnet.SyncNetConfig, syncnet.SyncNetModel),
     "syncnet_lse": (syncnet_lse.SyncNetLSEConfig, syncnet_lse.SyncNetLSEModel),
     "avhubert": (avhubert.AVHubertConfig, avhubert.AVHubertModel),
-    "talkface": (talkface.TalkFaceConfig, talkface.TalkFaceModel),
-    "talkface_discriminator": (talkface.TalkFaceDiscriminatorConfig, talkface.TalkFaceDiscriminator),
+    "talkface": (talkface_gan.TalkFaceConfig, talkface_gan.TalkFaceModel),
+    "talkface_discriminator": (talkface_gan.TalkFaceDiscriminatorConfig, talkface_gan.TalkFaceDiscriminator),
     "talklip": (talklip.TalkLipConfig, talklip.TalkLipModel),
     "vgg19": (vgg19.VGG19Config, vgg19.VGG19Model),
     "fid_inception": (fid_inception.FIDInceptionConfig, fid_inception.FIDInceptionModel),
@@ -43,7 +43,7 @@ AutoModelForSpeechSeq2Seq.register(avhubert.AVHubertConfig, avhubert.AVHubertFor
 # registered ones, and falls back to the class registered for the config's type when the file names none.
 AutoFeatureExtractor.register(avhubert.AVHubertConfig, AVHubertFeatureExtractor, exist_ok=True)
 AutoFeatureExtractor.register(syncnet_lse.SyncNetLSEConfig, syncnet_lse.SyncNetLSEFeatureExtractor, exist_ok=True)
-AutoFeatureExtractor.register(talkface.TalkFaceConfig, TalkingFaceAudioFeatureExtractor, exist_ok=True)
+AutoFeatureExtractor.register(talkface_gan.TalkFaceConfig, TalkingFaceAudioFeatureExtractor, exist_ok=True)
 AutoFeatureExtractor.register(talklip.TalkLipConfig, AVHubertFeatureExtractor, exist_ok=True)  # global encoder
 
 for _config_class, _model_class in MODEL_CLASSES.values():

@@ -103,7 +103,7 @@ def save_model_folder(objects, out_dir, kind: str, overwrite: bool = False, card
 
     The folder is written under a temporary name beside `out_dir` and renamed at the end.
     """
-    from ..hub import write_model_card
+    from ..hub.cards import write_model_card
 
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:

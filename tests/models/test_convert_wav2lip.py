@@ -14,7 +14,7 @@ from transformers import AutoFeatureExtractor
 
 from talkface.cli import main as talkface_main
 from talkface.errors import ModelLoadError
-from talkface.feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+from talkface.models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 from talkface.models.wav2lip import (
     Wav2LipConfig,
     Wav2LipModel,

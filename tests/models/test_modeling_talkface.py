@@ -5,14 +5,14 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from talkface.models.talkface import (
+from talkface.models.talkface_gan import (
     TalkFaceConfig,
     TalkFaceDiscriminator,
     TalkFaceDiscriminatorConfig,
     TalkFaceModel,
     audio_encoder_kwargs,
 )
-from talkface.models.talkface.modeling_talkface import TalkFaceSpectralNormConv2d
+from talkface.models.talkface_gan.modeling_talkface_gan import TalkFaceSpectralNormConv2d
 
 TINY_AUDIO = dict(audio_encoder_channels=[4, 4, 8, 8], audio_encoder_residual_layers=[1, 0, 1, 0], audio_hidden_size=8)
 
@@ -202,7 +202,7 @@ class TestTalkFaceDiscriminator:
 
 class TestTalkFaceGeneratorAdapter:
     def test_generate_pads_to_multiple_of_k(self, tmp_path):
-        from talkface.pipelines.generator import load_generator
+        from talkface.pipelines.lipsync.generator import load_generator
 
         model = TalkFaceModel(tiny_config()).eval()
         model.save_pretrained(tmp_path)

@@ -8,15 +8,15 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel
 
-from talkface.feature_extraction_audio import SamplingRateMismatchError, TalkingFaceAudioFeatureExtractor
+from talkface.models.wav2lip.feature_extraction_wav2lip import SamplingRateMismatchError, TalkingFaceAudioFeatureExtractor
 from talkface.models.wav2lip import (
     Wav2LipConfig,
     Wav2LipModel,
     Wav2LipVisualDiscriminator,
     Wav2LipVisualDiscriminatorConfig,
 )
-from talkface.models.wav2lip.generator_wav2lip import Wav2LipGenerator
-from talkface.pipelines.generator import load_generator
+from talkface.pipelines.lipsync.adapters.wav2lip import Wav2LipGenerator
+from talkface.pipelines.lipsync.generator import load_generator
 from tests.utils import KEYS_DIR, golden_file
 
 TINY_IMG = 24

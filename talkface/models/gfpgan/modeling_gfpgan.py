@@ -261,7 +261,7 @@ class GFPGANPreTrainedModel(PreTrainedModel):
 
 
 class GFPGANModel(GFPGANPreTrainedModel):
-    """GFPGAN v1 "clean": restores an aligned face (see talkface.models.gfpgan.enhance_gfpgan for alignment)."""
+    """GFPGAN v1 "clean": restores an aligned face (see talkface.pipelines.lipsync.enhancer for alignment)."""
 
     def __init__(self, config: GFPGANConfig):
         super().__init__(config)

@@ -2,7 +2,7 @@
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
-from ...feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+from ..wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 from .configuration_syncnet import SyncNetConfig
 from .modeling_syncnet import SyncNetModel, SyncNetOutput, SyncNetPreTrainedModel, cosine_loss
 

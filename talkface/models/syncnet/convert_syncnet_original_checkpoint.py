@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ...errors import TalkFaceUserError
-from ...feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+from ..wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 from ..convert_utils import load_original_checkpoint, load_state_dict_strictly, unwrap_state_dict
 from .configuration_syncnet import SyncNetConfig
 from .modeling_syncnet import SyncNetModel

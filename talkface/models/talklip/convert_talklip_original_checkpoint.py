@@ -151,7 +151,7 @@ def feature_extractor_for(config: TalkLipConfig):
         from ..avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
 
         return AVHubertFeatureExtractor()
-    from ...feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+    from ..wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 
     return TalkingFaceAudioFeatureExtractor(num_mel_bins=config.num_mel_bins, mel_step_size=config.mel_step_size)
 

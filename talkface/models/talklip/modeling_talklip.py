@@ -82,7 +82,7 @@ class TalkLipContrastiveHead(nn.Module):
     """The audio side of TalkLip's audio-visual contrastive loss (`sync_net` in the released checkpoints).
 
     normalize -> Linear(audio_feature_dim, projection_dim) -> normalize. The visual side (the lip reader's encoder
-    features) is only normalised; see `talkface.losses_talklip.contrastive_sync_loss`.
+    features) is only normalised; see `talkface.training.losses.talklip.contrastive_sync_loss`.
     """
 
     def __init__(self, audio_feature_dim: int, projection_dim: int):

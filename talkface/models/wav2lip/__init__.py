@@ -2,7 +2,7 @@
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
-from ...feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+from .feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 from .configuration_wav2lip import Wav2LipConfig, Wav2LipVisualDiscriminatorConfig
 from .modeling_wav2lip import (
     Wav2LipModel,

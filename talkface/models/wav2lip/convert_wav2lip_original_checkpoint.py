@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from ...errors import TalkFaceUserError
-from ...feature_extraction_audio import TalkingFaceAudioFeatureExtractor
+from .feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 from ..convert_utils import load_original_checkpoint, load_state_dict_strictly, unwrap_state_dict
 from .configuration_wav2lip import Wav2LipConfig
 from .modeling_wav2lip import Wav2LipModel

@@ -1,0 +1,1 @@
+"""Model card templates (markdown with string.Template placeholders), rendered by `talkface.hub.cards`."""

@@ -1,1 +1,0 @@
-"""Model card templates (markdown with string.Template placeholders), rendered by `talkface.hub`."""

@@ -1,0 +1,71 @@
+"""`LipSyncGenerator` adapter for Wav2Lip: the pipeline's RGB faces in, Wav2Lip's BGR network in the middle.
+
+Registered in `talkface.pipelines.lipsync.generator.GENERATOR_ADAPTERS` under model_type "wav2lip".
+"""
+
+import logging
+
+import numpy as np
+import torch
+
+from ....errors import ModelLoadError
+from ....models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
+from ..generator import LipSyncGenerator, PreparedAudio
+from ....models.wav2lip.modeling_wav2lip import Wav2LipModel
+
+logger = logging.getLogger(__name__)
+
+
+class Wav2LipGenerator(LipSyncGenerator):
+    """Wav2Lip behind the pipeline interface.
+
+    `prepare_audio` computes the mel spectrogram of the whole utterance once and stacks every video frame's 16-step
+    window, (frames, 1, 80, 16). `generate` flips the pipeline's RGB faces to BGR, stacks masked + reference frames
+    into the 6-channel input, runs the network and flips the result back to RGB.
+    """
+
+    frames_per_step = 1
+
+    def __init__(self, model: Wav2LipModel, feature_extractor: TalkingFaceAudioFeatureExtractor | None = None):
+        super().__init__(model, feature_extractor or TalkingFaceAudioFeatureExtractor())
+        self.img_size = model.config.img_size
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id, device=None, dtype=None, **kwargs) -> "Wav2LipGenerator":
+        try:
+            model = Wav2LipModel.from_pretrained(path_or_repo_id, **kwargs)
+        except OSError as err:
+            raise ModelLoadError(
+                f"cannot load a Wav2Lip model from {path_or_repo_id} ({str(err).splitlines()[0][:200]}); "
+                "pass a folder made by `talkface convert wav2lip` or a Hub id"
+            ) from err
+        try:
+            feature_extractor = TalkingFaceAudioFeatureExtractor.from_pretrained(path_or_repo_id)
+        except OSError:
+            logger.warning("%s has no preprocessor_config.json; using the standard Wav2Lip mel parameters",
+                           path_or_repo_id)
+            feature_extractor = TalkingFaceAudioFeatureExtractor(num_mel_bins=model.config.num_mel_bins,
+                                                                 mel_step_size=model.config.mel_step_size)
+        generator = cls(model, feature_extractor)
+        if device is not None or dtype is not None:
+            generator.to(device=device, dtype=dtype)
+        return generator
+
+    def prepare_audio(self, waveform: np.ndarray, sampling_rate: int, fps: float) -> PreparedAudio:
+        mel = self.feature_extractor.mel_spectrogram(waveform, sampling_rate=sampling_rate)
+        num_frames = self.feature_extractor.num_video_frames(np.asarray(waveform).shape[0], fps)
+        windows = self.feature_extractor.frame_mel_windows(mel, fps=fps, num_frames=num_frames)
+        return PreparedAudio(per_frame=torch.from_numpy(windows), num_frames=num_frames, fps=fps)
+
+    @torch.no_grad()
+    def generate(self, masked_faces: torch.Tensor, reference_faces: torch.Tensor, audio: PreparedAudio,
+                 frame_indices: torch.Tensor) -> torch.Tensor:
+        device, dtype = self.device, self.dtype
+        mel_chunks = audio.per_frame[frame_indices.cpu()].to(device=device, dtype=dtype)  # (batch, 1, mels, steps)
+        # RGB -> BGR on the channel axis; then (batch, 6, H, W): masked target frame first, reference second
+        face_frames = torch.cat((masked_faces.flip(1), reference_faces.flip(1)), dim=1).to(device=device, dtype=dtype)
+        generated_bgr = self.model(face_frames=face_frames, mel_chunks=mel_chunks).generated_faces
+        return generated_bgr.flip(1).float()  # (batch, 3, H, W) RGB
+
+
+__all__ = ["Wav2LipGenerator"]

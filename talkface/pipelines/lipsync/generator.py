@@ -1,0 +1,127 @@
+"""The one interface between `LipSyncPipeline` and a face generator network.
+
+The pipeline knows nothing about Wav2Lip, TalkLip or our own generator. It hands a `LipSyncGenerator`:
+  * the whole utterance once (`prepare_audio`), so a generator may use a local mel window per frame (Wav2Lip)
+    or a global audio encoder over the utterance (TalkLip);
+  * then batches of face crops: the pose frames (lower half already masked), identity reference frames, and the
+    indices of the video frames they belong to, and gets back generated faces.
+
+Images crossing this interface are float tensors (batch, 3, size, size), RGB, values in [0, 1]. An adapter
+converts to whatever its network wants (Wav2Lip works in BGR).
+
+Adapters are found by the `model_type` in a model folder's config.json through `GENERATOR_ADAPTERS`: adding a
+generator means adding one line there, never a branch in the pipeline.
+"""
+
+import abc
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import ModelLoadError
+
+
+@dataclass
+class PreparedAudio:
+    """Audio conditioning for a whole utterance, indexed by video frame.
+
+    `per_frame` is indexed by video frame number along dim 0 (e.g. mel windows (frames, 1, 80, 16) or
+    global audio embeddings (frames, dim)); `num_frames` is how many video frames the audio covers.
+    """
+
+    per_frame: torch.Tensor
+    num_frames: int
+    fps: float
+
+
+class LipSyncGenerator(abc.ABC):
+    """Adapter wrapping a generator network for `LipSyncPipeline`."""
+
+    #: side of the square face crop the network works on
+    img_size: int = 96
+    #: number of consecutive frames the network generates in one pass (1 for Wav2Lip, k=5 for TalkFaceModel)
+    frames_per_step: int = 1
+
+    def __init__(self, model: torch.nn.Module, feature_extractor=None):
+        self.model = model.eval()
+        self.feature_extractor = feature_extractor
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def to(self, device=None, dtype=None):
+        self.model.to(device=device, dtype=dtype)
+        return self
+
+    @classmethod
+    @abc.abstractmethod
+    def from_pretrained(cls, path_or_repo_id, **kwargs) -> "LipSyncGenerator":
+        """Load the network (and its feature extractor) from a model folder or Hub id."""
+
+    @abc.abstractmethod
+    def prepare_audio(self, waveform: np.ndarray, sampling_rate: int, fps: float) -> PreparedAudio:
+        """Turn the whole utterance (mono float32) into per-video-frame conditioning."""
+
+    @abc.abstractmethod
+    def generate(self, masked_faces: torch.Tensor, reference_faces: torch.Tensor, audio: PreparedAudio,
+                 frame_indices: torch.Tensor) -> torch.Tensor:
+        """Generate faces.
+
+        masked_faces, reference_faces: (batch, 3, img_size, img_size) RGB in [0, 1]; masked_faces have the lower
+        half set to 0. frame_indices: (batch,) long, the output frame each face belongs to (indexes
+        `audio.per_frame`). Returns (batch, 3, img_size, img_size) RGB in [0, 1].
+        """
+
+
+# config.json model_type -> "module:AdapterClass"
+GENERATOR_ADAPTERS = {
+    "wav2lip": "talkface.pipelines.lipsync.adapters.wav2lip:Wav2LipGenerator",
+    "talkface": "talkface.pipelines.lipsync.adapters.talkface_gan:TalkFaceGenerator",
+    "talklip": "talkface.pipelines.lipsync.adapters.talklip:TalkLipGenerator",
+}
+
+
+def _read_model_type(path_or_repo_id) -> str:
+    path = Path(path_or_repo_id)
+    if path.exists():
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise ModelLoadError(f"{path} is not a model folder (no config.json); convert a checkpoint first: "
+                                 "talkface convert wav2lip --checkpoint wav2lip_gan.pth --out models/wav2lip")
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            config_file = hf_hub_download(str(path_or_repo_id), "config.json")
+        except Exception as err:  # network errors, missing repo, bad id: all mean "cannot get the model"
+            raise ModelLoadError(
+                f"model {path_or_repo_id!r} is neither a local folder nor a reachable Hub repository "
+                f"({type(err).__name__}); pass a folder made by `talkface convert` or a Hub id"
+            ) from err
+    try:
+        model_type = json.loads(Path(config_file).read_text())["model_type"]
+    except (ValueError, KeyError) as err:
+        raise ModelLoadError(f"{config_file} has no valid model_type; is this a talkface model folder?") from err
+    return model_type
+
+
+def load_generator(path_or_repo_id, **kwargs) -> LipSyncGenerator:
+    """Load the generator adapter for the model folder or Hub id, chosen by its config's model_type."""
+    model_type = _read_model_type(path_or_repo_id)
+    if model_type not in GENERATOR_ADAPTERS:
+        raise ModelLoadError(
+            f"{path_or_repo_id} holds a {model_type!r} model, which is not a generator; "
+            f"use one of: {', '.join(sorted(GENERATOR_ADAPTERS))}"
+        )
+    module_name, class_name = GENERATOR_ADAPTERS[model_type].split(":")
+    adapter_cls = getattr(importlib.import_module(module_name), class_name)
+    return adapter_cls.from_pretrained(path_or_repo_id, **kwargs)

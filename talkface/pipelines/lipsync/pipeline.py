@@ -1,0 +1,448 @@
+"""`LipSyncPipeline`: a face video (or photo) + a speech recording -> a lip-synced mp4.
+
+    pipeline = LipSyncPipeline.from_pretrained("models/wav2lip")
+    result = pipeline(face="face.mp4", audio="speech.wav", out="result.mp4")
+
+Everything streams in bounded chunks: frames are decoded on a constant fps grid, the tracked face box of each
+frame is found a few frames ahead (detection + smoothing), faces are generated in batches, pasted back and
+encoded straight away. Memory does not grow with the video's length.
+
+Timing: the output has round(audio_seconds * fps) frames (at least one) and carries the audio, so it lasts as
+long as the audio within one frame. Video frame i is driven by audio frame i (`PreparedAudio.per_frame[i]`).
+When the audio outlasts the video, `duration_policy` decides how the video continues:
+  * "pingpong" (default): forward, then backward, then forward again, ... (no jump at the turns);
+  * "loop": from the start again;
+  * "cut": the output stops with the video and the audio is cut to match.
+A photo is held for the whole audio. A video longer than the audio is cut to the audio's length.
+
+The generator sees each face crop as float RGB [0, 1] (batch, 3, S, S): the pose input with its lower half
+zeroed, and the same crop unmasked as the identity reference (as Wav2Lip's inference does).
+
+Hooks (for other parts of talkface; both optional):
+  * `enhancer(frame_rgb, detection) -> frame_rgb`: applied after paste-back to frames with a face (GFPGAN);
+    `detection` is a `FaceDetection` with the frame's box (landmarks None).
+  * `watermarker(frame_rgb, frame_index) -> frame_rgb`: applied last to every frame the generator redrew (frames
+    without a face are the source's own pixels and pass through untouched). `from_pretrained` installs the
+    talkface invisible watermark (talkface/watermark.py) by default, and every output carries container tags
+    naming talkface and the model (`generation_metadata`).
+The output container's "comment" tag names the tool and the model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ... import media
+from ...errors import MediaError, NoFaceError, TalkFaceUserError
+from ...faces.backends import FaceDetection
+from ...faces.blending import BLEND_MODES, crop_face, paste_face
+from ...faces.tracking import DEFAULT_PADS, FaceTracker, validate_box, validate_pads
+from .generator import LipSyncGenerator, load_generator
+from .watermark import generation_metadata
+
+logger = logging.getLogger(__name__)
+
+DURATION_POLICIES = ("pingpong", "loop", "cut")
+SAMPLING_RATE = 16000  # audio rate every talkface generator works at
+DEFAULT_FPS = 25.0
+
+
+@dataclass
+class LipSyncOutput:
+    """What a pipeline call produced.
+
+    Attributes:
+        out_path: the written mp4.
+        num_frames: frames in the output video.
+        frames_without_face: output frames passed through unchanged because no face was found in them.
+        fps: output frame rate.
+        duration: output video length in seconds (num_frames / fps).
+        audio_duration: length of the audio track in the output, in seconds.
+        source_frames: frames of the face input on the fps grid (1 for a photo).
+    """
+
+    out_path: Path
+    num_frames: int
+    frames_without_face: int
+    fps: float
+    duration: float
+    audio_duration: float
+    source_frames: int
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """"auto" -> cuda if available, else mps if available, else cpu."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def frame_schedule(num_output_frames: int, num_source_frames: int, policy: str) -> Iterator[int]:
+    """Source frame index for each output frame under a duration policy."""
+    n = num_source_frames
+    for i in range(num_output_frames):
+        if i < n or n == 1:
+            yield min(i, n - 1)
+        elif policy == "loop":
+            yield i % n
+        elif policy == "pingpong":
+            period = 2 * n - 2  # 0 1 .. n-1 n-2 .. 1 | 0 1 ..: the turning frames are not repeated
+            phase = i % period
+            yield phase if phase < n else period - phase
+        else:  # "cut" never asks for more output frames than source frames
+            raise ValueError(f"policy {policy!r} cannot extend {n} source frames to {num_output_frames}")
+
+
+def _monotonic_runs(indices: Iterator[int]) -> Iterator[tuple[int, int, int]]:
+    """Group consecutive indices into runs (first, last, step) with step +1 or -1."""
+    first = last = step = None
+    for index in indices:
+        if first is None:
+            first = last = index
+        elif step is None and abs(index - last) == 1:
+            step, last = index - last, index
+        elif step is not None and index - last == step:
+            last = index
+        else:
+            yield first, last, step or 1
+            first = last = index
+            step = None
+    if first is not None:
+        yield first, last, step or 1
+
+
+class InvalidInputError(TalkFaceUserError, ValueError):
+    """A pipeline argument is out of range (a ValueError that the CLI reports as a user error)."""
+
+
+def check_lipsync_inputs(face, audio, out, fps=None, batch_size=None, face_index=0, box=None, pads=DEFAULT_PADS,
+                         duration_policy="pingpong", blend="feather", feather=0.15):
+    """Validate a pipeline call before any work starts; raise a `TalkFaceUserError` that names the fix.
+
+    Checks that the face input has a picture, the audio input has sound, the output can be written, and that the
+    options are in range. Returns (face MediaInfo, audio MediaInfo).
+    """
+    face_info = media.probe(face)
+    if not face_info.has_video:
+        raise MediaError(f"{face} has no video stream; pass a face video or a photo as the face input")
+    audio_info = media.probe(audio)
+    if not audio_info.has_audio:
+        raise MediaError(f"{audio} has no audio stream; pass a speech recording (wav, mp3, ...) or a video with "
+                         "sound as the audio input")
+    media.check_writable(out)
+    if Path(out).suffix.lower() != ".mp4":
+        raise MediaError(f"output {out} must be an .mp4 file; give an output path ending in .mp4")
+    if fps is not None and not fps > 0:
+        raise InvalidInputError(f"fps must be > 0, got {fps}")
+    if batch_size is not None and batch_size < 1:
+        raise InvalidInputError(f"batch size must be >= 1, got {batch_size}")
+    if face_index < 0:
+        raise InvalidInputError(f"face index must be >= 0, got {face_index}")
+    try:
+        validate_pads(pads)
+        if box is not None:
+            box = validate_box(box)
+    except ValueError as err:
+        raise InvalidInputError(str(err)) from err
+    if box is not None and face_info.width and (box[2] > face_info.width or box[3] > face_info.height):
+        raise InvalidInputError(f"box {box.tolist()} reaches outside the {face_info.width}x{face_info.height} "
+                                "frame; give x1 y1 x2 y2 inside it")
+    if duration_policy not in DURATION_POLICIES:
+        raise InvalidInputError(f"duration_policy must be one of {', '.join(DURATION_POLICIES)}, "
+                                f"got {duration_policy!r}")
+    if blend not in BLEND_MODES:
+        raise InvalidInputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
+    if not 0 < feather <= 0.5:
+        raise InvalidInputError(f"feather must be in (0, 0.5], got {feather}")
+    return face_info, audio_info
+
+
+class LipSyncPipeline:
+    """Lip-sync a face video or photo to a speech recording with any `LipSyncGenerator`.
+
+    Args:
+        generator: the generator adapter (e.g. from `load_generator`).
+        face_backend: face backend name or `FaceBackend` instance (built on first use).
+        enhancer / watermarker: optional hooks, see the module docstring.
+        model_name: how the output's metadata names the model.
+        frame_cache_bytes: when the duration policy revisits video frames, a video whose decoded frames fit in
+            this many bytes is kept in memory instead of being decoded again.
+        detect_every: face detection stride (see `FaceTracker`); 1 detects on every frame.
+    """
+
+    def __init__(self, generator: LipSyncGenerator, face_backend="mediapipe",
+                 enhancer: Callable | None = None, watermarker: Callable | None = None, model_name: str | None = None,
+                 frame_cache_bytes: int = 512 * 2**20, detect_every: int = 1):
+        self.generator = generator
+        self.face_backend = face_backend
+        self.enhancer = enhancer
+        self.watermarker = watermarker
+        self.model_name = model_name or type(generator.model).__name__
+        self.frame_cache_bytes = frame_cache_bytes
+        self.detect_every = detect_every
+
+    @classmethod
+    def from_pretrained(cls, model, device="auto", dtype: torch.dtype | None = None, face_backend="mediapipe",
+                        enhance: str | None = None, enhance_model=None, watermark: bool = True,
+                        **kwargs) -> "LipSyncPipeline":
+        """Load the generator of a model folder or Hub id; fp16 on CUDA unless `dtype` says otherwise.
+
+        enhance: "gfpgan" to restore each generated face with GFPGAN v1.4 (weights from `enhance_model`, a folder,
+        Hub id or the original GFPGANv1.4.pth); watermark: embed the talkface watermark in generated frames.
+        """
+        device = resolve_device(device)
+        if dtype is None:
+            dtype = torch.float16 if device.type == "cuda" else torch.float32
+        if enhance and enhance != "none" and "enhancer" not in kwargs:
+            from .enhancer import load_enhancer
+
+            enhance_model = enhance_model or os.environ.get("TALKFACE_GFPGAN") or "models/gfpgan-v1.4"
+            kwargs["enhancer"] = load_enhancer(enhance, enhance_model, device=device)
+        if watermark and "watermarker" not in kwargs:
+            from .watermark import Watermarker
+
+            kwargs["watermarker"] = Watermarker().embed
+        generator = load_generator(model)
+        generator.to(device=device, dtype=dtype)
+        return cls(generator, face_backend=face_backend, model_name=kwargs.pop("model_name", str(model)), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.device
+
+    def _backend(self):
+        if isinstance(self.face_backend, str):
+            from ...faces.backends import get_face_backend
+
+            self.face_backend = get_face_backend(self.face_backend)
+        return self.face_backend
+
+    # ------------------------------------------------------------------------------------------------------
+    def check_inputs(self, face, audio, out, fps=None, batch_size=None, face_index=0, box=None,
+                     pads=DEFAULT_PADS, duration_policy="pingpong", blend="feather", feather=0.15):
+        """Validate everything before any work starts (see `check_lipsync_inputs`)."""
+        return check_lipsync_inputs(face, audio, out, fps, batch_size, face_index, box, pads, duration_policy,
+                                    blend, feather)
+
+    # ------------------------------------------------------------------------------------------------------
+    def __call__(self, face, audio, out, fps: float | None = None, batch_size: int | None = None,
+                 face_index: int = 0, box=None, pads=DEFAULT_PADS, duration_policy: str = "pingpong",
+                 blend: str = "feather", feather: float = 0.15, progress: bool | Callable = True,
+                 metadata: dict | None = None) -> LipSyncOutput:
+        """Write the lip-synced video to `out` (an .mp4) and return a `LipSyncOutput`.
+
+        Args:
+            face: face video or photo. audio: any file with an audio stream. out: output .mp4 path.
+            fps: output frame rate; the face video is read on this grid (default 25).
+            batch_size: faces per generator call (default 128 on GPU, 16 on CPU).
+            face_index: which face to follow, by size (0 = largest). box: forced x1 y1 x2 y2 face box.
+            pads: (top, bottom, left, right) pixels added around detected boxes (Wav2Lip's --pads).
+            duration_policy: "pingpong", "loop" or "cut" (see the module docstring).
+            blend: paste-back mode, one of `BLEND_MODES`; feather: its ramp width (fraction of the box).
+            progress: True for a tqdm bar, False for none, or a callable(done_frames, total_frames).
+            metadata: extra container tags.
+        Raises:
+            MediaError / NoFaceError / ValueError for bad input; nothing is left at `out` on any failure.
+        """
+        face_info, _ = self.check_inputs(face, audio, out, fps, batch_size, face_index, box, pads,
+                                         duration_policy, blend, feather)
+        fps = float(fps or DEFAULT_FPS)
+        if batch_size is None:
+            batch_size = 128 if self.device.type == "cuda" else 16
+        step = max(1, int(getattr(self.generator, "frames_per_step", 1)))
+        batch_size = -(-batch_size // step) * step  # whole k-frame groups per call
+
+        waveform = media.read_audio(audio, SAMPLING_RATE)
+        num_audio_frames = max(1, round(len(waveform) / SAMPLING_RATE * fps))
+        num_source_frames = 1 if face_info.is_image else media.count_grid_frames(face, fps)
+        num_frames = num_audio_frames
+        if duration_policy == "cut" and not face_info.is_image and num_audio_frames > num_source_frames:
+            num_frames = num_source_frames
+            waveform = waveform[: round(num_frames / fps * SAMPLING_RATE)]
+        prepared_audio = self.generator.prepare_audio(waveform, SAMPLING_RATE, fps)
+
+        tracker = FaceTracker(None if box is not None else self._backend(), face_index=face_index, box=box,
+                              pads=pads, detect_every=self.detect_every)
+        width, height = face_info.width, face_info.height
+        tags = generation_metadata(self.model_name, _version())
+        tags.update(metadata or {})
+        bar, report = _progress(progress, num_frames)
+        frames_with_face = 0
+        try:
+            with media.VideoWriter(out, fps=fps, width=width, height=height, audio=waveform,
+                                   sampling_rate=SAMPLING_RATE, metadata=tags,
+                                   threads=1 if self.device.type == "cpu" else None) as writer:
+                batch = []
+                stream = self._source_stream(face, face_info, fps, num_frames, num_source_frames, duration_policy,
+                                             tracker)
+                for output_index, (source_index, frame, face_box) in enumerate(stream):
+                    if frame.shape[:2] != (height, width):  # a stream that changes size midway
+                        import cv2
+
+                        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+                    batch.append((output_index, source_index, frame, face_box))
+                    if len(batch) == batch_size:
+                        frames_with_face += self._process_batch(batch, prepared_audio, writer, blend, feather,
+                                                                face_info.is_image)
+                        report(len(batch))
+                        batch = []
+                if batch:
+                    frames_with_face += self._process_batch(batch, prepared_audio, writer, blend, feather,
+                                                            face_info.is_image)
+                    report(len(batch))
+                if frames_with_face == 0:
+                    raise NoFaceError(
+                        f"no face found in {face}; pass a video or photo where a face is visible, try "
+                        "--face-backend dlib/face_alignment, or give the face position with --box x1 y1 x2 y2")
+                num_written = writer.frames_written
+        finally:
+            if bar is not None:
+                bar.close()
+        frames_without_face = num_written - frames_with_face
+        if frames_without_face:
+            logger.info("%d of %d frames had no detectable face and were left unchanged", frames_without_face,
+                        num_written)
+        return LipSyncOutput(out_path=Path(out), num_frames=num_written, frames_without_face=frames_without_face,
+                             fps=fps, duration=num_written / fps, audio_duration=len(waveform) / SAMPLING_RATE,
+                             source_frames=num_source_frames)
+
+    # ------------------------------------------------------------------------------------------------------
+    def _source_stream(self, face, face_info, fps, num_frames, num_source_frames, policy, tracker):
+        """(source index, frame, box or None) for every output frame, in output order."""
+        if face_info.is_image:
+            image = media.read_frames(face)[0]
+            (_, image_box), = tracker.track([image])
+            if image_box is None:
+                raise NoFaceError(f"no face found in the photo {face}; pass a photo with a clearly visible face, "
+                                  "or give its position with --box x1 y1 x2 y2")
+            for _ in range(num_frames):
+                yield 0, image, image_box
+            return
+
+        first_pass = min(num_frames, num_source_frames)
+        revisits = num_frames > num_source_frames
+        frame_bytes = face_info.width * face_info.height * 3
+        cache = [] if revisits and num_source_frames * frame_bytes <= self.frame_cache_bytes else None
+        boxes: list[np.ndarray | None] = [None] * num_source_frames
+        tracked = tracker.track(itertools.islice(media.iter_frames(face, fps=fps), first_pass))
+        count = 0
+        for source_index, (frame, face_box) in enumerate(tracked):
+            boxes[source_index] = face_box
+            if cache is not None:
+                cache.append(frame)
+            count += 1
+            yield source_index, frame, face_box
+        if count == 0:
+            raise MediaError(f"{face} contains no decodable video frames; re-encode it, e.g. to H.264 mp4")
+        if count < first_pass:  # decoding ended before the timestamps said it would: hold the last frame
+            logger.debug("%s delivered %d frames on the grid, %d expected", face, count, first_pass)
+            for _ in range(first_pass - count):
+                yield count - 1, frame, face_box
+            num_source_frames = count
+        if not revisits:
+            return
+        schedule = itertools.islice(frame_schedule(num_frames, num_source_frames, policy), first_pass, None)
+        for first, last, step in _monotonic_runs(schedule):
+            for source_index, frame in self._decode_run(face, fps, first, last, step, cache):
+                yield source_index, frame, boxes[source_index]
+
+    @staticmethod
+    def _decode_run(face, fps, first, last, step, cache, chunk=64):
+        """Frames first..last (inclusive, step +-1) from the cache or by decoding again (backwards in chunks)."""
+        if cache is not None:
+            for index in range(first, last + step, step):
+                yield index, cache[index]
+            return
+        if step == 1:
+            frames = media.iter_frames(face, fps=fps, start=first)
+            for index, frame in zip(range(first, last + 1), frames):
+                yield index, frame
+            return
+        # backwards: decode chunks of `chunk` frames forwards (seeking to each) and hand them out reversed
+        chunk_last = first
+        while chunk_last >= last:
+            chunk_first = max(last, chunk_last - chunk + 1)
+            frames = list(itertools.islice(media.iter_frames(face, fps=fps, start=chunk_first),
+                                           chunk_last - chunk_first + 1))
+            for offset in range(len(frames) - 1, -1, -1):
+                yield chunk_first + offset, frames[offset]
+            chunk_last = chunk_first - 1
+
+    def _process_batch(self, batch, prepared_audio, writer, blend, feather, same_source_crop) -> int:
+        """Generate the faces of one batch, paste them back, run the hooks and write the frames. Returns #faces."""
+        size = self.generator.img_size
+        with_face = [item for item in batch if item[3] is not None]
+        generated = {}
+        if with_face:
+            if same_source_crop:  # a photo: every frame shows the same crop
+                crop = crop_face(with_face[0][2], with_face[0][3], size)
+                crops = np.broadcast_to(crop, (len(with_face), size, size, 3))
+            else:
+                crops = np.stack([crop_face(frame, face_box, size) for _, _, frame, face_box in with_face])
+            # (batch, S, S, 3) uint8 -> (batch, 3, S, S) float in [0, 1]; done in numpy (single-threaded, no
+            # contention with the generator's thread pool)
+            reference = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
+            masked = reference.copy()
+            masked[:, :, size // 2:] = 0.0  # the lower half is what the generator must produce
+            last_audio_frame = prepared_audio.num_frames - 1
+            frame_indices = torch.tensor([min(item[0], last_audio_frame) for item in with_face], dtype=torch.long)
+            with torch.no_grad():
+                faces = self.generator.generate(torch.from_numpy(masked), torch.from_numpy(reference),
+                                                prepared_audio, frame_indices)
+            faces = np.clip(faces.detach().float().cpu().numpy().transpose(0, 2, 3, 1), 0.0, 1.0)  # (batch, S, S, 3)
+            generated = {item[0]: face for item, face in zip(with_face, faces)}
+        for output_index, _, frame, face_box in batch:
+            if face_box is not None:
+                frame = paste_face(frame, generated[output_index], face_box, blend=blend, feather=feather)
+                if self.enhancer is not None:
+                    frame = self.enhancer(frame, FaceDetection(box=face_box, landmarks=None, score=1.0))
+                if self.watermarker is not None:
+                    frame = self.watermarker(frame, output_index)
+            writer.write(frame)
+        return len(with_face)
+
+
+def _version() -> str:
+    try:
+        from ... import __version__
+
+        return __version__
+    except ImportError:
+        return "unknown"
+
+
+def _progress(progress, total):
+    """(tqdm bar or None, report(n) function)."""
+    done = 0
+    bar = None
+    callback = progress if callable(progress) else None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc="lip-sync")
+
+    def report(count):
+        nonlocal done
+        done += count
+        if bar is not None:
+            bar.update(count)
+        if callback is not None:
+            callback(done, total)
+
+    return bar, report
+
+
+__all__ = ["DURATION_POLICIES", "InvalidInputError", "LipSyncOutput", "LipSyncPipeline", "check_lipsync_inputs",
+           "frame_schedule", "resolve_device"]
