@@ -111,3 +111,27 @@ def test_video_transform_is_differentiable_for_tensors(golden):
     assert frames.grad[:, 4:92, 4:92].eq(1 / (255 * 0.165)).all() and frames.grad[:, :4].eq(0).all()
     with pytest.raises(TalkFaceUserError, match="smaller"):
         normalize_mouth_frames(np.zeros((2, 64, 64), np.uint8))
+
+
+def test_one_mouth_normalisation_for_every_caller(golden, monkeypatch):
+    """The extractor, its module-level name and the scoring path (faces.mouth_roi) run the same code, in float64
+    like the reference (numpy promotes uint8 / 255.0), cast to float32 once at the end."""
+    from talkface.faces import mouth_roi
+
+    mouths = golden["mouth96_uint8"]  # (50, 96, 96) uint8
+    reference = ((mouths[:, 4:92, 4:92] / 255.0 - 0.421) / 0.165).astype(np.float32)
+    extractor = AVHubertFeatureExtractor()
+    for normalized in (mouth_roi.normalize_mouth_rois(mouths), normalize_mouth_frames(mouths),
+                       extractor.normalize_mouth_frames(mouths)):
+        assert normalized.dtype == np.float32
+        np.testing.assert_array_equal(normalized, reference)
+    # the float64 temporary is bounded by chunking frames; chunk boundaries do not change a bit
+    monkeypatch.setattr(mouth_roi, "_NORMALIZE_CHUNK_FRAMES", 7)
+    np.testing.assert_array_equal(mouth_roi.normalize_mouth_rois(mouths), reference)
+    # float input on the 0..255 scale is computed in float64 as well, and extra leading axes are kept
+    batched = mouth_roi.normalize_mouth_rois(mouths.astype(np.float32).reshape(5, 10, 96, 96))
+    np.testing.assert_array_equal(batched.reshape(50, 88, 88), reference)
+    # the extractor's saved values are the ones used
+    custom = AVHubertFeatureExtractor(image_crop_size=80, image_mean=0.5, image_std=0.25)
+    expected = ((mouths[:, 8:88, 8:88] / 255.0 - 0.5) / 0.25).astype(np.float32)
+    np.testing.assert_array_equal(custom.normalize_mouth_frames(mouths), expected)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from talkface.errors import NoFaceError
-from talkface.faces import mouth_roi
+from talkface.faces import mouth_alignment, mouth_roi
 from tests.utils import golden_file, load_golden
 
 MEAN_FACE_SHA256 = "dbf68b2044171e1160716df7c53e8bbfaa0ee8c61fb41171d04cb6092bb81422"
@@ -262,7 +262,7 @@ def _float_reference(frames_rgb, affines):
     rows, cols = np.meshgrid(np.arange(size, dtype=float), np.arange(size, dtype=float), indexing="ij")
     sample_x = affines[:, 0, 0, None, None] * cols + affines[:, 0, 1, None, None] * rows + affines[:, 0, 2, None, None]
     sample_y = affines[:, 1, 0, None, None] * cols + affines[:, 1, 1, None, None] * rows + affines[:, 1, 2, None, None]
-    colour = mouth_roi._bilinear(frames_rgb, sample_x, sample_y, np.arange(len(frames_rgb)))  # (T, 96, 96, 3)
+    colour = mouth_alignment._bilinear(frames_rgb, sample_x, sample_y, np.arange(len(frames_rgb)))  # (T, 96, 96, 3)
     gray = colour @ np.asarray(mouth_roi.LUMA_WEIGHTS_RGB)
     return (gray[:, 4:92, 4:92] - mouth_roi.IMAGE_MEAN) / mouth_roi.IMAGE_STD
 

@@ -15,7 +15,8 @@ Every step above happens in the reference in this order; the int16 scale matters
 values before the per-row normalisation (the normalised features are almost scale-free).
 
 Video (av_hubert `utils.py` eval transform): grayscale 96x96 mouth crops -> /255 -> centre crop 88x88 ->
-(x - 0.421) / 0.165. The crops themselves come from the mouth-ROI code in `talkface.faces`.
+(x - 0.421) / 0.165. The crops and this transform are implemented once, in `talkface.faces.mouth_roi`; the extractor
+holds (and saves with the weights) the crop size, mean and std it is run with.
 """
 
 import math
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
 from ...errors import TalkFaceUserError
+from ...faces.mouth_roi import CROP_SIZE, IMAGE_MEAN, IMAGE_STD, normalize_mouth_rois
 
 # python_speech_features uses numpy's float64 epsilon in place of exact zeros before the log
 _FLOAT_EPS = np.finfo(float).eps
@@ -66,31 +68,27 @@ def _round_half_up(value: float) -> int:
     return int(math.floor(value + 0.5))
 
 
-def center_crop_offset(size: int, crop_size: int) -> int:
-    """Offset of the reference CenterCrop: int(round(size - crop) / 2.), i.e. floor((size - crop) / 2)."""
-    return (size - crop_size) // 2
+def normalize_mouth_frames(mouth_frames, crop_size: int = CROP_SIZE, mean: float = IMAGE_MEAN,
+                           std: float = IMAGE_STD):
+    """Reference eval transform of grayscale mouth crops with the released models' defaults: /255, centre crop,
+    (x - mean) / std.
 
-
-def normalize_mouth_frames(mouth_frames, crop_size: int = 88, mean: float = 0.421, std: float = 0.165):
-    """Reference eval transform of grayscale mouth crops: /255, centre crop, (x - mean) / std.
-
-    `mouth_frames` has the frames' height and width as its last two axes, e.g. (frames, 96, 96) uint8 (returns a
-    float32 numpy array, computed in float64 like the reference) or a torch tensor of any leading shape with values
-    on the 0..255 scale (returns a tensor; differentiable, computed in the tensor's floating dtype).
+    A name for `talkface.faces.mouth_roi.normalize_mouth_rois` (the one implementation) as the model folder
+    documents it; prefer `AVHubertFeatureExtractor.normalize_mouth_frames`, which uses the values saved with the
+    weights. numpy input (e.g. (frames, 96, 96) uint8) gives float32 computed in float64 like the reference; a
+    torch tensor of any leading shape on the 0..255 scale gives a differentiable tensor in its floating dtype.
     """
+    _check_mouth_size(mouth_frames, crop_size)
+    return normalize_mouth_rois(mouth_frames, crop_size, mean, std)
+
+
+def _check_mouth_size(mouth_frames, crop_size: int):
     height, width = mouth_frames.shape[-2], mouth_frames.shape[-1]
     if height < crop_size or width < crop_size:
         raise AVHubertInputError(
             f"mouth crops of {height}x{width} are smaller than the {crop_size}x{crop_size} centre crop; "
             "extract 96x96 mouth regions first"
         )
-    top, left = center_crop_offset(height, crop_size), center_crop_offset(width, crop_size)
-    if isinstance(mouth_frames, torch.Tensor):
-        frames = mouth_frames if mouth_frames.is_floating_point() else mouth_frames.float()
-        frames = frames[..., top : top + crop_size, left : left + crop_size] / 255.0
-        return (frames - mean) / std
-    frames = np.asarray(mouth_frames)[..., top : top + crop_size, left : left + crop_size] / 255.0  # float64
-    return ((frames - mean) / std).astype(np.float32)
 
 
 class AVHubertFeatureExtractor(FeatureExtractionMixin):
@@ -131,9 +129,9 @@ class AVHubertFeatureExtractor(FeatureExtractionMixin):
         normalize=True,
         waveform_scale=32768.0,
         fps=25.0,
-        image_crop_size=88,
-        image_mean=0.421,
-        image_std=0.165,
+        image_crop_size=CROP_SIZE,
+        image_mean=IMAGE_MEAN,
+        image_std=IMAGE_STD,
         layer_norm_eps=1e-5,
         **kwargs,
     ):
@@ -315,11 +313,13 @@ class AVHubertFeatureExtractor(FeatureExtractionMixin):
     # -- video ------------------------------------------------------------------------------------------------------
 
     def normalize_mouth_frames(self, mouth_frames):
-        """The reference eval transform with this extractor's crop size, mean and std.
+        """The reference eval transform with this extractor's crop size, mean and std (saved with the weights).
 
-        See the module-level `normalize_mouth_frames`.
+        Runs `talkface.faces.mouth_roi.normalize_mouth_rois`, the one implementation (numpy in -> float32 computed in
+        float64 like the reference; torch in -> differentiable tensor).
         """
-        return normalize_mouth_frames(mouth_frames, self.image_crop_size, self.image_mean, self.image_std)
+        _check_mouth_size(mouth_frames, self.image_crop_size)
+        return normalize_mouth_rois(mouth_frames, self.image_crop_size, self.image_mean, self.image_std)
 
     def prepare_video(self, mouth_frames) -> torch.Tensor:
         """Mouth crops (frames, H, W) or (batch, frames, H, W), 0..255 -> model input (batch, 1, frames, 88, 88)."""
