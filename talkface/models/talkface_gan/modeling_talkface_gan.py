@@ -127,20 +127,24 @@ class TalkFaceFaceDecoder(nn.Module):
         return torch.sigmoid(self.output_projection(self.output_conv(hidden_states)))
 
 
-# Copied from talkface.models.wav2lip.modeling_wav2lip.Wav2LipConvBlock (conv -> batch norm -> (+input) -> ReLU),
-# with the original `conv_block.0/1` layout so that the lip-sync expert's audio-encoder weights load unchanged.
+# The original `conv_block.0/1` layout, so that the lip-sync expert's audio-encoder weights load unchanged.
+# Copied from talkface.models.wav2lip.modeling_wav2lip.Wav2LipConvBlock with Wav2Lip->TalkFaceExpert
 class TalkFaceExpertConvBlock(nn.Module):
+    """Conv2d -> BatchNorm -> (+ input if residual) -> ReLU. State keys: conv_block.0.* (conv), conv_block.1.* (BN)."""
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, residual=False,
-                 batch_norm_eps=1e-5):
+                 batch_norm_eps=1e-5, batch_norm_momentum=0.1):
         super().__init__()
+        if residual and (in_channels != out_channels or stride not in (1, (1, 1))):
+            raise ValueError("a residual conv block must keep channels and size (in == out channels, stride 1)")
         self.conv_block = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding),
-            nn.BatchNorm2d(out_channels, eps=batch_norm_eps),
+            nn.BatchNorm2d(out_channels, eps=batch_norm_eps, momentum=batch_norm_momentum),
         )
         self.act = nn.ReLU()
         self.residual = residual
 
-    def forward(self, hidden_states):
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         output = self.conv_block(hidden_states)
         if self.residual:
             output = output + hidden_states
