@@ -24,7 +24,7 @@ from talkface.training.losses.talklip import (
     window_flat_positions,
 )
 from talkface.models.avhubert import AVHubertConfig, AVHubertForLipReading
-from talkface.models.avhubert.modeling_avhubert import label_smoothed_nll_loss
+from talkface.models.avhubert.modeling_avhubert_lip_reading import label_smoothed_nll_loss
 
 T = 0.07
 

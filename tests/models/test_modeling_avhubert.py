@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel
 
 from talkface.models.avhubert import AVHubertConfig, AVHubertForLipReading, AVHubertModel
 from talkface.models.avhubert.convert_avhubert_fairseq_checkpoint import convert_fairseq_checkpoint
-from talkface.models.avhubert.modeling_avhubert import label_smoothed_nll_loss, shift_tokens_right
+from talkface.models.avhubert.modeling_avhubert_lip_reading import label_smoothed_nll_loss, shift_tokens_right
 from tests.utils import formula_state_dict, golden_file, load_golden
 
 GOLDEN_ATOL = 1e-4  # golden/README.md: AV-HuBERT encoder and logits

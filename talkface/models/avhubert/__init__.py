@@ -3,14 +3,8 @@
 from transformers import AutoConfig, AutoModel
 
 from .configuration_avhubert import AVHubertConfig
-from .modeling_avhubert import (
-    AVHubertForLipReading,
-    AVHubertGenerationOutput,
-    AVHubertLipReadingOutput,
-    AVHubertModel,
-    AVHubertModelOutput,
-    AVHubertPreTrainedModel,
-)
+from .modeling_avhubert import AVHubertModel, AVHubertModelOutput, AVHubertPreTrainedModel
+from .modeling_avhubert_lip_reading import AVHubertForLipReading, AVHubertGenerationOutput, AVHubertLipReadingOutput
 
 AutoConfig.register("avhubert", AVHubertConfig, exist_ok=True)
 AutoModel.register(AVHubertConfig, AVHubertModel, exist_ok=True)

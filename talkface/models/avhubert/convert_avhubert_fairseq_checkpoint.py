@@ -27,7 +27,8 @@ from ..convert_utils import check_keys, load_original_checkpoint
 from .configuration_avhubert import AVHubertConfig
 from .fairseq_stubs import checkpoint_stub_classes, foreign_globals, stub_fields, stub_state
 from .feature_extraction_avhubert import AVHubertFeatureExtractor
-from .modeling_avhubert import AVHubertForLipReading, AVHubertModel
+from .modeling_avhubert import AVHubertModel
+from .modeling_avhubert_lip_reading import AVHubertForLipReading
 from .tokenization_avhubert import AVHubertTokenizer
 
 logger = logging.getLogger(__name__)

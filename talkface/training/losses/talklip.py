@@ -244,7 +244,7 @@ class LipReadingLoss(nn.Module):
 
         Returns (loss, nll_loss, encoder_hidden_states (B, T, D)).
         """
-        from ...models.avhubert.modeling_avhubert import shift_tokens_right
+        from ...models.avhubert.modeling_avhubert_lip_reading import shift_tokens_right
 
         config = self.lip_reader.config
         decoder_input_ids = shift_tokens_right(targets, config.pad_token_id, config.decoder_start_token_id)
