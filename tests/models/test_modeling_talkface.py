@@ -142,7 +142,7 @@ class TestTalkFaceModel:
             model(reference[..., :40], masked[..., :40], mels)
 
     def test_load_audio_encoder_from_expert(self, tmp_path):
-        syncnet = pytest.importorskip("talkface.models.syncnet")
+        from talkface.models import syncnet
         expert_config = syncnet.SyncNetConfig(audio_encoder_channels=[4, 4, 8, 8], hidden_size=8,
                                               audio_encoder_residual_layers=[1, 0, 1, 0],
                                               face_encoder_channels=[4, 4, 8, 8, 8, 8])
