@@ -163,7 +163,7 @@ def track(backend, frames, **kwargs):
     tracker = FaceTracker(backend, detection_max_side=None, **kwargs)
     out = list(tracker.track(iter(frames)))
     assert [f is g for (f, _), g in zip(out, frames)] == [True] * len(frames)  # frames pass through untouched
-    return tracker, [b for _, b in out]
+    return tracker, [None if face is None else face.box for _, face in out]
 
 
 def test_tracker_smooths_pads_and_counts_missing_frames():
@@ -216,6 +216,51 @@ def test_tracker_detection_stride_interpolates_and_refines():
     assert {5, 6, 7} <= set(backend.calls) and tracker.frames_without_face == 2
 
 
+class LandmarkedBackend(ScriptedBackend):
+    """A scripted backend whose faces carry 68 landmarks: the box's corners and centre, spread over the points."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.landmark_requests = []
+
+    def _detect(self, frame_rgb, landmarks):
+        self.landmark_requests.append(landmarks)
+        faces = super()._detect(frame_rgb, landmarks)
+        for face in faces:
+            x1, y1, x2, y2 = face.box
+            face.landmarks = np.stack([np.linspace(x1, x2, 68), np.linspace(y1, y2, 68)], axis=1).astype(np.float32)
+        return faces
+
+
+def test_tracker_hands_on_landmarks_smoothed_and_interpolated():
+    moving = {i: [[10 + 3 * i, 20, 110 + 3 * i, 120]] for i in range(12)}
+    backend = LandmarkedBackend(moving)
+    tracker = FaceTracker(backend, detection_max_side=None, landmarks=True, pads=(0, 10, 0, 0), smooth_window=3,
+                          detect_every=4)
+    faces = [face for _, face in tracker.track(iter(numbered_frames(12)))]
+    assert backend.calls == [0, 4, 8, 11] and all(backend.landmark_requests)
+    assert all(face.landmarks.shape == (68, 2) for face in faces)
+    for i, face in enumerate(faces[1:-1], start=1):
+        # linear motion: interpolation and (centred) smoothing both give the exact points; pads move the box only
+        expected_x = np.linspace(10 + 3 * i, 110 + 3 * i, 68)
+        assert face.landmarks.shape == (68, 2) and face.landmarks[:, 0] == pytest.approx(expected_x, abs=1e-4)
+        assert face.landmarks[:, 1] == pytest.approx(np.linspace(20, 120, 68), abs=1e-4)
+        assert face.box[3] == pytest.approx(130)
+    # frames shrunk for detection: the landmarks are scaled back with the boxes
+    class OneFace(LandmarkedBackend):  # the same face whatever the frame (shrinking blurs the frame numbers)
+        def _detect(self, frame_rgb, landmarks):
+            self.script = {int(frame_rgb[0, 0, 0]): [[50, 20, 150, 90]]}
+            return super()._detect(frame_rgb, landmarks)
+
+    tracker = FaceTracker(OneFace({}), detection_max_side=150, landmarks=True, pads=(0, 0, 0, 0))
+    faces = [face for _, face in tracker.track(iter(numbered_frames(2)))]  # 300x200 frames shrunk to 150x100
+    assert faces[0].box == pytest.approx([100, 40, 300, 180]) and faces[0].landmarks[-1] == pytest.approx([300, 180])
+    # without landmarks=True the backend is not asked for them
+    backend = LandmarkedBackend(moving)
+    faces = [face for _, face in FaceTracker(backend, detection_max_side=None).track(iter(numbered_frames(3)))]
+    assert not any(backend.landmark_requests)
+
+
 def test_tracker_forced_box_skips_detection():
     class Exploding(FaceBackend):
         def _detect(self, frame_rgb, landmarks):
@@ -235,7 +280,7 @@ def test_tracker_on_a_real_clip_with_black_frames(mediapipe_backend):
     frames[9] = np.zeros_like(frames[9])
     for stride in (1, 4):
         tracker = FaceTracker(mediapipe_backend, detect_every=stride)
-        boxes = [b for _, b in tracker.track(iter(frames))]
+        boxes = [None if face is None else face.box for _, face in tracker.track(iter(frames))]
         assert [i for i, b in enumerate(boxes) if b is None] == [8, 9]
         # the face box is stable (a talking head): every box overlaps the first one
         assert all(box_iou(b, boxes[0]) > 0.7 for b in boxes if b is not None)

@@ -60,12 +60,12 @@ def test_centered_alignment_trims_both_ends_and_pads_the_end():
 
 
 def test_video_frames_take_the_row_containing_their_centre():
-    assert video_frame_rows(5, 25.0, 5).tolist() == [0, 1, 2, 3, 4]
-    assert video_frame_rows(6, 50.0, 3).tolist() == [0, 0, 1, 1, 2, 2]
-    assert video_frame_rows(3, 12.5, 6).tolist() == [1, 3, 5]
+    assert video_frame_rows(5, 25.0, 5, feature_rate=25.0).tolist() == [0, 1, 2, 3, 4]
+    assert video_frame_rows(6, 50.0, 3, feature_rate=25.0).tolist() == [0, 0, 1, 1, 2, 2]
+    assert video_frame_rows(3, 12.5, 6, feature_rate=25.0).tolist() == [1, 3, 5]
     # 30 fps: frame i's centre at (i + 0.5) / 30 s
-    assert video_frame_rows(7, 30.0, 6).tolist() == [0, 1, 2, 2, 3, 4, 5]
-    assert video_frame_rows(4, 25.0, 2).tolist() == [0, 1, 1, 1]  # clamped to the last row
+    assert video_frame_rows(7, 30.0, 6, feature_rate=25.0).tolist() == [0, 1, 2, 2, 3, 4, 5]
+    assert video_frame_rows(4, 25.0, 2, feature_rate=25.0).tolist() == [0, 1, 1, 1]  # clamped to the last row
 
 
 # --- prepare_audio ------------------------------------------------------------------------------------------------
@@ -103,8 +103,8 @@ def test_other_frame_rates_reuse_the_25hz_rows(generator, speech):
     assert at_50.num_frames == 50
     torch.testing.assert_close(at_50.per_frame, at_25.repeat_interleave(2, dim=0), rtol=0, atol=0)
     at_30 = generator.prepare_audio(waveform, 16000, 30.0)
-    torch.testing.assert_close(at_30.per_frame, at_25[torch.from_numpy(video_frame_rows(30, 30.0, 25))],
-                               rtol=0, atol=0)
+    rows_at_30 = torch.from_numpy(video_frame_rows(30, 30.0, 25, feature_rate=25.0))
+    torch.testing.assert_close(at_30.per_frame, at_25[rows_at_30], rtol=0, atol=0)
 
 
 def test_long_utterances_are_encoded_in_chunks(speech):

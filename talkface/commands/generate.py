@@ -7,8 +7,14 @@ import logging
 from pathlib import Path
 
 from ..errors import ModelLoadError, TalkFaceUserError
+from ..faces.backends import FACE_BACKENDS
+from ..faces.blending import BLEND_MODES
+from ..pipelines.lipsync.options import (DEFAULT_BATCH_SIZE, DEVICE_BATCH_SIZES, DURATION_POLICIES, LipSyncOptions,
+                                         option_names)
 
 logger = logging.getLogger(__name__)
+
+DEFAULTS = LipSyncOptions()
 
 
 def register(subparsers):
@@ -22,29 +28,35 @@ def register(subparsers):
     parser.add_argument("--model", required=True,
                         help="generator model folder (from `talkface convert`) or Hugging Face Hub id")
     parser.add_argument("--out", required=True, help="output .mp4 path")
-    parser.add_argument("--fps", type=float, default=None, help="output frame rate; the video is read on this "
-                        "grid (default 25)")
-    parser.add_argument("--batch-size", type=int, default=None, help="faces per generator call "
-                        "(default 128 on GPU, 16 on CPU)")
-    parser.add_argument("--face-index", type=int, default=0, help="which face to follow, by size (0 = largest)")
-    parser.add_argument("--box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"), default=None,
+    parser.add_argument("--fps", type=float, default=DEFAULTS.fps, help="output frame rate; the video is read on "
+                        "this grid (default: the generator's own rate, 25 for the released models)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="faces per generator call "
+                        f"(default {DEVICE_BATCH_SIZES['cuda']} on GPU, {DEFAULT_BATCH_SIZE} on CPU)")
+    parser.add_argument("--face-index", type=int, default=DEFAULTS.face_index,
+                        help=f"which face to follow, by size (0 = largest; default {DEFAULTS.face_index})")
+    parser.add_argument("--box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"), default=DEFAULTS.box,
                         help="use this face box in every frame instead of detecting faces")
-    parser.add_argument("--pads", type=int, nargs=4, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"), default=[0, 10, 0, 0],
-                        help="pixels added around detected face boxes (default 0 10 0 0: include the chin)")
-    parser.add_argument("--duration-policy", choices=("pingpong", "loop", "cut"), default="pingpong",
-                        help="when the audio outlasts the video: play it forward and backward (pingpong, default), "
-                        "restart it (loop), or stop at the video's end and cut the audio (cut)")
+    parser.add_argument("--pads", type=int, nargs=4, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+                        default=list(DEFAULTS.pads), help="pixels added around detected face boxes (default "
+                        f"{' '.join(map(str, DEFAULTS.pads))}: include the chin)")
+    parser.add_argument("--duration-policy", choices=DURATION_POLICIES, default=DEFAULTS.duration_policy,
+                        help="when the audio outlasts the video: play it forward and backward (pingpong), restart "
+                        f"it (loop), or stop at the video's end and cut the audio (cut); default "
+                        f"{DEFAULTS.duration_policy}")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where the generator runs (auto: cuda, then mps, then cpu); fp16 on cuda")
-    parser.add_argument("--blend", choices=("feather", "hard", "poisson", "none"), default="feather",
-                        help="how the generated face is pasted back (feather: soft mask over the lower face, "
-                        "default; hard: Wav2Lip's square paste; poisson: gradient-domain cloning)")
-    parser.add_argument("--feather", type=float, default=0.15,
-                        help="width of the feathered edge as a fraction of the face box (default 0.15)")
-    parser.add_argument("--face-backend", choices=("mediapipe", "dlib", "face_alignment"), default="mediapipe",
-                        help="face detector + landmarks (default mediapipe, bundled; the others are optional)")
-    parser.add_argument("--detect-every", type=int, default=1,
-                        help="run face detection every N frames and interpolate between (default 1)")
+    parser.add_argument("--blend", choices=BLEND_MODES, default=DEFAULTS.blend,
+                        help="how the generated face is pasted back (feather: soft mask over the lower face; "
+                        "hard: Wav2Lip's square paste; poisson: gradient-domain cloning; none: nothing pasted); "
+                        f"default {DEFAULTS.blend}")
+    parser.add_argument("--feather", type=float, default=DEFAULTS.feather, help="width of the feathered edge as a "
+                        f"fraction of the face box (default {DEFAULTS.feather:g})")
+    parser.add_argument("--face-backend", choices=tuple(FACE_BACKENDS), default=DEFAULTS.face_backend,
+                        help=f"face detector + landmarks (default {DEFAULTS.face_backend}; mediapipe is bundled, the "
+                        "others are optional installs)")
+    parser.add_argument("--detect-every", type=int, default=DEFAULTS.detect_every,
+                        help="run face detection every N frames and interpolate between (default "
+                        f"{DEFAULTS.detect_every})")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     parser.add_argument("--enhance", choices=("none", "gfpgan"), default="none",
                         help="restore the generated faces with GFPGAN v1.4 (needs its weights, see --enhance-model)")
@@ -79,23 +91,24 @@ def _check_device(device: str):
         raise TalkFaceUserError("--device mps was requested but Apple MPS is not available; use --device cpu or auto")
 
 
+def options_from_args(args) -> LipSyncOptions:
+    """The `LipSyncOptions` of the parsed flags (each flag is named like its option); raises InvalidInputError."""
+    values = {name: getattr(args, name) for name in option_names()}
+    values["pads"] = tuple(values["pads"])
+    values["box"] = None if values["box"] is None else tuple(values["box"])
+    return LipSyncOptions(**values)
+
+
 def run(args) -> int:
     from ..pipelines.lipsync.pipeline import LipSyncPipeline, check_lipsync_inputs
 
-    check_lipsync_inputs(args.face, args.audio, args.out, fps=args.fps, batch_size=args.batch_size,
-                         face_index=args.face_index, box=args.box, pads=args.pads,
-                         duration_policy=args.duration_policy, blend=args.blend, feather=args.feather)
-    if args.detect_every < 1:
-        raise TalkFaceUserError(f"--detect-every must be >= 1, got {args.detect_every}")
+    options = options_from_args(args)
+    check_lipsync_inputs(args.face, args.audio, args.out, options)
     _check_model_location(args.model)
     _check_device(args.device)
-    pipeline = LipSyncPipeline.from_pretrained(args.model, device=args.device, face_backend=args.face_backend,
-                                               detect_every=args.detect_every, enhance=args.enhance,
-                                               enhance_model=args.enhance_model)
-    result = pipeline(face=args.face, audio=args.audio, out=args.out, fps=args.fps, batch_size=args.batch_size,
-                      face_index=args.face_index, box=args.box, pads=tuple(args.pads),
-                      duration_policy=args.duration_policy, blend=args.blend, feather=args.feather,
-                      progress=not args.no_progress)
+    pipeline = LipSyncPipeline.from_pretrained(args.model, device=args.device, options=options,
+                                               enhance=args.enhance, enhance_model=args.enhance_model)
+    result = pipeline(face=args.face, audio=args.audio, out=args.out, progress=not args.no_progress)
     message = f"wrote {result.out_path} ({result.num_frames} frames at {result.fps:g} fps, {result.duration:.2f} s)"
     if result.frames_without_face:
         message += f"; {result.frames_without_face} frames without a detectable face were left unchanged"

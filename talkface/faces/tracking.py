@@ -1,8 +1,10 @@
-"""Follow one face through a stream of frames and give each frame a smoothed, padded face box (or None).
+"""Follow one face through a stream of frames and give each frame its smoothed, padded face (or None).
 
-`FaceTracker.track(frames)` is a generator: it consumes frames lazily and yields `(frame, box)` in order with a
+`FaceTracker.track(frames)` is a generator: it consumes frames lazily and yields `(frame, face)` in order with a
 lag of a few frames (the detection stride plus half the smoothing window), so memory stays bounded whatever the
-video length.
+video length. `face` is a `FaceDetection`: the padded, smoothed box, and (with `landmarks=True`) the 68 landmarks
+the detector fitted, smoothed and interpolated the same way, so later steps (paste-back, face enhancement) use
+them instead of detecting again.
 
 How a box is found for each frame:
 1. Detection runs on "key" frames, every `detect_every` frames (and on the last frame). Frames are shrunk so their
@@ -12,16 +14,17 @@ How a box is found for each frame:
    (re)acquires the `face_index`-th largest face (0 = largest).
 3. Between two key frames that both hold the same face (IoU >= `interpolate_min_iou`), with no abrupt picture
    change in between (32x32 thumbnails of consecutive frames differ by less than `scene_change_threshold` grey
-   levels), boxes are interpolated linearly. Otherwise (face appears/disappears, a cut, a black or inserted frame,
-   fast motion) every frame in between is detected too. Occlusions that change little of the picture (a hand
+   levels), boxes (and landmarks) are interpolated linearly. Otherwise (face appears/disappears, a cut, a black
+   or inserted frame, fast motion) every frame in between is detected too. Occlusions that change little of the picture (a hand
    over the mouth for a few frames) can be missed with `detect_every` > 1; use 1 for such videos.
 4. Wav2Lip-style pads (top, bottom, left, right, in pixels) are added and the box clipped to the frame.
-5. Boxes are averaged over `smooth_window` frames centred on each frame (Wav2Lip averages a forward window of 5),
-   within runs of frames that hold the face without a jump (IoU >= `min_iou`), so smoothing never blends across a
-   cut or into a face-less frame.
+5. Boxes and landmarks are averaged over `smooth_window` frames centred on each frame (Wav2Lip averages a forward
+   window of 5), within runs of frames that hold the face without a jump (IoU >= `min_iou`), so smoothing never
+   blends across a cut or into a face-less frame. Landmarks are averaged over the frames of the window that have
+   them (a detector can find a box but fail to fit landmarks); pads apply to the box only.
 
-A forced `box` (x1, y1, x2, y2) skips all of this: every frame gets that box (no pads, as in Wav2Lip's --box).
-Frames without the face get None; `frames_without_face` counts them.
+A forced `box` (x1, y1, x2, y2) skips all of this: every frame gets that box (no pads, as in Wav2Lip's --box) and
+no landmarks. Frames without the face get None; `frames_without_face` counts them.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .backends import FaceBackend, box_iou, get_face_backend
+from .backends import FaceBackend, FaceDetection, box_iou, get_face_backend
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +91,7 @@ class FaceTracker:
         smooth_window: frames averaged per box (1 disables smoothing).
         detect_every: detection stride in frames (1 = every frame).
         detection_max_side: frames are shrunk to this longer side before detection (None = full size).
+        landmarks: also fit the 68 landmarks on detected frames and hand them on (smoothed, interpolated).
         min_iou: overlap that counts as "the same face" from one detection to the next.
         interpolate_min_iou: overlap two key-frame boxes need for the frames between them to be interpolated.
         scene_change_threshold: mean grey-level change between consecutive frames (on 32x32 thumbnails) above
@@ -97,8 +101,8 @@ class FaceTracker:
 
     def __init__(self, backend: FaceBackend | str | None = "mediapipe", face_index: int = 0,
                  box: Sequence[float] | None = None, pads: Sequence[int] = DEFAULT_PADS, smooth_window: int = 5,
-                 detect_every: int = 1, detection_max_side: int | None = 640, min_iou: float = 0.3,
-                 interpolate_min_iou: float = 0.5, scene_change_threshold: float = 15.0):
+                 detect_every: int = 1, detection_max_side: int | None = 640, landmarks: bool = False,
+                 min_iou: float = 0.3, interpolate_min_iou: float = 0.5, scene_change_threshold: float = 15.0):
         if face_index < 0:
             raise ValueError(f"face_index must be >= 0, got {face_index}")
         if smooth_window < 1 or detect_every < 1:
@@ -114,6 +118,7 @@ class FaceTracker:
         self.smooth_window = smooth_window
         self.detect_every = detect_every
         self.detection_max_side = detection_max_side
+        self.landmarks = bool(landmarks)
         self.min_iou = min_iou
         self.interpolate_min_iou = interpolate_min_iou
         self.scene_change_threshold = scene_change_threshold
@@ -127,54 +132,62 @@ class FaceTracker:
         self._last_box = None
 
     # -- detection + association --------------------------------------------------------------------------
-    def detect_boxes(self, frame: np.ndarray) -> list[np.ndarray]:
-        """All face boxes in a frame (largest first), in full-frame pixels."""
+    def detect_faces(self, frame: np.ndarray) -> list[FaceDetection]:
+        """All faces in a frame (largest first), boxes and landmarks in full-frame pixels."""
         small, scale = _resize_for_detection(frame, self.detection_max_side)
         self.num_detections += 1
-        return [det.box / scale for det in self.backend.detect(small, landmarks=False)]
+        faces = self.backend.detect(small, landmarks=self.landmarks)
+        if scale == 1.0:
+            return faces
+        return [FaceDetection(box=face.box / scale, score=face.score,
+                              landmarks=None if face.landmarks is None else face.landmarks / scale)
+                for face in faces]
 
-    def _associate(self, candidates: list[np.ndarray]) -> np.ndarray | None:
-        box = None
+    def detect_boxes(self, frame: np.ndarray) -> list[np.ndarray]:
+        """All face boxes in a frame (largest first), in full-frame pixels."""
+        return [face.box for face in self.detect_faces(frame)]
+
+    def _associate(self, candidates: list[FaceDetection]) -> FaceDetection | None:
+        face = None
         if candidates and self._last_box is not None:
-            overlaps = [box_iou(c, self._last_box) for c in candidates]
+            overlaps = [box_iou(c.box, self._last_box) for c in candidates]
             best = int(np.argmax(overlaps))
             if overlaps[best] >= self.min_iou:
-                box = candidates[best]
-        if box is None and self.face_index < len(candidates):
-            box = candidates[self.face_index]  # (re)acquire by size
-        if box is not None:
-            self._last_box = box
-        return box
+                face = candidates[best]
+        if face is None and self.face_index < len(candidates):
+            face = candidates[self.face_index]  # (re)acquire by size
+        if face is not None:
+            self._last_box = face.box
+        return face
 
-    def _raw_boxes(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """(frame, raw box) in order: key frames detected, frames between interpolated or detected."""
+    def _raw_faces(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, FaceDetection | None]]:
+        """(frame, raw face) in order: key frames detected, frames between interpolated or detected."""
         pending: list[np.ndarray] = []  # frames after the last key frame, waiting for the next one
-        previous_key_box, previous_key_thumbnail = None, None
+        previous_key_face, previous_key_thumbnail = None, None
 
         def resolve(key_frame):
-            nonlocal previous_key_box, previous_key_thumbnail
-            key_candidates = self.detect_boxes(key_frame)
+            nonlocal previous_key_face, previous_key_thumbnail
+            key_candidates = self.detect_faces(key_frame)
             last_box_before_key = self._last_box
-            key_box = self._associate(key_candidates)
+            key_face = self._associate(key_candidates)
             key_thumbnail = _thumbnail(key_frame)
             if pending:
-                same_face = (previous_key_box is not None and key_box is not None
-                             and box_iou(previous_key_box, key_box) >= self.interpolate_min_iou
+                same_face = (previous_key_face is not None and key_face is not None
+                             and box_iou(previous_key_face.box, key_face.box) >= self.interpolate_min_iou
                              and not _has_jump([previous_key_thumbnail, *map(_thumbnail, pending), key_thumbnail],
                                                self.scene_change_threshold))
                 if same_face:
                     steps = len(pending) + 1
                     for step, frame in enumerate(pending, start=1):
-                        weight = step / steps
-                        yield frame, ((1 - weight) * previous_key_box + weight * key_box).astype(np.float32)
+                        yield frame, _interpolate(previous_key_face, key_face, step / steps)
                 else:  # something changed in between: look at every frame, in order
                     self._last_box = last_box_before_key
                     for frame in pending:
-                        yield frame, self._associate(self.detect_boxes(frame))
-                    key_box = self._associate(key_candidates)
+                        yield frame, self._associate(self.detect_faces(frame))
+                    key_face = self._associate(key_candidates)
                 pending.clear()
-            previous_key_box, previous_key_thumbnail = key_box, key_thumbnail
-            yield key_frame, key_box
+            previous_key_face, previous_key_thumbnail = key_face, key_thumbnail
+            yield key_frame, key_face
 
         for index, frame in enumerate(frames):
             if index % self.detect_every == 0:
@@ -191,8 +204,10 @@ class FaceTracker:
         return np.array([max(0.0, box[0] - left), max(0.0, box[1] - top), min(float(width), box[2] + right),
                          min(float(height), box[3] + bottom)], dtype=np.float32)
 
-    def track(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """Yield (frame, box) for every frame; box is float32 (4,) x1, y1, x2, y2 or None (no face)."""
+    def track(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, FaceDetection | None]]:
+        """Yield (frame, face) for every frame: a `FaceDetection` whose box is the float32 (4,) padded, smoothed
+        x1, y1, x2, y2 and whose landmarks are the smoothed (68, 2) points (None without `landmarks=True`, with a
+        forced box, or when none could be fitted); None when the frame has no face."""
         if self.forced_box is not None:
             for frame in frames:
                 height, width = frame.shape[:2]
@@ -200,30 +215,35 @@ class FaceTracker:
                 box[[0, 2]] = np.clip(box[[0, 2]], 0, width)
                 box[[1, 3]] = np.clip(box[[1, 3]], 0, height)
                 self.num_frames += 1
-                yield frame, box
+                yield frame, FaceDetection(box=box, landmarks=None, score=1.0)
             return
 
         half = self.smooth_window // 2
-        buffer: deque = deque()  # (frame, padded box or None, run id); entries before `cursor` are left context
+        # (frame, padded raw face or None, run id); entries before `cursor` are left context
+        buffer: deque = deque()
         cursor = 0
         run_id, previous = 0, None
 
         def emit(position: int):
-            frame, box, run = buffer[position]
+            frame, face, run = buffer[position]
             self.num_frames += 1
-            if box is None:
+            if face is None:
                 self.frames_without_face += 1
                 return frame, None
             lo, hi = max(0, position - half), min(len(buffer), position + half + 1)
             neighbours = [buffer[k][1] for k in range(lo, hi) if buffer[k][2] == run]
-            return frame, np.mean(neighbours, axis=0).astype(np.float32)
+            points = [n.landmarks for n in neighbours if n.landmarks is not None]
+            return frame, FaceDetection(box=np.mean([n.box for n in neighbours], axis=0).astype(np.float32),
+                                        landmarks=np.mean(points, axis=0).astype(np.float32) if points else None,
+                                        score=float(np.mean([n.score for n in neighbours])))
 
-        for frame, raw in self._raw_boxes(frames):
-            box = None if raw is None else self._pad(raw, frame)
-            if box is not None and (previous is None or box_iou(box, previous) < self.min_iou):
+        for frame, raw in self._raw_faces(frames):
+            face = None if raw is None else FaceDetection(box=self._pad(raw.box, frame), landmarks=raw.landmarks,
+                                                          score=raw.score)
+            if face is not None and (previous is None or box_iou(face.box, previous) < self.min_iou):
                 run_id += 1  # a new run starts: nothing is averaged across this boundary
-            previous = box
-            buffer.append((frame, box, run_id if box is not None else None))
+            previous = None if face is None else face.box
+            buffer.append((frame, face, run_id if face is not None else None))
             while len(buffer) - 1 - cursor >= half:  # the next frame has its right-hand neighbours
                 yield emit(cursor)
                 cursor += 1
@@ -233,3 +253,12 @@ class FaceTracker:
         while cursor < len(buffer):  # the last frames: no more right-hand neighbours will come
             yield emit(cursor)
             cursor += 1
+
+
+def _interpolate(start: FaceDetection, end: FaceDetection, weight: float) -> FaceDetection:
+    """The face `weight` of the way from `start` to `end` (boxes, and landmarks when both have them)."""
+    landmarks = None
+    if start.landmarks is not None and end.landmarks is not None:
+        landmarks = ((1 - weight) * start.landmarks + weight * end.landmarks).astype(np.float32)
+    return FaceDetection(box=((1 - weight) * start.box + weight * end.box).astype(np.float32), landmarks=landmarks,
+                         score=min(start.score, end.score))

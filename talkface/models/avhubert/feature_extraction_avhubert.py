@@ -248,6 +248,11 @@ class AVHubertFeatureExtractor(FeatureExtractionMixin):
             features = self.align_to_video(features, int(num_video_frames))
         return features
 
+    # Copied from talkface.models.wav2lip.feature_extraction_wav2lip.TalkingFaceAudioFeatureExtractor.num_video_frames
+    def num_video_frames(self, num_samples: int, fps: float | None = None) -> int:
+        """Video frames needed to cover `num_samples` of audio (rounded up, so no audio is left uncovered)."""
+        return max(1, math.ceil(num_samples * (fps or self.fps) / self.sampling_rate - 1e-9))
+
     def num_video_frames_for(self, num_samples: int) -> int:
         """Feature rows the audio alone gives: ceil(audio frames / stack_order)."""
         audio_frames = 1 if num_samples <= self.window_length else 1 + math.ceil(

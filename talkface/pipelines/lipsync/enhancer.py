@@ -102,8 +102,9 @@ class GFPGANEnhancer:
             no effect on the clean architecture; this blend is the knob that does something.
         alignment: "least_squares" (default, stable over video) or "lmeds" (the original helper's robust fit).
         landmark_backend: fits 68 landmarks when a detection comes with a box but no landmarks (the pipeline
-            tracks boxes only): a talkface face backend name ("mediapipe", "dlib", "face_alignment"), a
-            `FaceBackend` instance, or None to leave such frames alone. Created on first use.
+            hands on the landmarks its tracker fitted, so this is only used for faces without them, e.g. a forced
+            --box): a talkface face backend name ("mediapipe", "dlib", "face_alignment"), a `FaceBackend`
+            instance, or None to leave such frames alone. Created on first use.
         device, dtype: where the model runs (default: where its parameters are).
     """
 

@@ -1,21 +1,24 @@
 """The one interface between `LipSyncPipeline` and a face generator network.
 
-The pipeline knows nothing about Wav2Lip, TalkLip or our own generator. It hands a `LipSyncGenerator`:
-  * the whole utterance once (`prepare_audio`), so a generator may use a local mel window per frame (Wav2Lip)
-    or a global audio encoder over the utterance (TalkLip);
-  * then batches of face crops: the pose frames (lower half already masked), identity reference frames, and the
-    indices of the video frames they belong to, and gets back generated faces.
+The pipeline knows nothing about Wav2Lip, TalkLip or our own generator. It asks a `LipSyncGenerator`:
+  * its audio rate and native frame rate (`sampling_rate`, `fps`) and how many video frames an audio length needs
+    (`num_video_frames`): all three come from the feature extractor saved with the model;
+  * to prepare the whole utterance once (`prepare_audio`), so a generator may use a local mel window per frame
+    (Wav2Lip) or a global audio encoder over the utterance (TalkLip);
+  * then to generate batches of face crops: the pose frames (lower half already masked), identity reference
+    frames, and the indices of the video frames they belong to.
 
 Images crossing this interface are float tensors (batch, 3, size, size), RGB, values in [0, 1]. An adapter
 converts to whatever its network wants (Wav2Lip works in BGR).
 
-Adapters are found by the `model_type` in a model folder's config.json through `GENERATOR_ADAPTERS`: adding a
-generator means adding one line there, never a branch in the pipeline.
+Adapters are found by the `model_type` in a model folder's config.json. An adapter class registers itself with
+the `@register_generator("model_type")` decorator; the built-in ones live in `adapters/` and are registered when
+that package is imported. Adding a generator means writing one adapter class, never a branch in the pipeline.
 """
 
 import abc
-import importlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,8 @@ import numpy as np
 import torch
 
 from ...errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +63,23 @@ class LipSyncGenerator(abc.ABC):
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
+    @property
+    def sampling_rate(self) -> int:
+        """Audio rate (Hz) the network's features are computed at; the pipeline decodes the audio at this rate."""
+        return int(self.feature_extractor.sampling_rate)
+
+    @property
+    def fps(self) -> float:
+        """The frame rate the network was trained at: the pipeline's output rate unless the caller asks another."""
+        return float(self.feature_extractor.fps)
+
+    def num_video_frames(self, num_samples: int, fps: float) -> int:
+        """Video frames at `fps` that `num_samples` of audio (at `sampling_rate`) need: the feature extractor's rule.
+
+        `prepare_audio` of the same audio must give exactly this many frames; the pipeline checks it.
+        """
+        return int(self.feature_extractor.num_video_frames(int(num_samples), fps))
+
     def to(self, device=None, dtype=None):
         self.model.to(device=device, dtype=dtype)
         return self
@@ -82,12 +104,36 @@ class LipSyncGenerator(abc.ABC):
         """
 
 
-# config.json model_type -> "module:AdapterClass"
-GENERATOR_ADAPTERS = {
-    "wav2lip": "talkface.pipelines.lipsync.adapters.wav2lip:Wav2LipGenerator",
-    "talkface": "talkface.pipelines.lipsync.adapters.talkface_gan:TalkFaceGenerator",
-    "talklip": "talkface.pipelines.lipsync.adapters.talklip:TalkLipGenerator",
-}
+#: config.json model_type -> adapter class, filled by `register_generator` (read it through `generator_adapters()`)
+GENERATOR_ADAPTERS: dict[str, type[LipSyncGenerator]] = {}
+
+
+def register_generator(model_type: str):
+    """Class decorator: `load_generator` uses the decorated `LipSyncGenerator` for folders of this `model_type`.
+
+        @register_generator("wav2lip")
+        class Wav2LipGenerator(LipSyncGenerator): ...
+    """
+
+    def decorator(cls):
+        if not (isinstance(cls, type) and issubclass(cls, LipSyncGenerator)):
+            raise TypeError(f"@register_generator({model_type!r}) needs a LipSyncGenerator subclass, got {cls!r}")
+        existing = GENERATOR_ADAPTERS.get(model_type)
+        if existing is not None and (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"model_type {model_type!r} already has the generator adapter "
+                             f"{existing.__module__}.{existing.__qualname__}")
+        cls.model_type = model_type
+        GENERATOR_ADAPTERS[model_type] = cls
+        return cls
+
+    return decorator
+
+
+def generator_adapters() -> dict[str, type[LipSyncGenerator]]:
+    """Every registered adapter by model_type, the built-in ones included."""
+    from . import adapters  # noqa: F401  importing the package registers the built-in adapters
+
+    return dict(GENERATOR_ADAPTERS)
 
 
 def _read_model_type(path_or_repo_id) -> str:
@@ -117,11 +163,14 @@ def _read_model_type(path_or_repo_id) -> str:
 def load_generator(path_or_repo_id, **kwargs) -> LipSyncGenerator:
     """Load the generator adapter for the model folder or Hub id, chosen by its config's model_type."""
     model_type = _read_model_type(path_or_repo_id)
-    if model_type not in GENERATOR_ADAPTERS:
+    adapters = generator_adapters()
+    if model_type not in adapters:
         raise ModelLoadError(
             f"{path_or_repo_id} holds a {model_type!r} model, which is not a generator; "
-            f"use one of: {', '.join(sorted(GENERATOR_ADAPTERS))}"
+            f"use one of: {', '.join(sorted(adapters))}"
         )
-    module_name, class_name = GENERATOR_ADAPTERS[model_type].split(":")
-    adapter_cls = getattr(importlib.import_module(module_name), class_name)
-    return adapter_cls.from_pretrained(path_or_repo_id, **kwargs)
+    return adapters[model_type].from_pretrained(path_or_repo_id, **kwargs)
+
+
+__all__ = ["GENERATOR_ADAPTERS", "LipSyncGenerator", "PreparedAudio", "generator_adapters", "load_generator",
+           "register_generator"]

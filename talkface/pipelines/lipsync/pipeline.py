@@ -3,13 +3,19 @@
     pipeline = LipSyncPipeline.from_pretrained("models/wav2lip")
     result = pipeline(face="face.mp4", audio="speech.wav", out="result.mp4")
 
-Everything streams in bounded chunks: frames are decoded on a constant fps grid, the tracked face box of each
-frame is found a few frames ahead (detection + smoothing), faces are generated in batches, pasted back and
-encoded straight away. Memory does not grow with the video's length.
+Everything streams in bounded chunks: frames are decoded on a constant fps grid, the tracked face of each frame is
+found a few frames ahead (detection + smoothing), faces are generated in batches, pasted back and encoded straight
+away. Memory does not grow with the video's length.
 
-Timing: the output has round(audio_seconds * fps) frames (at least one) and carries the audio, so it lasts as
-long as the audio within one frame. Video frame i is driven by audio frame i (`PreparedAudio.per_frame[i]`).
-When the audio outlasts the video, `duration_policy` decides how the video continues:
+Options (frame rate, batch size, face choice, pads, duration policy, blending, detection stride, face backend)
+are one `LipSyncOptions` (options.py), which holds their defaults and checks them; a call takes an `options=`
+object and/or keyword overrides of its fields.
+
+Timing: the audio is decoded at the generator's `sampling_rate`; the output has the generator's
+`num_video_frames` for the audio (ceil(audio_seconds * fps), at least one: every bit of sound has a frame) and
+carries the audio, so it lasts as long as the audio within one frame. Video frame i is driven by audio frame i
+(`PreparedAudio.per_frame[i]`). When the audio outlasts the video, `duration_policy` decides how the video
+continues:
   * "pingpong" (default): forward, then backward, then forward again, ... (no jump at the turns);
   * "loop": from the start again;
   * "cut": the output stops with the video and the audio is cut to match.
@@ -19,19 +25,20 @@ The generator sees each face crop as float RGB [0, 1] (batch, 3, S, S): the pose
 zeroed, and the same crop unmasked as the identity reference (as Wav2Lip's inference does).
 
 Hooks (for other parts of talkface; both optional):
-  * `enhancer(frame_rgb, detection) -> frame_rgb`: applied after paste-back to frames with a face (GFPGAN);
-    `detection` is a `FaceDetection` with the frame's box (landmarks None).
+  * `enhancer(frame_rgb, face) -> frame_rgb`: applied after paste-back to frames with a face (GFPGAN); `face` is
+    the tracker's `FaceDetection` for the frame: its box and, when the tracker fitted them, its 68 landmarks
+    (the pipeline asks the tracker for landmarks whenever an enhancer is installed, so it need not detect again).
   * `watermarker(frame_rgb, frame_index) -> frame_rgb`: applied last to every frame the generator redrew (frames
     without a face are the source's own pixels and pass through untouched). `from_pretrained` installs the
-    talkface invisible watermark (talkface/watermark.py) by default, and every output carries container tags
-    naming talkface and the model (`generation_metadata`).
-The output container's "comment" tag names the tool and the model.
+    talkface invisible watermark (watermark.py) by default, and every output carries container tags naming
+    talkface and the model (`generation_metadata`).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,18 +48,15 @@ import numpy as np
 import torch
 
 from ... import media
-from ...errors import MediaError, NoFaceError, TalkFaceUserError
-from ...faces.backends import FaceDetection
-from ...faces.blending import BLEND_MODES, crop_face, paste_face
-from ...faces.tracking import DEFAULT_PADS, FaceTracker, validate_box, validate_pads
+from ...errors import MediaError, NoFaceError
+from ...faces.backends import FaceBackend
+from ...faces.blending import crop_face, paste_face
+from ...faces.tracking import FaceTracker
 from .generator import LipSyncGenerator, load_generator
+from .options import DURATION_POLICIES, InvalidInputError, LipSyncOptions, default_batch_size
 from .watermark import generation_metadata
 
 logger = logging.getLogger(__name__)
-
-DURATION_POLICIES = ("pingpong", "loop", "cut")
-SAMPLING_RATE = 16000  # audio rate every talkface generator works at
-DEFAULT_FPS = 25.0
 
 
 @dataclass
@@ -67,6 +71,7 @@ class LipSyncOutput:
         duration: output video length in seconds (num_frames / fps).
         audio_duration: length of the audio track in the output, in seconds.
         source_frames: frames of the face input on the fps grid (1 for a photo).
+        options: the options the call ran with.
     """
 
     out_path: Path
@@ -76,6 +81,7 @@ class LipSyncOutput:
     duration: float
     audio_duration: float
     source_frames: int
+    options: LipSyncOptions | None = None
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -123,17 +129,14 @@ def _monotonic_runs(indices: Iterator[int]) -> Iterator[tuple[int, int, int]]:
         yield first, last, step or 1
 
 
-class InvalidInputError(TalkFaceUserError, ValueError):
-    """A pipeline argument is out of range (a ValueError that the CLI reports as a user error)."""
-
-
-def check_lipsync_inputs(face, audio, out, fps=None, batch_size=None, face_index=0, box=None, pads=DEFAULT_PADS,
-                         duration_policy="pingpong", blend="feather", feather=0.15):
+def check_lipsync_inputs(face, audio, out, options: LipSyncOptions | None = None, **overrides):
     """Validate a pipeline call before any work starts; raise a `TalkFaceUserError` that names the fix.
 
-    Checks that the face input has a picture, the audio input has sound, the output can be written, and that the
-    options are in range. Returns (face MediaInfo, audio MediaInfo).
+    The options are checked by `LipSyncOptions` itself (when made, or here from `overrides`); this checks that the
+    face input has a picture, the audio input has sound, the output can be written, and that a forced box fits the
+    frame. Returns (face MediaInfo, audio MediaInfo, the options).
     """
+    options = (options or LipSyncOptions()).replace(**overrides)
     face_info = media.probe(face)
     if not face_info.has_video:
         raise MediaError(f"{face} has no video stream; pass a face video or a photo as the face input")
@@ -144,29 +147,8 @@ def check_lipsync_inputs(face, audio, out, fps=None, batch_size=None, face_index
     media.check_writable(out)
     if Path(out).suffix.lower() != ".mp4":
         raise MediaError(f"output {out} must be an .mp4 file; give an output path ending in .mp4")
-    if fps is not None and not fps > 0:
-        raise InvalidInputError(f"fps must be > 0, got {fps}")
-    if batch_size is not None and batch_size < 1:
-        raise InvalidInputError(f"batch size must be >= 1, got {batch_size}")
-    if face_index < 0:
-        raise InvalidInputError(f"face index must be >= 0, got {face_index}")
-    try:
-        validate_pads(pads)
-        if box is not None:
-            box = validate_box(box)
-    except ValueError as err:
-        raise InvalidInputError(str(err)) from err
-    if box is not None and face_info.width and (box[2] > face_info.width or box[3] > face_info.height):
-        raise InvalidInputError(f"box {box.tolist()} reaches outside the {face_info.width}x{face_info.height} "
-                                "frame; give x1 y1 x2 y2 inside it")
-    if duration_policy not in DURATION_POLICIES:
-        raise InvalidInputError(f"duration_policy must be one of {', '.join(DURATION_POLICIES)}, "
-                                f"got {duration_policy!r}")
-    if blend not in BLEND_MODES:
-        raise InvalidInputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
-    if not 0 < feather <= 0.5:
-        raise InvalidInputError(f"feather must be in (0, 0.5], got {feather}")
-    return face_info, audio_info
+    options.check_frame_size(face_info.width, face_info.height)
+    return face_info, audio_info, options
 
 
 class LipSyncPipeline:
@@ -174,33 +156,34 @@ class LipSyncPipeline:
 
     Args:
         generator: the generator adapter (e.g. from `load_generator`).
-        face_backend: face backend name or `FaceBackend` instance (built on first use).
         enhancer / watermarker: optional hooks, see the module docstring.
         model_name: how the output's metadata names the model.
         frame_cache_bytes: when the duration policy revisits video frames, a video whose decoded frames fit in
             this many bytes is kept in memory instead of being decoded again.
-        detect_every: face detection stride (see `FaceTracker`); 1 detects on every frame.
+        options: the default `LipSyncOptions` of this pipeline's calls.
+        **option_defaults: `LipSyncOptions` fields changed on top of `options` (e.g. `face_backend=`,
+            `detect_every=`).
     """
 
-    def __init__(self, generator: LipSyncGenerator, face_backend="mediapipe",
-                 enhancer: Callable | None = None, watermarker: Callable | None = None, model_name: str | None = None,
-                 frame_cache_bytes: int = 512 * 2**20, detect_every: int = 1):
+    def __init__(self, generator: LipSyncGenerator, enhancer: Callable | None = None,
+                 watermarker: Callable | None = None, model_name: str | None = None,
+                 frame_cache_bytes: int = 512 * 2**20, options: LipSyncOptions | None = None, **option_defaults):
         self.generator = generator
-        self.face_backend = face_backend
         self.enhancer = enhancer
         self.watermarker = watermarker
         self.model_name = model_name or type(generator.model).__name__
         self.frame_cache_bytes = frame_cache_bytes
-        self.detect_every = detect_every
+        self.options = (options or LipSyncOptions()).replace(**option_defaults)
+        self._backends: dict[str, FaceBackend] = {}  # face backends this pipeline built, by name
 
     @classmethod
-    def from_pretrained(cls, model, device="auto", dtype: torch.dtype | None = None, face_backend="mediapipe",
-                        enhance: str | None = None, enhance_model=None, watermark: bool = True,
-                        **kwargs) -> "LipSyncPipeline":
+    def from_pretrained(cls, model, device="auto", dtype: torch.dtype | None = None, enhance: str | None = None,
+                        enhance_model=None, watermark: bool = True, **kwargs) -> "LipSyncPipeline":
         """Load the generator of a model folder or Hub id; fp16 on CUDA unless `dtype` says otherwise.
 
         enhance: "gfpgan" to restore each generated face with GFPGAN v1.4 (weights from `enhance_model`, a folder,
         Hub id or the original GFPGANv1.4.pth); watermark: embed the talkface watermark in generated frames.
+        Other keyword arguments go to the constructor (`options=`, `LipSyncOptions` fields, hooks, ...).
         """
         device = resolve_device(device)
         if dtype is None:
@@ -216,65 +199,77 @@ class LipSyncPipeline:
             kwargs["watermarker"] = Watermarker().embed
         generator = load_generator(model)
         generator.to(device=device, dtype=dtype)
-        return cls(generator, face_backend=face_backend, model_name=kwargs.pop("model_name", str(model)), **kwargs)
+        return cls(generator, model_name=kwargs.pop("model_name", str(model)), **kwargs)
 
     @property
     def device(self) -> torch.device:
         return self.generator.device
 
-    def _backend(self):
-        if isinstance(self.face_backend, str):
+    @property
+    def face_backend(self):
+        """The default options' face backend: the built instance once a call has used it, else its name."""
+        backend = self.options.face_backend
+        return backend if isinstance(backend, FaceBackend) else self._backends.get(backend, backend)
+
+    def _backend(self, options: LipSyncOptions) -> FaceBackend:
+        backend = options.face_backend
+        if isinstance(backend, FaceBackend):
+            return backend
+        if backend not in self._backends:
             from ...faces.backends import get_face_backend
 
-            self.face_backend = get_face_backend(self.face_backend)
-        return self.face_backend
+            self._backends[backend] = get_face_backend(backend)
+        return self._backends[backend]
+
+    def close(self):
+        """Release the native resources of the face backends this pipeline built (it builds them again if used)."""
+        backends, self._backends = self._backends, {}
+        for backend in backends.values():
+            backend.close()
 
     # ------------------------------------------------------------------------------------------------------
-    def check_inputs(self, face, audio, out, fps=None, batch_size=None, face_index=0, box=None,
-                     pads=DEFAULT_PADS, duration_policy="pingpong", blend="feather", feather=0.15):
-        """Validate everything before any work starts (see `check_lipsync_inputs`)."""
-        return check_lipsync_inputs(face, audio, out, fps, batch_size, face_index, box, pads, duration_policy,
-                                    blend, feather)
+    def check_inputs(self, face, audio, out, options: LipSyncOptions | None = None, **overrides):
+        """Validate everything before any work starts (see `check_lipsync_inputs`); the pipeline's options are the
+        defaults. Returns (face MediaInfo, audio MediaInfo, options)."""
+        return check_lipsync_inputs(face, audio, out, options or self.options, **overrides)
 
     # ------------------------------------------------------------------------------------------------------
-    def __call__(self, face, audio, out, fps: float | None = None, batch_size: int | None = None,
-                 face_index: int = 0, box=None, pads=DEFAULT_PADS, duration_policy: str = "pingpong",
-                 blend: str = "feather", feather: float = 0.15, progress: bool | Callable = True,
-                 metadata: dict | None = None) -> LipSyncOutput:
+    def __call__(self, face, audio, out, options: LipSyncOptions | None = None, *,
+                 progress: bool | Callable = True, metadata: dict | None = None, **overrides) -> LipSyncOutput:
         """Write the lip-synced video to `out` (an .mp4) and return a `LipSyncOutput`.
 
         Args:
             face: face video or photo. audio: any file with an audio stream. out: output .mp4 path.
-            fps: output frame rate; the face video is read on this grid (default 25).
-            batch_size: faces per generator call (default 128 on GPU, 16 on CPU).
-            face_index: which face to follow, by size (0 = largest). box: forced x1 y1 x2 y2 face box.
-            pads: (top, bottom, left, right) pixels added around detected boxes (Wav2Lip's --pads).
-            duration_policy: "pingpong", "loop" or "cut" (see the module docstring).
-            blend: paste-back mode, one of `BLEND_MODES`; feather: its ramp width (fraction of the box).
+            options: a `LipSyncOptions` (default: the pipeline's); `overrides` change some of its fields, e.g.
+                `fps=30, duration_policy="loop"` (see `LipSyncOptions` for every field and its default).
             progress: True for a tqdm bar, False for none, or a callable(done_frames, total_frames).
             metadata: extra container tags.
         Raises:
-            MediaError / NoFaceError / ValueError for bad input; nothing is left at `out` on any failure.
+            MediaError / NoFaceError / InvalidInputError for bad input; nothing is left at `out` on any failure.
         """
-        face_info, _ = self.check_inputs(face, audio, out, fps, batch_size, face_index, box, pads,
-                                         duration_policy, blend, feather)
-        fps = float(fps or DEFAULT_FPS)
-        if batch_size is None:
-            batch_size = 128 if self.device.type == "cuda" else 16
-        step = max(1, int(getattr(self.generator, "frames_per_step", 1)))
+        face_info, _, options = self.check_inputs(face, audio, out, options, **overrides)
+        generator = self.generator
+        fps = options.fps or generator.fps
+        sampling_rate = generator.sampling_rate
+        batch_size = options.batch_size or default_batch_size(self.device.type)
+        step = max(1, int(getattr(generator, "frames_per_step", 1)))
         batch_size = -(-batch_size // step) * step  # whole k-frame groups per call
 
-        waveform = media.read_audio(audio, SAMPLING_RATE)
-        num_audio_frames = max(1, round(len(waveform) / SAMPLING_RATE * fps))
+        waveform = media.read_audio(audio, sampling_rate)
+        num_frames = generator.num_video_frames(len(waveform), fps)
         num_source_frames = 1 if face_info.is_image else media.count_grid_frames(face, fps)
-        num_frames = num_audio_frames
-        if duration_policy == "cut" and not face_info.is_image and num_audio_frames > num_source_frames:
+        if options.duration_policy == "cut" and not face_info.is_image and num_frames > num_source_frames:
             num_frames = num_source_frames
-            waveform = waveform[: round(num_frames / fps * SAMPLING_RATE)]
-        prepared_audio = self.generator.prepare_audio(waveform, SAMPLING_RATE, fps)
+            # the longest audio that still needs exactly num_frames frames
+            waveform = waveform[: math.floor(num_frames * sampling_rate / fps)]
+        prepared_audio = generator.prepare_audio(waveform, sampling_rate, fps)
+        if prepared_audio.num_frames != num_frames:
+            raise RuntimeError(f"{type(generator).__name__}.prepare_audio gave {prepared_audio.num_frames} frames, "
+                               f"its num_video_frames says {num_frames}; an adapter must agree with itself")
 
-        tracker = FaceTracker(None if box is not None else self._backend(), face_index=face_index, box=box,
-                              pads=pads, detect_every=self.detect_every)
+        tracker = FaceTracker(None if options.box is not None else self._backend(options),
+                              face_index=options.face_index, box=options.box, pads=options.pads,
+                              detect_every=options.detect_every, landmarks=self.enhancer is not None)
         width, height = face_info.width, face_info.height
         tags = generation_metadata(self.model_name, _version())
         tags.update(metadata or {})
@@ -282,24 +277,24 @@ class LipSyncPipeline:
         frames_with_face = 0
         try:
             with media.VideoWriter(out, fps=fps, width=width, height=height, audio=waveform,
-                                   sampling_rate=SAMPLING_RATE, metadata=tags,
+                                   sampling_rate=sampling_rate, metadata=tags,
                                    threads=1 if self.device.type == "cpu" else None) as writer:
                 batch = []
-                stream = self._source_stream(face, face_info, fps, num_frames, num_source_frames, duration_policy,
-                                             tracker)
-                for output_index, (source_index, frame, face_box) in enumerate(stream):
+                stream = self._source_stream(face, face_info, fps, num_frames, num_source_frames,
+                                             options.duration_policy, tracker)
+                for output_index, (source_index, frame, detection) in enumerate(stream):
                     if frame.shape[:2] != (height, width):  # a stream that changes size midway
                         import cv2
 
                         frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-                    batch.append((output_index, source_index, frame, face_box))
+                    batch.append((output_index, source_index, frame, detection))
                     if len(batch) == batch_size:
-                        frames_with_face += self._process_batch(batch, prepared_audio, writer, blend, feather,
+                        frames_with_face += self._process_batch(batch, prepared_audio, writer, options,
                                                                 face_info.is_image)
                         report(len(batch))
                         batch = []
                 if batch:
-                    frames_with_face += self._process_batch(batch, prepared_audio, writer, blend, feather,
+                    frames_with_face += self._process_batch(batch, prepared_audio, writer, options,
                                                             face_info.is_image)
                     report(len(batch))
                 if frames_with_face == 0:
@@ -315,48 +310,48 @@ class LipSyncPipeline:
             logger.info("%d of %d frames had no detectable face and were left unchanged", frames_without_face,
                         num_written)
         return LipSyncOutput(out_path=Path(out), num_frames=num_written, frames_without_face=frames_without_face,
-                             fps=fps, duration=num_written / fps, audio_duration=len(waveform) / SAMPLING_RATE,
-                             source_frames=num_source_frames)
+                             fps=fps, duration=num_written / fps, audio_duration=len(waveform) / sampling_rate,
+                             source_frames=num_source_frames, options=options)
 
     # ------------------------------------------------------------------------------------------------------
     def _source_stream(self, face, face_info, fps, num_frames, num_source_frames, policy, tracker):
         """(source index, frame, box or None) for every output frame, in output order."""
         if face_info.is_image:
             image = media.read_frames(face)[0]
-            (_, image_box), = tracker.track([image])
-            if image_box is None:
+            (_, image_face), = tracker.track([image])
+            if image_face is None:
                 raise NoFaceError(f"no face found in the photo {face}; pass a photo with a clearly visible face, "
                                   "or give its position with --box x1 y1 x2 y2")
             for _ in range(num_frames):
-                yield 0, image, image_box
+                yield 0, image, image_face
             return
 
         first_pass = min(num_frames, num_source_frames)
         revisits = num_frames > num_source_frames
         frame_bytes = face_info.width * face_info.height * 3
         cache = [] if revisits and num_source_frames * frame_bytes <= self.frame_cache_bytes else None
-        boxes: list[np.ndarray | None] = [None] * num_source_frames
+        faces: list = [None] * num_source_frames  # the tracked face of every source frame, reused on revisits
         tracked = tracker.track(itertools.islice(media.iter_frames(face, fps=fps), first_pass))
         count = 0
-        for source_index, (frame, face_box) in enumerate(tracked):
-            boxes[source_index] = face_box
+        for source_index, (frame, detection) in enumerate(tracked):
+            faces[source_index] = detection
             if cache is not None:
                 cache.append(frame)
             count += 1
-            yield source_index, frame, face_box
+            yield source_index, frame, detection
         if count == 0:
             raise MediaError(f"{face} contains no decodable video frames; re-encode it, e.g. to H.264 mp4")
         if count < first_pass:  # decoding ended before the timestamps said it would: hold the last frame
             logger.debug("%s delivered %d frames on the grid, %d expected", face, count, first_pass)
             for _ in range(first_pass - count):
-                yield count - 1, frame, face_box
+                yield count - 1, frame, detection
             num_source_frames = count
         if not revisits:
             return
         schedule = itertools.islice(frame_schedule(num_frames, num_source_frames, policy), first_pass, None)
         for first, last, step in _monotonic_runs(schedule):
             for source_index, frame in self._decode_run(face, fps, first, last, step, cache):
-                yield source_index, frame, boxes[source_index]
+                yield source_index, frame, faces[source_index]
 
     @staticmethod
     def _decode_run(face, fps, first, last, step, cache, chunk=64):
@@ -380,34 +375,34 @@ class LipSyncPipeline:
                 yield chunk_first + offset, frames[offset]
             chunk_last = chunk_first - 1
 
-    def _process_batch(self, batch, prepared_audio, writer, blend, feather, same_source_crop) -> int:
+    def _process_batch(self, batch, prepared_audio, writer, options: LipSyncOptions, same_source_crop) -> int:
         """Generate the faces of one batch, paste them back, run the hooks and write the frames. Returns #faces."""
         size = self.generator.img_size
         with_face = [item for item in batch if item[3] is not None]
         generated = {}
         if with_face:
             if same_source_crop:  # a photo: every frame shows the same crop
-                crop = crop_face(with_face[0][2], with_face[0][3], size)
+                crop = crop_face(with_face[0][2], with_face[0][3].box, size)
                 crops = np.broadcast_to(crop, (len(with_face), size, size, 3))
             else:
-                crops = np.stack([crop_face(frame, face_box, size) for _, _, frame, face_box in with_face])
+                crops = np.stack([crop_face(frame, detection.box, size) for _, _, frame, detection in with_face])
             # (batch, S, S, 3) uint8 -> (batch, 3, S, S) float in [0, 1]; done in numpy (single-threaded, no
             # contention with the generator's thread pool)
             reference = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
             masked = reference.copy()
             masked[:, :, size // 2:] = 0.0  # the lower half is what the generator must produce
-            last_audio_frame = prepared_audio.num_frames - 1
-            frame_indices = torch.tensor([min(item[0], last_audio_frame) for item in with_face], dtype=torch.long)
+            frame_indices = torch.tensor([item[0] for item in with_face], dtype=torch.long)
             with torch.no_grad():
                 faces = self.generator.generate(torch.from_numpy(masked), torch.from_numpy(reference),
                                                 prepared_audio, frame_indices)
             faces = np.clip(faces.detach().float().cpu().numpy().transpose(0, 2, 3, 1), 0.0, 1.0)  # (batch, S, S, 3)
             generated = {item[0]: face for item, face in zip(with_face, faces)}
-        for output_index, _, frame, face_box in batch:
-            if face_box is not None:
-                frame = paste_face(frame, generated[output_index], face_box, blend=blend, feather=feather)
+        for output_index, _, frame, detection in batch:
+            if detection is not None:
+                frame = paste_face(frame, generated[output_index], detection.box, blend=options.blend,
+                                   feather=options.feather)
                 if self.enhancer is not None:
-                    frame = self.enhancer(frame, FaceDetection(box=face_box, landmarks=None, score=1.0))
+                    frame = self.enhancer(frame, detection)
                 if self.watermarker is not None:
                     frame = self.watermarker(frame, output_index)
             writer.write(frame)
@@ -444,5 +439,5 @@ def _progress(progress, total):
     return bar, report
 
 
-__all__ = ["DURATION_POLICIES", "InvalidInputError", "LipSyncOutput", "LipSyncPipeline", "check_lipsync_inputs",
-           "frame_schedule", "resolve_device"]
+__all__ = ["DURATION_POLICIES", "InvalidInputError", "LipSyncOptions", "LipSyncOutput", "LipSyncPipeline",
+           "check_lipsync_inputs", "frame_schedule", "resolve_device"]

@@ -1,4 +1,4 @@
-"""`LipSyncGenerator` adapter of `TalkFaceModel`, so `LipSyncPipeline` can drive our own generator.
+"""`LipSyncGenerator` adapter of `TalkFaceModel` (model_type "talkface"): `LipSyncPipeline` drives our generator.
 
 TalkFaceModel works directly in the interface's convention (RGB in [0, 1]); this adapter only turns the utterance
 into per-frame mel windows (with the feature extractor saved beside the weights) and groups frames into the
@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from ....models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
-from ..generator import LipSyncGenerator, PreparedAudio
 from ....models.talkface_gan.modeling_talkface_gan import TalkFaceModel
+from ..generator import LipSyncGenerator, PreparedAudio, register_generator
 
 
+@register_generator("talkface")
 class TalkFaceGenerator(LipSyncGenerator):
     """Runs `TalkFaceModel` for the pipeline, `frames_per_step` (= k) frames per pass."""
 
@@ -32,7 +33,7 @@ class TalkFaceGenerator(LipSyncGenerator):
 
     def prepare_audio(self, waveform: np.ndarray, sampling_rate: int, fps: float) -> PreparedAudio:
         mel = self.feature_extractor.mel_spectrogram(waveform, sampling_rate=sampling_rate)
-        num_frames = self.feature_extractor.num_video_frames(np.asarray(waveform).shape[0], fps)
+        num_frames = self.num_video_frames(np.asarray(waveform).shape[0], fps)
         windows = self.feature_extractor.frame_mel_windows(mel, fps=fps, num_frames=num_frames)
         return PreparedAudio(per_frame=torch.from_numpy(windows), num_frames=num_frames, fps=fps)
 
@@ -47,7 +48,7 @@ class TalkFaceGenerator(LipSyncGenerator):
         k = self.frames_per_step
         # the model sees k-frame groups; pad the batch to a multiple of k by repeating its last face
         padding = (-num_faces) % k
-        indices = frame_indices.long().clamp(0, audio.per_frame.shape[0] - 1)
+        indices = frame_indices.long()
         if padding:
             masked_faces = torch.cat([masked_faces, masked_faces[-1:].expand(padding, -1, -1, -1)])
             reference_faces = torch.cat([reference_faces, reference_faces[-1:].expand(padding, -1, -1, -1)])

@@ -1,41 +1,38 @@
-"""`LipSyncGenerator` adapter for TalkLip: the global audio encoder runs once over the whole utterance.
-
-Registered in `talkface.pipelines.lipsync.generator.GENERATOR_ADAPTERS` under model_type "talklip".
+"""`LipSyncGenerator` adapter for TalkLip (model_type "talklip"): the global audio encoder runs once per utterance.
 
 Audio (global encoder), in `prepare_audio`:
 
-1. AV-HuBERT features of the whole utterance at their native 25 Hz (`AVHubertFeatureExtractor`: log filterbanks
-   stacked by 4), one row per 40 ms.
-2. Aligned to the 25 fps frame count the audio covers, `ceil(seconds * 25)`, the way TalkLip's inference script
-   does (inf_test.py): surplus rows are trimmed *centred* (half at each end, the extra one at the end); missing
-   rows are zeros appended at the end (AV-HuBERT's convention). Then each row is layer-normalised.
+1. AV-HuBERT features of the whole utterance at their native rate (`AVHubertFeatureExtractor.fps`, 25 Hz: log
+   filterbanks stacked by 4), one row per 40 ms.
+2. Aligned to the native-rate frame count the audio covers (the extractor's `num_video_frames`,
+   `ceil(seconds * 25)`), the way TalkLip's inference script does (inf_test.py): surplus rows are trimmed
+   *centred* (half at each end, the extra one at the end); missing rows are zeros appended at the end
+   (AV-HuBERT's convention). Then each row is layer-normalised.
 3. The encoder runs once (audio only; final layer after the final LayerNorm) and `audio_map` turns every row into
    a 512-d decoder embedding. Utterances longer than `max_chunk_seconds` are encoded in overlapping chunks whose
    central rows (with 4 s of context on each side, except at the utterance ends) are kept, since attention cost
    grows with the square of the length.
 4. Output video frame i (at any fps) takes the row of the 40 ms interval containing its centre,
-   `floor((i + 0.5) * 25 / fps)`. At 25 fps this is row i; the video is never resampled to 25 fps for this (the
-   pipeline writes its own fps), so at other rates rows are repeated (fps > 25) or skipped (fps < 25).
+   `floor((i + 0.5) * 25 / fps)`; the output has the generator's `num_video_frames` at that fps. At 25 fps this
+   is row i; the video is never resampled to 25 fps for this (the pipeline writes its own fps), so at other
+   rates rows are repeated (fps > 25) or skipped (fps < 25).
 
 `PreparedAudio.per_frame` is (frames, 512): the embeddings after `audio_map`. Local-encoder TalkLip models get
 per-frame mel windows, as Wav2Lip.
 """
 
 import logging
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ....errors import ModelLoadError
-from ..generator import LipSyncGenerator, PreparedAudio
 from ....models.talklip.modeling_talklip import TalkLipModel
+from ..generator import LipSyncGenerator, PreparedAudio, register_generator
 
 logger = logging.getLogger(__name__)
 
-# AV-HuBERT features are stacked to 25 rows per second (4 filterbank frames of 10 ms)
-AVHUBERT_FEATURE_RATE = 25.0
 DEFAULT_MAX_CHUNK_SECONDS = 60.0
 CHUNK_CONTEXT_SECONDS = 4.0
 
@@ -51,12 +48,13 @@ def align_rows_centered(features: np.ndarray, num_rows: int) -> np.ndarray:
     return features
 
 
-def video_frame_rows(num_frames: int, fps: float, num_rows: int, feature_rate: float = AVHUBERT_FEATURE_RATE):
-    """Row of the 25 Hz feature sequence for each video frame: the interval containing the frame's centre."""
+def video_frame_rows(num_frames: int, fps: float, num_rows: int, feature_rate: float):
+    """Row of the `feature_rate` (Hz) feature sequence for each video frame: the interval containing its centre."""
     rows = np.floor((np.arange(num_frames) + 0.5) * feature_rate / fps).astype(np.int64)
     return np.clip(rows, 0, num_rows - 1)
 
 
+@register_generator("talklip")
 class TalkLipGenerator(LipSyncGenerator):
     """TalkLip behind the pipeline interface (RGB faces in and out; the network works in BGR).
 
@@ -121,7 +119,7 @@ class TalkLipGenerator(LipSyncGenerator):
 
             raise AVHubertInputError(f"audio at {sampling_rate} Hz but TalkLip expects {extractor.sampling_rate} Hz; "
                                      f"resample it first (e.g. ffmpeg -ar {extractor.sampling_rate})")
-        num_rows = max(1, math.ceil(len(waveform) * AVHUBERT_FEATURE_RATE / sampling_rate - 1e-9))
+        num_rows = extractor.num_video_frames(len(waveform))  # rows at the features' native rate
         rows = align_rows_centered(extractor.stacked_features(waveform), num_rows)
         features = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))  # (rows, 104)
         if extractor.normalize:
@@ -133,8 +131,9 @@ class TalkLipGenerator(LipSyncGenerator):
         """(rows, 104) -> (rows, hidden_size) decoder embeddings, in overlapping chunks for long utterances."""
         device, dtype = self.device, self.dtype
         num_rows = features.shape[0]
-        chunk = int(self.max_chunk_seconds * AVHUBERT_FEATURE_RATE)
-        context = int(self.chunk_context_seconds * AVHUBERT_FEATURE_RATE)
+        feature_rate = self.feature_extractor.fps  # rows per second
+        chunk = int(self.max_chunk_seconds * feature_rate)
+        context = int(self.chunk_context_seconds * feature_rate)
         core = chunk - 2 * context
         if num_rows <= chunk:
             spans = [(0, num_rows)]
@@ -150,14 +149,14 @@ class TalkLipGenerator(LipSyncGenerator):
 
     def prepare_audio(self, waveform: np.ndarray, sampling_rate: int, fps: float) -> PreparedAudio:
         waveform = np.asarray(waveform)
-        num_frames = max(1, math.ceil(len(waveform) * fps / sampling_rate - 1e-9))
+        num_frames = self.num_video_frames(len(waveform), fps)
         if not self.model.config.is_global:
             extractor = self.feature_extractor
             mel = extractor.mel_spectrogram(waveform, sampling_rate=sampling_rate)
             windows = extractor.frame_mel_windows(mel, fps=fps, num_frames=num_frames)
             return PreparedAudio(per_frame=torch.from_numpy(windows), num_frames=num_frames, fps=fps)
         embeddings = self.encode_utterance(self.audio_features(waveform, sampling_rate))  # (rows, hidden_size)
-        rows = video_frame_rows(num_frames, fps, embeddings.shape[0])
+        rows = video_frame_rows(num_frames, fps, embeddings.shape[0], feature_rate=self.feature_extractor.fps)
         return PreparedAudio(per_frame=embeddings[torch.from_numpy(rows)], num_frames=num_frames, fps=fps)
 
     # -- faces ------------------------------------------------------------------------------------------------------

@@ -1,7 +1,4 @@
-"""`LipSyncGenerator` adapter for Wav2Lip: the pipeline's RGB faces in, Wav2Lip's BGR network in the middle.
-
-Registered in `talkface.pipelines.lipsync.generator.GENERATOR_ADAPTERS` under model_type "wav2lip".
-"""
+"""`LipSyncGenerator` adapter for Wav2Lip (model_type "wav2lip"): RGB faces in, Wav2Lip's BGR network in the middle."""
 
 import logging
 
@@ -10,12 +7,13 @@ import torch
 
 from ....errors import ModelLoadError
 from ....models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
-from ..generator import LipSyncGenerator, PreparedAudio
 from ....models.wav2lip.modeling_wav2lip import Wav2LipModel
+from ..generator import LipSyncGenerator, PreparedAudio, register_generator
 
 logger = logging.getLogger(__name__)
 
 
+@register_generator("wav2lip")
 class Wav2LipGenerator(LipSyncGenerator):
     """Wav2Lip behind the pipeline interface.
 
@@ -53,7 +51,7 @@ class Wav2LipGenerator(LipSyncGenerator):
 
     def prepare_audio(self, waveform: np.ndarray, sampling_rate: int, fps: float) -> PreparedAudio:
         mel = self.feature_extractor.mel_spectrogram(waveform, sampling_rate=sampling_rate)
-        num_frames = self.feature_extractor.num_video_frames(np.asarray(waveform).shape[0], fps)
+        num_frames = self.num_video_frames(np.asarray(waveform).shape[0], fps)
         windows = self.feature_extractor.frame_mel_windows(mel, fps=fps, num_frames=num_frames)
         return PreparedAudio(per_frame=torch.from_numpy(windows), num_frames=num_frames, fps=fps)
 
