@@ -3,7 +3,8 @@
     python app.py --generator wav2lip=models/wav2lip --syncnet models/syncnet-lse --avhubert models/avhubert
     python app.py --demo-tiny-models      # no weights needed: tiny random models, to try the page only
 
-The page is built here; what it does (model loading, upload checks, generation, scoring) lives in talkface.demo.demo.
+The page is built here; what it does (model loading, upload checks, generation, scoring) lives in the talkface.demo
+package.
 See docs/demo.md for every flag and environment variable.
 """
 
@@ -16,16 +17,13 @@ import sys
 import gradio as gr
 import pandas as pd
 
-from talkface.demo.demo import (
+from talkface.demo import DemoConfig, TalkFaceDemo, check_ffmpeg, config_from_args
+from talkface.demo.config import (
     DEFAULT_CACHE_MAX_AGE,
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MAX_FILES,
     DEFAULT_MAX_SECONDS,
     TINY_RANDOM_LABEL,
-    DemoConfig,
-    TalkFaceDemo,
-    check_ffmpeg,
-    config_from_args,
 )
 from talkface.errors import TalkFaceUserError
 

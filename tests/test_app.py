@@ -21,7 +21,7 @@ gradio_client = pytest.importorskip("gradio_client")
 
 import app  # noqa: E402  (the repository root is on sys.path under pytest)
 from talkface import media  # noqa: E402
-from talkface.demo.demo import (  # noqa: E402
+from talkface.demo import (  # noqa: E402
     DemoConfig,
     LazyModelCache,
     TalkFaceDemo,
@@ -367,11 +367,11 @@ def test_old_outputs_are_pruned(tmp_path):
 
 
 def test_videos_too_large_to_score_are_refused(tmp_path, files, monkeypatch):
-    import talkface.demo.demo
+    import talkface.demo.uploads
 
     demo = TalkFaceDemo(DemoConfig(cache_dir=tmp_path))
     assert demo.check_video(files["face"]).num_frames == 30
-    monkeypatch.setattr(talkface.demo.demo, "MAX_SCORE_DECODED_BYTES", 1_000_000)  # 30 frames of 256x256 are 5.9 MB
+    monkeypatch.setattr(talkface.demo.uploads, "MAX_SCORE_DECODED_BYTES", 1_000_000)  # 30 frames of 256x256 are 5.9 MB
     with pytest.raises(TalkFaceUserError, match="'face.mp4' .*too large to score here"):
         demo.check_video(files["face"])
 

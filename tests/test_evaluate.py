@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from talkface.evaluation import evaluate as evaluation
 from talkface.cli import main
 from talkface.errors import TalkFaceUserError
 from talkface.evaluation.evaluate import EvaluationOptions, evaluate, pair_files
@@ -92,12 +91,13 @@ def _no_model_env(monkeypatch):
 
 
 class TestRegistry:
-    def test_every_metric_resolves(self):
-        import importlib
+    def test_every_metric_is_a_registered_class(self):
+        from talkface.metrics import Metric
 
+        assert list(METRICS) == ["lse", "avs", "lmd", "ssim", "psnr", "fid", "wer"]
         for name, spec in METRICS.items():
-            module, function = spec.compute.split(":")
-            assert callable(getattr(importlib.import_module(module), function)), name
+            assert isinstance(spec, Metric) and spec.name == name
+            assert type(spec).compute is not Metric.compute, name  # each class scores files itself
             assert spec.fields and set(spec.higher_is_better) == set(spec.fields)
             assert spec.aggregate in ("mean", "frame_mean", "corpus", "dataset")
             if spec.model_option:
@@ -178,8 +178,8 @@ class TestEvaluate:
         def fail(*args, **kwargs):
             raise AssertionError("recomputed a cached result")
 
-        monkeypatch.setattr(evaluation, "lse_for_pair", fail)
-        monkeypatch.setattr(evaluation, "ssim_for_pair", fail)
+        monkeypatch.setattr(get_metric("lse"), "compute", fail)
+        monkeypatch.setattr(get_metric("ssim"), "compute", fail)
         again = evaluate(generated, reference, metrics="lse,ssim,psnr", output=tmp_path / "r",
                          options=EvaluationOptions(syncnet=str(models["syncnet"]), plots=False, psnr_cap_db=50.0),
                          progress=False)
@@ -190,6 +190,44 @@ class TestEvaluate:
         shutil.copy(clips["real"], generated / "b.mp4")
         with pytest.raises(AssertionError, match="recomputed"):
             evaluate(generated, reference, metrics="ssim", output=tmp_path / "r", options=options, progress=False)
+
+    def test_rerun_with_fid_and_a_file_skipped_for_it(self, clips, models, tmp_path, monkeypatch):
+        # b has no reference: its cached fid entry is "skipped" (a rerun used to fail reading it)
+        generated, reference = make_dirs(tmp_path, {"a": clips["real"], "b": clips["moved"], "c": clips["blank"]},
+                                         {"a": clips["real"], "c": clips["real"]})
+        options = EvaluationOptions(fid_inception=str(models["fid"]), plots=False)
+        first = evaluate(generated, reference, metrics="fid", output=tmp_path / "r", options=options, progress=False)
+        assert [(s["stem"], s["metric"]) for s in first.skipped] == [("b", "fid")]
+        assert first.summary["fid"]["files"] == 2 and first.summary["fid"]["value"] > 0
+
+        def fail(*args, **kwargs):
+            raise AssertionError("recomputed a cached result")
+
+        monkeypatch.setattr(get_metric("fid"), "compute", fail)
+        again = evaluate(generated, reference, metrics="fid", output=tmp_path / "r", options=options, progress=False)
+        assert again.summary == first.summary and again.skipped == first.skipped
+
+    def test_the_loop_with_an_already_loaded_model_and_a_progress_callback(self, clips, models, tmp_path):
+        from talkface.evaluation.evaluate import EvaluationContext, evaluate_pairs
+        from talkface.metrics.sync import LSEScorer
+
+        generated, reference = make_dirs(tmp_path, {"a": clips["real"], "b": clips["moved"]},
+                                         {"a": clips["real"], "b": clips["real"]})
+        pairs, _ = pair_files(generated, reference)
+        options = EvaluationOptions(plots=False)  # names no SyncNet: the context holds it
+        context = EvaluationContext(options, models={"lse": LSEScorer.from_pretrained(models["syncnet"])})
+        calls = []
+        try:
+            report = evaluate_pairs(pairs, "lse,ssim", options, context=context,
+                                    progress=lambda fraction, text: calls.append((fraction, text)))
+        finally:
+            context.close()
+        expected = evaluate(generated, reference, metrics="lse,ssim", progress=False,
+                            options=EvaluationOptions(syncnet=str(models["syncnet"]), plots=False))
+        assert report.unavailable == {} and report.summary == expected.summary
+        assert json.dumps(report.files) == json.dumps(expected.files)  # (the curves hold NaN, which != itself)
+        assert calls == [(0.0, "LSE of a"), (0.25, "SSIM of a"), (0.5, "LSE of b"), (0.75, "SSIM of b"),
+                         (1.0, "scored")]
 
     def test_missing_model_is_reported_and_the_others_run(self, clips, tmp_path):
         generated, reference = make_dirs(tmp_path, {"a": clips["real"]}, {"a": clips["real"]})

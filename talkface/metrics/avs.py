@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from ..errors import MediaError, ModelLoadError, TalkFaceUserError
 from ..faces.mouth_roi import MouthVideo, prepare_mouth_video
+from .base import AUDIO, GENERATED, REFERENCE, Metric, register_metric
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ VIDEO_FPS = 25.0  # AV-HuBERT works on 25 fps video (one audio feature row per v
 DEFAULT_MAX_WINDOW_FRAMES = 1500  # 60 s; longer clips are encoded in windows (see AVSScorer)
 
 # A view is one encoder pass: (which video, or None for the zero placeholder; whether the audio is given).
-GENERATED, REFERENCE = "generated", "reference"
 METRIC_VIEWS = {
     "avs_u": ((GENERATED, False), (None, True)),
     "avs_m": ((GENERATED, True), (REFERENCE, True)),
@@ -473,3 +473,64 @@ def score_avs(video, audio=None, reference=None, model=None, metrics=AVS_METRICS
         scorer = AVSScorer.from_pretrained(model, face_backend=face_backend, output_layer=output_layer,
                                            **scorer_kwargs)
     return scorer.score(video, audio=audio, reference=reference, metrics=metrics)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The metric of `talkface evaluate`
+# ----------------------------------------------------------------------------------------------------------------
+
+AVHUBERT_HINT = (
+    "convert an AV-HuBERT checkpoint with `talkface convert avhubert --checkpoint base_vox_iter5.pt --out "
+    "models/avhubert` (checkpoints: https://facebookresearch.github.io/av_hubert) and pass --avhubert "
+    "models/avhubert (or set TALKFACE_AVHUBERT)"
+)
+
+
+@register_metric
+class AVSMetric(Metric):
+    """AVS_u / AVS_m / AVS_v of the generated video; AVS_m and AVS_v also use the reference video when there is
+    one (they are left out, with the reason in details["skipped"], when there is none).
+
+    Options read: avhubert (the model), face_backend (mouth crops), device.
+    """
+
+    name = "avs"
+    fields = AVS_METRICS
+    needs = frozenset({GENERATED, AUDIO})
+    uses = frozenset({REFERENCE})
+    aggregate = "mean"
+    higher_is_better = {"avs_u": True, "avs_m": True, "avs_v": True}
+    description = "AV-HuBERT lip-sync scores (cosine similarities; AVS_u needs no reference)"
+    field_help = {
+        "avs_u": "AVS_u: AV-HuBERT lips-vs-audio similarity, higher is better",
+        "avs_m": "AVS_m: AV-HuBERT similarity to the ground truth (audio-visual), higher is better",
+        "avs_v": "AVS_v: AV-HuBERT similarity to the ground truth (visual), higher is better",
+    }
+    curve_labels = {"avs_u": "AVS_u cosine", "avs_m": "AVS_m cosine", "avs_v": "AVS_v cosine"}
+    model_option = "avhubert"
+    model_env = "TALKFACE_AVHUBERT"
+    model_hint = AVHUBERT_HINT
+
+    def load_model(self, source, options):
+        """(model, feature_extractor), the heavy part; `bind_model` makes the scorer around it."""
+        if source is None:
+            return super().load_model(source, options)
+        return load_avhubert(source, device=options.device)
+
+    def bind_model(self, model, context):
+        """An `AVSScorer` around the loaded AV-HuBERT with this run's face backend (backends hold state)."""
+        avhubert, feature_extractor = model
+        return AVSScorer(avhubert, feature_extractor, face_backend=context.face_backend())
+
+    def needs_face_backend(self, options) -> bool:
+        return True
+
+    def settings(self, options) -> dict:
+        return {"face_backend": options.face_backend}
+
+    def compute(self, media, context) -> dict:
+        reference = media.reference_frames if media.pair.reference is not None else None
+        result = score_avs(media.generated_frames, audio=media.audio, reference=reference, model=context.model(self))
+        return {"values": {k: float(v) for k, v in result.scores.items()}, "num_frames": int(result.num_frames),
+                "details": {"skipped": dict(result.skipped)},
+                "curves": {k: np.asarray(v, dtype=float).tolist() for k, v in result.curves.items()}}

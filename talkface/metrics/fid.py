@@ -23,13 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelLoadError, TalkFaceUserError
-from ..models.convert_utils import load_original_checkpoint, unwrap_state_dict
-from ..models.fid_inception import FIDInceptionConfig, FIDInceptionModel
-from ..models.fid_inception.convert_fid_inception_checkpoint import (
-    FID_WEIGHTS_FILENAME,
-    FID_WEIGHTS_URL,
-    model_from_state_dict,
-)
+from .base import GENERATED, REFERENCE, Metric, register_metric
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +199,8 @@ def compute_fid(generated_frames, reference_frames, model=None, batch_size: int 
 
 
 def _missing_weights_message(source) -> str:
+    from ..models.fid_inception.convert_fid_inception_checkpoint import FID_WEIGHTS_FILENAME, FID_WEIGHTS_URL
+
     return (
         f"FID Inception weights not found at {source}; download {FID_WEIGHTS_FILENAME} from {FID_WEIGHTS_URL}, "
         f"convert it with `talkface convert fid-inception --checkpoint {FID_WEIGHTS_FILENAME} "
@@ -220,6 +216,11 @@ def load_fid_model(path_or_hub_id=None, device=None):
     by $TALKFACE_FID_MODEL or `models/fid_inception` is used. Missing weights raise `ModelLoadError` saying
     where to download the file and how to convert it. Nothing is downloaded automatically.
     """
+    # the model package (transformers) is imported only here: `talkface.metrics` stays light
+    from ..models.convert_utils import load_original_checkpoint, unwrap_state_dict
+    from ..models.fid_inception import FIDInceptionConfig, FIDInceptionModel
+    from ..models.fid_inception.convert_fid_inception_checkpoint import FID_WEIGHTS_FILENAME, model_from_state_dict
+
     source = path_or_hub_id or os.environ.get(FID_MODEL_ENV_VAR) or DEFAULT_FID_MODEL_DIR
     path = Path(source)
     if path.is_file():
@@ -252,3 +253,94 @@ def load_fid_model(path_or_hub_id=None, device=None):
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The metric of `talkface evaluate`: per-file activations, one FID over all files
+# ----------------------------------------------------------------------------------------------------------------
+
+FID_HINT = (
+    "download pt_inception-2015-12-05-6726825d.pth (https://github.com/mseitzer/pytorch-fid/releases/download/"
+    "fid_weights/pt_inception-2015-12-05-6726825d.pth), run `talkface convert fid-inception --checkpoint "
+    "pt_inception-2015-12-05-6726825d.pth --out models/fid_inception` and pass --fid-inception "
+    "models/fid_inception (or set TALKFACE_FID_MODEL)"
+)
+
+
+def frame_activations(frames: np.ndarray, model, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    """(frames, 2048) float32 pool3 activations of RGB uint8 frames, with this module's input recipe."""
+    parameter = next(model.parameters())
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(frames), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(frames[start : start + batch_size])).permute(0, 3, 1, 2)
+            pixel_values = batch.to(device=parameter.device, dtype=parameter.dtype) / 255.0  # (n, 3, H, W) in [0, 1]
+            outputs.append(model(pixel_values, return_dict=True).pooled_features.float().cpu().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 2048), np.float32)
+
+
+@register_metric
+class FIDMetric(Metric):
+    """Fréchet Inception distance between all generated and all reference frames of the data set.
+
+    Per file, the pool3 activations of both videos are kept (as REPORT_DIR/cache/STEM.fid.npz, or in memory
+    without a cache); the FID is computed once from all of them. Options read: fid_inception, fid_every, device.
+    """
+
+    name = "fid"
+    fields = ("fid",)
+    needs = frozenset({GENERATED, REFERENCE})
+    aggregate = "dataset"
+    higher_is_better = {"fid": False}
+    description = "Frechet Inception distance between all generated and all reference frames"
+    field_help = {"fid": "FID to the ground truth frames, lower is better"}
+    model_option = "fid_inception"
+    model_env = FID_MODEL_ENV_VAR
+    model_hint = FID_HINT
+
+    def load_model(self, source, options):
+        return load_fid_model(source, device=options.device)  # has its own default folder and error message
+
+    def settings(self, options) -> dict:
+        return {"every": options.fid_every}
+
+    def artifacts(self, result: dict) -> list[str]:
+        name = result.get("details", {}).get("activations")
+        return [name] if name else []
+
+    def compute(self, media, context) -> dict:
+        model = context.model(self)
+        every = context.options.fid_every
+        generated = frame_activations(media.generated_frames[::every], model)
+        reference = frame_activations(media.reference_frames[::every], model)
+        artifact = context.save_arrays(media.pair.stem, self.name, generated=generated, reference=reference)
+        return {"values": {}, "num_frames": len(generated), "details": {"activations": artifact}}
+
+    def summarise(self, results, context) -> dict:
+        """FID of all generated frames against all reference frames, from the per-file activations."""
+        sums = {}
+        count = 0
+        for result in results:
+            details = result.get("details")
+            if details is None:
+                continue
+            arrays = context.load_arrays(result["stem"], self.name, details.get("activations"))
+            if arrays is None:
+                continue
+            count += 1
+            for name in ("generated", "reference"):
+                activations = arrays[name].astype(np.float64)
+                total, outer, n = sums.get(name, (0.0, 0.0, 0))
+                sums[name] = (total + activations.sum(0), outer + activations.T @ activations, n + len(activations))
+        if count == 0:
+            return {}
+        stats = []
+        for name in ("generated", "reference"):
+            total, outer, n = sums[name]
+            if n < 2:
+                return {}
+            mu = total / n
+            sigma = (outer - n * np.outer(mu, mu)) / (n - 1)  # unbiased, as numpy.cov / pytorch-fid
+            stats.append((mu, sigma))
+        value = float(frechet_distance(stats[0][0], stats[0][1], stats[1][0], stats[1][1]))
+        return {"fid": self.entry("fid", value, count)}

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import NoFaceError
+from .base import GENERATED, REFERENCE, Metric, register_metric
+
 #: TalkLip / Wav2Lip evaluation: face crops resized to this side before SSIM / PSNR
 FACE_CROP_SIZE = 96
 #: per-frame PSNR cap used in reports (identical frames would otherwise give +inf)
@@ -135,3 +138,110 @@ def crop_face_regions(frames, boxes, size: int = FACE_CROP_SIZE) -> np.ndarray:
         crop = cv2.resize(np.ascontiguousarray(frame[y1:y2, x1:x2]), (size, size))
         crops[k] = crop.reshape(size, size, -1)
     return crops
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The metrics of `talkface evaluate`
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def comparable_frames(media, context) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Generated and reference frames made comparable (same count, same size, or the reference face region
+    with `image_region="face"`) and notes on what was done; computed once per pair for SSIM and PSNR."""
+
+    def compute():
+        import cv2
+
+        generated, reference = media.generated_frames, media.reference_frames
+        count = min(len(generated), len(reference))
+        notes = {}
+        if len(generated) != len(reference):
+            notes["frames_compared"] = f"{count} of {len(generated)} generated / {len(reference)} reference"
+        generated, reference = generated[:count], reference[:count]
+        if context.options.image_region == "face":
+            boxes = reference_face_boxes(reference, context.face_backend())
+            scale = np.array([generated.shape[2] / reference.shape[2], generated.shape[1] / reference.shape[1]] * 2)
+            return crop_face_regions(generated, boxes * scale), crop_face_regions(reference, boxes), notes
+        if generated.shape[1:3] != reference.shape[1:3]:
+            height, width = reference.shape[1:3]
+            notes["resized"] = f"generated {generated.shape[2]}x{generated.shape[1]} resized to {width}x{height}"
+            generated = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in generated])
+        return generated, reference, notes
+
+    return media.value("image_pair", compute)
+
+
+def reference_face_boxes(frames: np.ndarray, backend) -> np.ndarray:
+    """Largest face box per reference frame; frames without a face take the nearest detected box."""
+    boxes = np.full((len(frames), 4), np.nan)
+    for index, frame in enumerate(frames):
+        faces = backend.detect(frame, landmarks=False)
+        if faces:
+            boxes[index] = faces[0].box
+    found = np.flatnonzero(~np.isnan(boxes[:, 0]))
+    if not len(found):
+        raise NoFaceError("no face in the reference video; use --image-region full")
+    for column in range(4):
+        boxes[:, column] = np.interp(np.arange(len(frames)), found, boxes[found, column])
+    return boxes
+
+
+class _ImageMetric(Metric):
+    """SSIM and PSNR: generated against reference frames, whole frames or the reference face region."""
+
+    needs = frozenset({GENERATED, REFERENCE})
+    aggregate = "frame_mean"
+
+    def needs_face_backend(self, options) -> bool:
+        return options.image_region == "face"
+
+    def settings(self, options) -> dict:
+        settings = {"image_region": options.image_region}
+        if options.image_region == "face":
+            settings["face_backend"] = options.face_backend
+        return settings
+
+    def summarise(self, results, context) -> dict:
+        return self.mean_over_frames(results)
+
+
+@register_metric
+class SSIMMetric(_ImageMetric):
+    """Structural similarity per frame (options: image_region, ssim_window, face_backend for the face region)."""
+
+    name = "ssim"
+    fields = ("ssim",)
+    higher_is_better = {"ssim": True}
+    description = "structural similarity (Gaussian window sigma 1.5, as scikit-image / TalkLip)"
+    field_help = {"ssim": "SSIM to the ground truth, higher is better"}
+
+    def settings(self, options) -> dict:
+        return {**super().settings(options), "window": options.ssim_window}
+
+    def compute(self, media, context) -> dict:
+        generated, reference, notes = comparable_frames(media, context)
+        values = ssim_per_frame(generated, reference, window=context.options.ssim_window)
+        return {"values": {"ssim": float(values.mean())}, "num_frames": len(values), "details": notes}
+
+
+@register_metric
+class PSNRMetric(_ImageMetric):
+    """Peak signal-to-noise ratio per frame, capped at psnr_cap_db (options: image_region, psnr_cap_db)."""
+
+    name = "psnr"
+    fields = ("psnr",)
+    higher_is_better = {"psnr": True}
+    description = "peak signal-to-noise ratio in dB (per frame, capped for identical frames)"
+    field_help = {"psnr": "PSNR to the ground truth (dB), higher is better"}
+
+    def settings(self, options) -> dict:
+        return {**super().settings(options), "cap_db": options.psnr_cap_db}
+
+    def compute(self, media, context) -> dict:
+        generated, reference, notes = comparable_frames(media, context)
+        values = psnr_per_frame(generated, reference)
+        cap = context.options.psnr_cap_db
+        if cap is not None:
+            values = np.minimum(values, cap)
+        return {"values": {"psnr": float(values.mean())}, "num_frames": len(values),
+                "details": {**notes, "identical_frames": int(np.isinf(psnr_per_frame(generated, reference)).sum())}}

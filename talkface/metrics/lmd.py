@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NoFaceError
+from .base import GENERATED, REFERENCE, Metric, register_metric
 
 #: iBUG-68 indices of the mouth (outer lips 48-59, inner lips 60-67)
 MOUTH_POINTS = slice(48, 68)
@@ -123,3 +124,34 @@ def lmd_between_videos(generated_frames, reference_frames, backend="mediapipe", 
         raise NoFaceError("no frame has a face in both videos; LMD needs faces in the same frames")
     return LMDResult(lmd=float(np.mean(per_frame[scored])), per_frame=per_frame.astype(np.float32),
                      num_frames=int(scored.sum()), missing_frames=missing)
+
+
+@register_metric
+class LMDMetric(Metric):
+    """Mouth landmark distance of the generated video to the reference (face backend landmarks).
+
+    Options read: lmd_every (landmarks on every n-th frame), face_backend.
+    """
+
+    name = "lmd"
+    fields = ("lmd",)
+    needs = frozenset({GENERATED, REFERENCE})
+    aggregate = "frame_mean"
+    higher_is_better = {"lmd": False}
+    description = "mouth landmark distance, pixels of a 256-pixel face after mouth-centre alignment"
+    field_help = {"lmd": "mouth landmark distance to the ground truth, lower is better"}
+
+    def needs_face_backend(self, options) -> bool:
+        return True
+
+    def settings(self, options) -> dict:
+        return {"every": options.lmd_every, "face_backend": options.face_backend}
+
+    def compute(self, media, context) -> dict:
+        result = lmd_between_videos(media.generated_frames, media.reference_frames, backend=context.face_backend(),
+                                    every=context.options.lmd_every)
+        return {"values": {"lmd": result.lmd}, "num_frames": result.num_frames,
+                "details": {"missing_frames": result.missing_frames}}
+
+    def summarise(self, results, context) -> dict:
+        return self.mean_over_frames(results)

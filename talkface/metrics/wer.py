@@ -18,7 +18,10 @@ Functions return fractions (0.25 = 25 %), not percentages.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+
+from .base import GENERATED, TEXT, Metric, register_metric
 
 
 @dataclass(frozen=True)
@@ -138,8 +141,8 @@ def word_accuracy(hypotheses, references) -> float:
 def load_lip_reader(source, device="cpu", face_backend="mediapipe"):
     """A callable `frames -> transcript` over a fine-tuned AV-HuBERT folder (for `talkface evaluate --metrics wer`).
 
-    `frames` are what `talkface.pipelines.lip_reading.pipeline.LipReader.transcribe` accepts: a video path or (T, H, W, 3) uint8 RGB
-    frames at 25 fps.
+    `frames` are what `talkface.pipelines.lip_reading.pipeline.LipReader.transcribe` accepts: a video path or
+    (T, H, W, 3) uint8 RGB frames at 25 fps.
     """
     from ..pipelines.lip_reading.pipeline import LipReader
 
@@ -162,4 +165,71 @@ __all__ = [
     "word_error_rate",
     "word_accuracy",
     "load_lip_reader",
+    "WERMetric",
 ]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The metric of `talkface evaluate`: the lip reader's transcript of the generated video, corpus-level WER
+# ----------------------------------------------------------------------------------------------------------------
+
+LIP_READER_HINT = (
+    "convert a fine-tuned AV-HuBERT lip reader with `talkface convert avhubert --checkpoint base_vox_433h.pt --out "
+    "models/avhubert-vsr` (checkpoints: https://facebookresearch.github.io/av_hubert) and pass --lip-reader "
+    "models/avhubert-vsr (or set TALKFACE_LIP_READER)"
+)
+
+
+@register_metric
+class WERMetric(Metric):
+    """Word error rate of the AV-HuBERT lip reader on the generated video against the transcript NAME.txt.
+
+    The data-set value is corpus-level, as the AV-HuBERT reference computes it: all word errors over all reference
+    words. Options read: lip_reader (default: avhubert when that is a lip-reading folder), face_backend, device.
+    """
+
+    name = "wer"
+    fields = ("wer",)
+    needs = frozenset({GENERATED, TEXT})
+    aggregate = "corpus"
+    higher_is_better = {"wer": False}
+    description = "word error rate of the AV-HuBERT lip reader on the generated video (corpus-level)"
+    field_help = {"wer": "WER of the lip reader against the transcript, lower is better"}
+    model_option = "lip_reader"
+    model_env = "TALKFACE_LIP_READER"
+    model_hint = LIP_READER_HINT
+
+    def model_source(self, options) -> str | None:
+        value = options.lip_reader
+        if value is None:
+            value = os.environ.get(self.model_env) or options.avhubert
+        return value or os.environ.get(self.model_env) or None
+
+    def load_model(self, source, options):
+        if source is None:
+            return super().load_model(source, options)
+        return load_lip_reader(source, device=options.device, face_backend=options.face_backend)
+
+    def needs_face_backend(self, options) -> bool:
+        return True  # the lip reader's mouth crops
+
+    def compute(self, media, context) -> dict:
+        """Word errors of the lip reader's transcript of the generated video against the reference transcript."""
+        reference_text = media.transcript  # first: a missing transcript skips the file before the costly decoding
+        lip_reader = context.model(self)
+        hypothesis = lip_reader(media.generated_frames)
+        reader = getattr(lip_reader, "reader", None)
+        if reader is not None:  # lower-case and round-trip through the tokenizer, as the AV-HuBERT reference scores
+            reference_text = reader.normalize_reference(reference_text)
+        counts = word_error_counts(reference_text, hypothesis)
+        errors, words = int(counts["errors"]), int(counts["words"])
+        return {"values": {"wer": errors / words if words else float("nan")},
+                "counts": {"errors": errors, "words": words}, "details": {"hypothesis": hypothesis}}
+
+    def summarise(self, results, context) -> dict:
+        rows = self._with_value(results, "wer")  # files with reference words
+        if not rows:
+            return {}
+        errors = sum(r["counts"]["errors"] for r in rows)
+        words = sum(r["counts"]["words"] for r in rows)
+        return {"wer": self.entry("wer", errors / words if words else float("nan"), len(rows))}

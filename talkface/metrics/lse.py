@@ -1,0 +1,89 @@
+"""The LSE metric (LSE-D, LSE-C and the AV offset) as `talkface evaluate` and the demo run it.
+
+The SyncNet scoring itself (windows, distances, face tracks) lives in `talkface.metrics.sync`; this class says what
+`evaluate()` needs to know: the model flag, the face modes, the settings that key the cache, the per-file result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .base import AUDIO, GENERATED, Metric, register_metric
+
+SYNCNET_HINT = (
+    "download syncnet_v2.model (http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model), run "
+    "`talkface convert syncnet-lse --checkpoint syncnet_v2.model --out models/syncnet-lse` and pass "
+    "--syncnet models/syncnet-lse (or set TALKFACE_SYNCNET_LSE)"
+)
+
+
+@register_metric
+class LSEMetric(Metric):
+    """SyncNet lip-sync error of the generated video with its audio (Chung & Zisserman 2016; Wav2Lip's protocol).
+
+    Options read: face_mode ("precropped": the whole frame is the face; "track": detect, track and crop faces),
+    tracking (track mode), vshift, batch_size, face_backend (track mode), device.
+    """
+
+    name = "lse"
+    fields = ("lse_d", "lse_c", "offset")
+    needs = frozenset({GENERATED, AUDIO})
+    aggregate = "mean"
+    higher_is_better = {"lse_d": False, "lse_c": True, "offset": None}
+    description = "SyncNet lip-sync error: distance (LSE-D, lower is better) and confidence (LSE-C, higher)"
+    field_help = {
+        "lse_d": "LSE-D: SyncNet distance, lower is better",
+        "lse_c": "LSE-C: SyncNet confidence, higher is better",
+        "offset": "AV offset in frames found by SyncNet (0 = in sync)",
+    }
+    integer_fields = frozenset({"offset"})
+    curve_labels = {"lse_confidence": "LSE confidence (median - distance)"}
+    model_option = "syncnet"
+    model_env = "TALKFACE_SYNCNET_LSE"
+    model_hint = SYNCNET_HINT
+
+    def load_model(self, source, options):
+        from .sync import LSEScorer
+
+        if source is None:
+            return super().load_model(source, options)
+        return LSEScorer.from_pretrained(source, device=options.device)
+
+    def bind_model(self, model, context):
+        """A scorer with this run's vshift and batch size around the loaded SyncNet (no copy of the weights)."""
+        from .sync import LSEScorer
+
+        options = context.options
+        return LSEScorer(model.model, model.feature_extractor, vshift=options.vshift, batch_size=options.batch_size,
+                         fold_batch_norm=model.fold_batch_norm)
+
+    def needs_face_backend(self, options) -> bool:
+        return options.face_mode == "track"
+
+    def settings(self, options) -> dict:
+        settings = {"face_mode": options.face_mode, "vshift": options.vshift}
+        if options.face_mode == "track":
+            settings.update(dataclasses.asdict(options.tracking), face_backend=options.face_backend)
+        return settings
+
+    def compute(self, media, context) -> dict:
+        """LSE-D / LSE-C / AV offset of the generated video with its audio (pre-cropped or tracked faces)."""
+        scorer = context.model(self)
+        options = context.options
+        backend = context.face_backend() if options.face_mode == "track" else None
+        result = scorer.score_clip(media.generated_frames, media.audio, face_mode=options.face_mode,
+                                   tracking=options.tracking, face_backend=backend, name=media.pair.generated.name)
+        longest = max(result.tracks, key=lambda t: t.num_windows)
+        curve = np.full(len(media.generated_frames), np.nan)
+        for track in result.tracks:  # framewise confidence, placed at each window's first frame
+            curve[track.start_frame : track.start_frame + track.num_windows] = track.framewise_confidence_smoothed
+        return {
+            "values": {"lse_d": result.lse_d, "lse_c": result.lse_c, "offset": result.offset},
+            "num_frames": int(sum(t.num_windows for t in result.tracks)),
+            "details": {"tracks": [t.to_dict(curves=False) for t in result.tracks],
+                        "skipped_tracks": [list(t) for t in result.skipped_tracks],
+                        "num_windows": longest.num_windows},
+            "curves": {"lse_confidence": curve.tolist()},
+        }
