@@ -1,6 +1,6 @@
-"""TalkLip training: the recipe adapter (datasets with transcripts, generator step, staged schedule, discriminator)
-in a few CPU steps on synthetic data with tiny networks, and train/train.py with train/configs/talklip.yaml once
-train.py has the model.type hook."""
+"""TalkLip training: the recipe (datasets with transcripts, generator step, staged schedule, discriminator) in a few
+CPU steps on synthetic data with tiny networks, train/train.py with train/configs/talklip.yaml, and validation
+video metrics of a TalkLip run through the pipeline's TalkLip adapter."""
 
 import copy
 import importlib.util
@@ -146,7 +146,7 @@ def test_transcripts_of_a_preprocessed_set(tmp_path, caplog):
 
 def test_discriminator_takes_rgb_windows():
     recipe = TalkLipTrainingRecipe(smoke_config())
-    discriminator = recipe.build_discriminator(recipe.config["discriminator"]).eval()
+    discriminator = recipe.build_discriminator().eval()
     assert isinstance(discriminator, TalkLipVisualDiscriminator)
     windows = torch.rand(2, 5, 3, 24, 24)
     bgr = windows.flip(2).transpose(1, 2)  # Wav2Lip's own layout
@@ -166,7 +166,7 @@ def test_staged_training_steps_with_the_recipe(caplog):
     config = smoke_config()
     recipe = TalkLipTrainingRecipe(config)
     generator = recipe.build_generator()
-    discriminator = recipe.build_discriminator(config["discriminator"])
+    discriminator = recipe.build_discriminator()
     # contrastive listed before lip_reading: the recipe links them, the lip reader still runs once per step
     loss_config = copy.deepcopy(config["losses"])
     loss_config = {name: loss_config[name] for name in ("l1", "gan", "contrastive", "lip_reading")}
@@ -190,7 +190,7 @@ def test_staged_training_steps_with_the_recipe(caplog):
     with caplog.at_level(logging.INFO):
         for step, batch in enumerate(batches[:3]):
             recipe.on_step(generator, step)
-            generated, extras = recipe.generator_step(generator, batch, step)
+            generated, extras = recipe.generator_forward(generator, batch, step)
             assert generated.shape == (2, 5, 3, 24, 24) and extras["contrastive_audio_embeds"].shape == (10, 16)
             inputs = GeneratorLossInputs(generated_frames=generated, batch=batch, step=step, extras=extras,
                                          fake_logits=lambda frames: discriminator(frames).logits)
@@ -299,6 +299,43 @@ def check_smoke_run(result, tmp_path):
 
 
 def test_train_script_smoke_run(tmp_path):
-    if "talklip" not in TRAIN_SCRIPT.read_text():
-        pytest.skip("train/train.py has no model.type hook for TalkLip yet (see docs/talklip.md, 'Training')")
+    pytest.importorskip("accelerate")  # train.py's one optional dependency (pip install talkface[train])
     check_smoke_run(run_train_script(TRAIN_SCRIPT, smoke_config(tmp_path), tmp_path), tmp_path)
+
+
+def test_train_script_validates_talklip_on_whole_videos(tmp_path, monkeypatch):
+    """Validation of a TalkLip run regenerates whole validation videos through the pipeline's TalkLip adapter and
+    scores them with LSE and AVS (tiny random scorers), as for every recipe."""
+    pytest.importorskip("accelerate")
+    from talkface.pipelines.lipsync.adapters.talklip import TalkLipGenerator
+
+    generated_frames = []
+    generate = TalkLipGenerator.generate
+
+    def counting_generate(self, masked_faces, reference_faces, audio, frame_indices):
+        generated_frames.extend(frame_indices.tolist())
+        return generate(self, masked_faces, reference_faces, audio, frame_indices)
+
+    monkeypatch.setattr(TalkLipGenerator, "generate", counting_generate)
+    from talkface.models.avhubert import AVHubertConfig, AVHubertModel
+    from talkface.models.syncnet_lse import SyncNetLSEConfig, SyncNetLSEModel
+
+    lse_config = SyncNetLSEConfig(audio_channels=[4, 6, 8, 8, 8, 12], video_channels=[4, 6, 8, 8, 8, 12],
+                                  fc_hidden_size=10, embedding_size=7, image_size=64)
+    SyncNetLSEModel(lse_config).save_pretrained(tmp_path / "lse")
+    AVHubertModel(AVHubertConfig(**{k: v for k, v in TINY_LIP_READER.items() if not k.startswith("decoder")
+                                    and k != "vocab_size"})).save_pretrained(tmp_path / "avs")
+    root = write_layout(tmp_path / "data", {"a/00001": "HELLO", "a/00002": "WORLD"}, num_frames=30)
+    (tmp_path / "val.txt").write_text("a/00002\n")
+    config = smoke_config(tmp_path)
+    config["dataset"] = {"name": "preprocessed", "root": str(root), "val_list": str(tmp_path / "val.txt"),
+                         "context_frames": None, "samples_per_video": 4, "num_workers": 0}
+    config["losses"] = {"l1": {"weight": 1.0}, "gan": {"weight": 0.07}}  # no transcripts needed
+    config["training"].update(max_steps=1, checkpointing_steps=0)
+    config["validation"] = {"steps": 0, "batches": 1, "videos": 1, "lse_model": str(tmp_path / "lse"),
+                            "avs_model": str(tmp_path / "avs")}
+    result = run_train_script(TRAIN_SCRIPT, config, tmp_path)
+    metrics = result["validation"]
+    for name in ("val/l1", "val/psnr", "val/lse_d", "val/lse_c", "val/avs_u", "val/avs_m", "val/avs_v"):
+        assert name in metrics and torch.isfinite(torch.tensor(metrics[name])), name
+    assert generated_frames == list(range(30))  # the whole validation video, every frame once

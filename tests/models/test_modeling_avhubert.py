@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel
 
 from talkface.models.avhubert import AVHubertConfig, AVHubertForLipReading, AVHubertModel
 from talkface.models.avhubert.convert_avhubert_fairseq_checkpoint import convert_fairseq_checkpoint
-from talkface.models.avhubert.modeling_avhubert_lip_reading import label_smoothed_nll_loss, shift_tokens_right
+from talkface.models.avhubert.modeling_avhubert_lip_reading import label_smoothed_cross_entropy, shift_tokens_right
 from tests.utils import formula_state_dict, golden_file, load_golden
 
 GOLDEN_ATOL = 1e-4  # golden/README.md: AV-HuBERT encoder and logits
@@ -225,7 +225,7 @@ def test_teacher_forcing_shapes_and_loss(tiny_lip_reader):
     eps_i = 0.1 / 39
     manual = ((1 - 0.1 - eps_i) * -log_probs.gather(1, labels[keep][:, None])[:, 0] - eps_i * log_probs.sum(-1)).mean()
     torch.testing.assert_close(smoothed, manual)
-    plain = label_smoothed_nll_loss(output.logits.detach(), labels, 0.0, 1)
+    plain, _ = label_smoothed_cross_entropy(output.logits.detach(), labels, 0.0, 1, reduction="mean")
     assert plain.item() == pytest.approx(expected.item(), abs=1e-6)
 
 

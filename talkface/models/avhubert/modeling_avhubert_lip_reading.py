@@ -236,21 +236,35 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
     return decoder_input_ids.masked_fill(decoder_input_ids.eq(-100), pad_token_id)
 
 
-def label_smoothed_nll_loss(logits, labels, epsilon: float, ignore_index: int) -> torch.Tensor:
-    """fairseq's label-smoothed cross-entropy, averaged over the non-ignored target tokens.
+def label_smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, epsilon: float = 0.1,
+                                 ignore_index: int = 1, reduction: str = "sum") -> tuple[torch.Tensor, torch.Tensor]:
+    """fairseq's label-smoothed cross-entropy: (loss, nll_loss).
 
-    loss = (1 - eps - eps_i) * nll + eps_i * sum_v(-log p_v), with eps_i = eps / (vocab - 1); eps = 0 is plain NLL.
-    Labels equal to `ignore_index` or -100 are ignored.
+    Per target token with log-probabilities logp over V classes:
+        loss = (1 - eps - eps_i) * (-logp[target]) + eps_i * sum_v(-logp[v]),   eps_i = eps / (V - 1)
+    eps = 0 is plain NLL. Tokens equal to `ignore_index` (pad, 1) or -100 contribute 0. `reduction="sum"` sums over
+    the remaining tokens (fairseq with reduce=True, as TalkLip's lip-reading loss uses it); `"mean"` divides by their
+    count (the lip-reading head's `loss`).
+
+    Args:
+        logits: (..., V) unnormalised scores; targets: (...) token ids.
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be one of ('sum', 'mean'), got {reduction!r}")
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"epsilon (label smoothing) must be in [0, 1), got {epsilon}")
     log_probs = F.log_softmax(logits.float(), dim=-1)
-    ignored = labels.eq(ignore_index) | labels.eq(-100)
-    targets = labels.masked_fill(ignored, 0)
-    nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    smooth = -log_probs.sum(-1)
+    ignored = targets.eq(ignore_index) | targets.eq(-100)
+    safe_targets = targets.masked_fill(ignored, 0).long()
+    nll = -log_probs.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
+    smooth = -log_probs.sum(dim=-1)
     eps_i = epsilon / (log_probs.shape[-1] - 1)
     loss = (1.0 - epsilon - eps_i) * nll + eps_i * smooth
-    loss = loss.masked_fill(ignored, 0.0)
-    return loss.sum() / (~ignored).sum().clamp(min=1)
+    loss, nll = loss.masked_fill(ignored, 0.0).sum(), nll.masked_fill(ignored, 0.0).sum()
+    if reduction == "mean":
+        count = (~ignored).sum().clamp(min=1)
+        loss, nll = loss / count, nll / count
+    return loss, nll
 
 
 class AVHubertForLipReading(AVHubertPreTrainedModel):
@@ -322,7 +336,8 @@ class AVHubertForLipReading(AVHubertPreTrainedModel):
         logits = self.decoder(decoder_input_ids, encoder_outputs.last_hidden_state, encoder_outputs.padding_mask)
         loss = None
         if labels is not None:
-            loss = label_smoothed_nll_loss(logits, labels, label_smoothing, self.config.pad_token_id)
+            loss, _ = label_smoothed_cross_entropy(logits, labels, label_smoothing, self.config.pad_token_id,
+                                                  reduction="mean")
         output = AVHubertLipReadingOutput(
             loss=loss,
             logits=logits,

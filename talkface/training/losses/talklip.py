@@ -16,8 +16,9 @@ Lip-reading loss:
      * "mouth_roi" (AV-HuBERT's): the aligned 96x96 mouth crop, centre 88x88, with
        `talkface.faces.mouth_roi.crop_mouth_differentiable` (what the official AV-HuBERT checkpoints expect).
   3. Label-smoothed cross-entropy (fairseq's formula, epsilon 0.1) of the frozen `AVHubertForLipReading`'s
-     teacher-forced predictions against the transcript (`label_smoothed_cross_entropy`), summed over the non-pad
-     tokens like TalkLip (or averaged with `reduction="mean"`).
+     teacher-forced predictions against the transcript (`label_smoothed_cross_entropy`, the one the lip reader's
+     own head uses, from `talkface.models.avhubert.modeling_avhubert_lip_reading`), summed over the non-pad tokens like TalkLip
+     (or averaged with `reduction="mean"`).
 Contrastive loss (`contrastive_sync_loss`): InfoNCE at temperature 0.07 between the projected audio embedding of
 each generated frame (normalize -> Linear -> normalize, `TalkLipContrastiveHead`) and the lip reader's visual
 encoder feature of that frame (normalised); the negatives of an anchor are min(100, N // 2) *other audio*
@@ -30,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...faces.mouth_roi import center_crop_offset
+from ...models.avhubert.modeling_avhubert_lip_reading import label_smoothed_cross_entropy
 from .core import LossTerm, load_frozen_network, register_generator_loss
 
 logger = logging.getLogger(__name__)
@@ -42,40 +45,7 @@ LIP_READER_MEAN = 0.421
 LIP_READER_STD = 0.165
 LUMA_WEIGHTS_RGB = (0.299, 0.587, 0.114)
 LIP_READER_INPUTS = ("talklip_center", "mouth_roi")
-REDUCTIONS = ("sum", "mean")
-
-
-# --- label-smoothed cross-entropy ----------------------------------------------------------------------------------
-
-
-def label_smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, epsilon: float = LABEL_SMOOTHING,
-                                 ignore_index: int = 1, reduction: str = "sum") -> tuple[torch.Tensor, torch.Tensor]:
-    """fairseq's label-smoothed cross-entropy: (loss, nll_loss).
-
-    Per target token with log-probabilities logp over V classes:
-        loss = (1 - eps - eps_i) * (-logp[target]) + eps_i * sum_v(-logp[v]),   eps_i = eps / (V - 1)
-    Tokens equal to `ignore_index` (pad, 1) or -100 contribute 0. `reduction="sum"` sums over the remaining tokens
-    (fairseq with reduce=True, as TalkLip uses it); `"mean"` divides by their count.
-
-    Args:
-        logits: (..., V) unnormalised scores; targets: (...) token ids.
-    """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if not 0.0 <= epsilon < 1.0:
-        raise ValueError(f"epsilon (label smoothing) must be in [0, 1), got {epsilon}")
-    log_probs = F.log_softmax(logits.float(), dim=-1)
-    ignored = targets.eq(ignore_index) | targets.eq(-100)
-    safe_targets = targets.masked_fill(ignored, 0).long()
-    nll = -log_probs.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
-    smooth = -log_probs.sum(dim=-1)
-    eps_i = epsilon / (log_probs.shape[-1] - 1)
-    loss = (1.0 - epsilon - eps_i) * nll + eps_i * smooth
-    loss, nll = loss.masked_fill(ignored, 0.0).sum(), nll.masked_fill(ignored, 0.0).sum()
-    if reduction == "mean":
-        count = (~ignored).sum().clamp(min=1)
-        loss, nll = loss / count, nll / count
-    return loss, nll
+REDUCTIONS = ("sum", "mean")  # of the lip-reading loss over target tokens (see label_smoothed_cross_entropy)
 
 
 # --- hybrid videos and lip-reader inputs ---------------------------------------------------------------------------
@@ -130,11 +100,6 @@ def paste_faces(frames: torch.Tensor, faces: torch.Tensor, boxes: torch.Tensor) 
         mask = F.pad(torch.ones_like(resized[:1]), (x1, width - x2, y1, height - y2))
         pasted.append(frame * (1 - mask) + padded)
     return torch.stack(pasted)
-
-
-def center_crop_offset(size: int, crop_size: int) -> int:
-    """The reference CenterCrop offset, int(round(size - crop) / 2.) = floor((size - crop) / 2)."""
-    return (size - crop_size) // 2
 
 
 def talklip_lip_reader_video(frames: torch.Tensor, channel_order: str = "rgb", crop_size: int = LIP_READER_CROP_SIZE,

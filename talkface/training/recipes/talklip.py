@@ -1,19 +1,20 @@
-"""TalkLip's training recipe as an adapter for `train/train.py` (`model.type: talklip` in a recipe YAML).
+"""TalkLip's training recipe (`model.type: talklip` in a recipe YAML, train/configs/talklip.yaml).
 
-train.py trains talkface's own generator; this adapter supplies everything that differs for TalkLip, so the loop,
-checkpointing, logging and the loss registry stay shared:
+What it supplies to the loop of `train/train.py` (the `TrainingRecipe` interface, talkface/training/recipes/base.py):
 
 * `build_generator()`: a `TalkLipModel` from the `model` section (optionally with its global audio encoder
   initialised from a converted AV-HuBERT lip reader, as TalkLip initialises it from its lip-reading expert, or
   from a converted TalkLip checkpoint to fine-tune);
 * `build_discriminator()`: Wav2Lip's visual-quality discriminator, which TalkLip trains against (adapted to the
   loop's (batch, k, 3, S, S) RGB windows);
-* `wrap_datasets()` / `collate_fn`: the transcript of each utterance as `target_tokens`, for the lip-reading loss;
-* `generator_step()`: one generator forward on a `TalkLipBatch` -> (generated RGB windows, extras for the losses);
+* `build_losses()` / `build_datasets()`: the contrastive term linked to the lip-reading term, and the transcript of
+  each utterance as `target_tokens` for the lip-reading loss (`collate_fn`);
+* `generator_forward()`: one generator forward on a `TalkLipBatch` -> (generated RGB windows, extras for the losses);
 * `on_step()`: the staged schedule. Stage 1 turns on fine-tuning of the audio encoder's last layers at
   `model.audio_finetuning_start_step`; stage 2 is the `start_step` of the lip_reading and contrastive losses
   (handled by the loss schedule). TalkLip moved between stages when the validation loss stopped improving
   (patience 5 evaluations); here the thresholds are explicit steps, logged when they fire;
+* `inference_generator()`: the pipeline's `TalkLipGenerator` around the model being trained (validation videos);
 * `feature_extractor()`: the preprocessing saved beside the trained weights.
 
 Loss weights follow TalkLip (train.py): total = lip_w * lip + perp_w * adversarial + (1 - lip_w - perp_w) * L1 +
@@ -35,6 +36,7 @@ from ...models.wav2lip.configuration_wav2lip import Wav2LipVisualDiscriminatorCo
 from ...models.wav2lip.modeling_wav2lip import Wav2LipDiscriminatorOutput, Wav2LipVisualDiscriminator
 from ...models.talklip.configuration_talklip import TalkLipConfig
 from ...models.talklip.modeling_talklip import TalkLipModel
+from .base import TrainingRecipe, register_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +172,8 @@ class TalkLipVisualDiscriminator(Wav2LipVisualDiscriminator):
 # --- the recipe ---------------------------------------------------------------------------------------------------
 
 
-class TalkLipTrainingRecipe:
+@register_recipe
+class TalkLipTrainingRecipe(TrainingRecipe):
     """Everything train.py needs to train TalkLip (see the module docstring).
 
     Args:
@@ -183,15 +186,14 @@ class TalkLipTrainingRecipe:
     # the staged schedule leaves parameters without gradients in some steps (the audio encoder's last layers before
     # stage 1, the contrastive head before stage 2): DDP must be told
     ddp_find_unused_parameters = True
-    # whole-video metrics (LSE, AVS) in train.py regenerate videos with TalkFaceModel's API
-    supports_video_metrics = False
+    collate_fn = staticmethod(collate_talklip)
 
     def __init__(self, config: dict):
-        self.config = config
+        super().__init__(config)
         model = dict(config.get("model") or {})
         if model.get("type", "talklip") != "talklip":
             raise ValueError(f"model.type={model.get('type')!r} is not talklip")
-        self.num_frames = int(model.get("num_frames", 5))
+        self._num_frames = int(model.get("num_frames", 5))
         start = model.get("audio_finetuning_start_step")
         self.audio_finetuning_start_step = None if start is None else int(start)
         self.audio_encoder_from = model.get("audio_encoder_from")
@@ -214,6 +216,10 @@ class TalkLipTrainingRecipe:
             raise TalkFaceUserError("model.audio_finetuning_start_step applies to the global audio encoder only; "
                                     "remove it (the local encoder is trained from the start)")
         self._finetuning_announced = False
+
+    @property
+    def num_frames(self) -> int:
+        return self._num_frames
 
     @property
     def img_size(self) -> int:
@@ -245,27 +251,38 @@ class TalkLipTrainingRecipe:
                         "and set model.audio_encoder_from")
         return generator
 
-    def build_discriminator(self, discriminator_config: dict | None):
-        """Wav2Lip's visual-quality discriminator; `discriminator_config` holds its config fields (`type` ignored)."""
-        if discriminator_config is None:
+    def build_discriminator(self) -> TalkLipVisualDiscriminator | None:
+        """Wav2Lip's visual-quality discriminator; the `discriminator` section holds its config fields (`type`
+        ignored)."""
+        section = self.config.get("discriminator")
+        if section is None:
             return None
-        fields_ = {k: v for k, v in discriminator_config.items() if k != "type"}
+        fields_ = {k: v for k, v in section.items() if k != "type"}
         fields_.setdefault("img_size", self.img_size)
         return TalkLipVisualDiscriminator(Wav2LipVisualDiscriminatorConfig(**fields_))
+
+    def inference_generator(self, model: TalkLipModel):
+        from ...pipelines.lipsync.adapters.talklip import TalkLipGenerator
+
+        return TalkLipGenerator(model, self.feature_extractor())
 
     def feature_extractor(self):
         from ...models.talklip.convert_talklip_original_checkpoint import feature_extractor_for
 
         return feature_extractor_for(self.model_config)
 
+    # -- losses and data --------------------------------------------------------------------------------------------
+
+    def build_losses(self, discriminator=None):
+        return self.prepare_losses(super().build_losses(discriminator))
+
     def prepare_losses(self, losses):
         """Link the contrastive term to the lip-reading term (one lip-reader pass per step, any config order)."""
         link_contrastive_to_lip_reading(losses)
         return losses
 
-    # -- data -------------------------------------------------------------------------------------------------------
-
-    collate_fn = staticmethod(collate_talklip)
+    def build_datasets(self, losses):
+        return self.wrap_datasets(*super().build_datasets(losses), losses)
 
     def wrap_datasets(self, train_dataset, val_dataset, losses):
         """Add transcripts when a lip_reading loss is trained (tokenizer from its options or its lip reader)."""
@@ -290,7 +307,7 @@ class TalkLipTrainingRecipe:
 
     # -- steps ------------------------------------------------------------------------------------------------------
 
-    def generator_step(self, generator, batch: TalkFaceBatch, step: int = 0):
+    def generator_forward(self, generator, batch: TalkFaceBatch, step: int = 0):
         """One generator forward: (generated (batch, k, 3, S, S) RGB in [0, 1], extras for the loss terms).
 
         The network sees each frame of the window as one face: 6-channel BGR (masked target + reference) and, for the
