@@ -148,3 +148,24 @@ def test_enhance_gfpgan_changes_the_face(inputs, tmp_path):
     a, b = media.read_frames(plain).astype(int), media.read_frames(enhanced).astype(int)
     assert a.shape == b.shape
     assert np.abs(a - b).mean() > 1.0  # the enhancer redrew the face region
+
+
+def test_generate_with_the_s3fd_face_backend(inputs, tmp_path, capsys, monkeypatch):
+    """--face-backend s3fd: the converted S3FD (formula weights; its saved threshold 0.5 lets them find a box)."""
+    from talkface.models.s3fd import S3FDConfig, S3FDFeatureExtractor, S3FDModel
+    from tests.utils import formula_state_dict
+
+    monkeypatch.delenv("TALKFACE_S3FD", raising=False)
+    out = tmp_path / "s3fd.mp4"
+    assert main(args_for(inputs, out, **{"--face-backend": "s3fd"})) == 2  # no model given: one line, no output
+    assert "talkface convert s3fd" in capsys.readouterr().err and not out.exists()
+
+    folder = tmp_path / "s3fd_model"
+    model = S3FDModel(S3FDConfig())
+    model.load_state_dict(formula_state_dict("s3fd_keys.json"))
+    model.save_pretrained(folder)
+    S3FDFeatureExtractor(scales=[0.25], face_threshold=0.5).save_pretrained(folder)
+    assert main(args_for(inputs, out, **{"--face-backend": "s3fd", "--s3fd": folder, "--detect-every": 5})) == 0
+    message = capsys.readouterr().out
+    assert "wrote" in message and "without a detectable face" not in message
+    assert media.probe(out).num_frames == 15

@@ -124,7 +124,7 @@ def test_every_model_type_is_registered_by_importing_talkface_models():
     from transformers.models.auto.modeling_auto import MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING, MODEL_MAPPING
 
     expected = {"wav2lip", "wav2lip_discriminator", "syncnet", "syncnet_lse", "avhubert", "talklip", "talkface",
-                "talkface_discriminator", "vgg19", "fid_inception", "gfpgan"}
+                "talkface_discriminator", "vgg19", "fid_inception", "gfpgan", "s3fd"}
     assert set(talkface.models.MODEL_CLASSES) == expected
     for model_type, (config_class, model_class) in talkface.models.MODEL_CLASSES.items():
         assert CONFIG_MAPPING[model_type] is config_class

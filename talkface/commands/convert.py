@@ -22,6 +22,7 @@ CONVERTERS = {
     "vgg19": "talkface.models.vgg19.convert_vgg19_torchvision_checkpoint",
     "fid-inception": "talkface.models.fid_inception.convert_fid_inception_checkpoint",
     "gfpgan": "talkface.models.gfpgan.convert_gfpgan_original_checkpoint",
+    "s3fd": "talkface.models.s3fd.convert_s3fd_original_checkpoint",
 }
 
 

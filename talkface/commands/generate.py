@@ -52,8 +52,11 @@ def register(subparsers):
     parser.add_argument("--feather", type=float, default=DEFAULTS.feather, help="width of the feathered edge as a "
                         f"fraction of the face box (default {DEFAULTS.feather:g})")
     parser.add_argument("--face-backend", choices=tuple(FACE_BACKENDS), default=DEFAULTS.face_backend,
-                        help=f"face detector + landmarks (default {DEFAULTS.face_backend}; mediapipe is bundled, the "
-                        "others are optional installs)")
+                        help=f"face detector + landmarks (default {DEFAULTS.face_backend}; mediapipe is bundled, "
+                        "dlib and face_alignment are optional installs, s3fd gives boxes only and needs --s3fd)")
+    parser.add_argument("--s3fd", metavar="MODEL", default=None,
+                        help="S3FD model folder for --face-backend s3fd (Wav2Lip's and syncnet_python's detector), "
+                        "made by `talkface convert s3fd --checkpoint sfd_face.pth --out DIR` (default: $TALKFACE_S3FD)")
     parser.add_argument("--detect-every", type=int, default=DEFAULTS.detect_every,
                         help="run face detection every N frames and interpolate between (default "
                         f"{DEFAULTS.detect_every})")
@@ -99,6 +102,18 @@ def options_from_args(args) -> LipSyncOptions:
     return LipSyncOptions(**values)
 
 
+def load_s3fd_backend(model, device: str = "cpu"):
+    """The S3FD face backend with its network from `model` (a folder or Hub id; None: $TALKFACE_S3FD)."""
+    import torch
+
+    from ..faces.backends import S3FDFaceBackend
+    from ..models.s3fd import S3FDDetector
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return S3FDFaceBackend(detector=S3FDDetector.from_pretrained(model, device="cuda" if device == "cuda" else "cpu"))
+
+
 def run(args) -> int:
     from ..pipelines.lipsync.pipeline import LipSyncPipeline, check_lipsync_inputs
 
@@ -106,6 +121,8 @@ def run(args) -> int:
     check_lipsync_inputs(args.face, args.audio, args.out, options)
     _check_model_location(args.model)
     _check_device(args.device)
+    if options.face_backend == "s3fd" and options.box is None:
+        options = options.replace(face_backend=load_s3fd_backend(args.s3fd, args.device))
     pipeline = LipSyncPipeline.from_pretrained(args.model, device=args.device, options=options,
                                                enhance=args.enhance, enhance_model=args.enhance_model)
     result = pipeline(face=args.face, audio=args.audio, out=args.out, progress=not args.no_progress)

@@ -11,8 +11,10 @@ from .backends import (
     FaceBackend,
     FaceDetection,
     MediaPipeFaceBackend,
+    S3FDFaceBackend,
     box_iou,
     get_face_backend,
+    register_face_backend,
 )
 from .blending import BLEND_MODES, crop_face, integer_box, lower_face_mask, paste_face
 from .tracking import DEFAULT_PADS, FaceTracker
@@ -28,10 +30,12 @@ __all__ = [
     "FaceDetection",
     "FaceTracker",
     "MediaPipeFaceBackend",
+    "S3FDFaceBackend",
     "box_iou",
     "crop_face",
     "get_face_backend",
     "integer_box",
     "lower_face_mask",
     "paste_face",
+    "register_face_backend",
 ]

@@ -6,6 +6,11 @@
 * "dlib": dlib's HOG detector + the 68-point shape predictor from `face_recognition_models`.
 * "face_alignment": the FAN landmark network (S3FD detector) of the `face_alignment` package; it downloads its
   weights on first use.
+* "s3fd": talkface's own S3FD (`talkface.models.s3fd`, syncnet_python's `sfd_face.pth`), boxes only, batched.
+
+Backends are found by name in `FACE_BACKENDS`, which `register_face_backend` fills. This module sits below the
+models (it may not import them), so the S3FD backend is given its network (`S3FDFaceBackend(detector=...)`), or
+loads it through the loader that `talkface.models.s3fd` installs with `set_s3fd_loader` when it is imported.
 
 The optional packages are imported lazily; a missing one raises `MissingDependencyError` with the pip command.
 Landmark layout (iBUG 300-W, 0-based): jaw 0-16 (from the subject's right ear, i.e. image left for a frontal
@@ -83,10 +88,26 @@ def box_iou(box_a: np.ndarray, box_b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+FACE_BACKENDS: dict[str, type] = {}
+
+
+def register_face_backend(name: str):
+    """Class decorator: make a `FaceBackend` subclass available as `get_face_backend(name)`."""
+
+    def register(cls):
+        cls.name = name
+        FACE_BACKENDS[name] = cls
+        return cls
+
+    return register
+
+
 class FaceBackend:
-    """Detects faces in RGB uint8 frames. Subclasses implement `_detect`."""
+    """Detects faces in RGB uint8 frames. Subclasses implement `_detect` (and may override `detect_batch`)."""
 
     name = "base"
+    #: False for backends that find boxes only (`detect(..., landmarks=True)` raises for them)
+    provides_landmarks = True
 
     def detect(self, frame_rgb: np.ndarray, landmarks: bool = True) -> list[FaceDetection]:
         """Faces in `frame_rgb` (H, W, 3) uint8, largest box first. `landmarks=False` may skip landmark fitting."""
@@ -94,6 +115,10 @@ class FaceBackend:
             raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame_rgb.dtype} {frame_rgb.shape}")
         detections = self._detect(np.ascontiguousarray(frame_rgb), landmarks)
         return sorted(detections, key=lambda d: d.area, reverse=True)
+
+    def detect_batch(self, frames_rgb, landmarks: bool = True) -> list[list[FaceDetection]]:
+        """`detect` of each frame; backends that run a network on several frames at once override this."""
+        return [self.detect(frame, landmarks=landmarks) for frame in frames_rgb]
 
     def _detect(self, frame_rgb: np.ndarray, landmarks: bool) -> list[FaceDetection]:
         raise NotImplementedError
@@ -107,6 +132,7 @@ def _clip_box(box, width: int, height: int) -> np.ndarray:
     return np.array([max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)], dtype=np.float32)
 
 
+@register_face_backend("mediapipe")
 class MediaPipeFaceBackend(FaceBackend):
     """mediapipe BlazeFace boxes + FaceMesh landmarks (the legacy `mp.solutions` graphs bundled with the wheel).
 
@@ -184,6 +210,7 @@ class MediaPipeFaceBackend(FaceBackend):
         self._detectors, self._mesh = [], None
 
 
+@register_face_backend("dlib")
 class DlibFaceBackend(FaceBackend):
     """dlib's HOG face detector + the 68-point shape predictor shipped in `face_recognition_models`.
 
@@ -215,6 +242,7 @@ class DlibFaceBackend(FaceBackend):
         return detections
 
 
+@register_face_backend("face_alignment")
 class FaceAlignmentBackend(FaceBackend):
     """The FAN 2D landmark network of the `face_alignment` package, with its S3FD detector.
 
@@ -247,15 +275,91 @@ class FaceAlignmentBackend(FaceBackend):
         ]
 
 
-FACE_BACKENDS = {
-    "mediapipe": MediaPipeFaceBackend,
-    "dlib": DlibFaceBackend,
-    "face_alignment": FaceAlignmentBackend,
-}
+_S3FD_LOADER = None
+
+
+def set_s3fd_loader(loader):
+    """Install the function that loads the S3FD network for `S3FDFaceBackend(model=...)`: called as
+    `loader(model, device)` with a model folder / Hub id (or None for the default) and returns an object with
+    `detect_faces(images_rgb, scales=..., threshold=..., batch_size=...)`. `talkface.models.s3fd` installs it."""
+    global _S3FD_LOADER
+    _S3FD_LOADER = loader
+
+
+@register_face_backend("s3fd")
+class S3FDFaceBackend(FaceBackend):
+    """S3FD face boxes (no landmarks), as syncnet_python's detector, on batches of frames.
+
+    Args:
+        detector: the network: an object with `detect_faces(images_rgb, scales=..., threshold=..., batch_size=...)`
+            giving one (n, 5) array [x1, y1, x2, y2, score] per image, as `talkface.models.s3fd.S3FDModel`
+            (with its feature extractor bound). None loads it from `model` with the loader `talkface.models.s3fd`
+            installs (`import talkface.models` does it).
+        model: converted S3FD folder or Hub id (`talkface convert s3fd --checkpoint sfd_face.pth --out DIR`);
+            default: the `TALKFACE_S3FD` environment variable.
+        device: torch device of the network.
+        scale: the frames are resized by this factor before detection (default: the model folder's
+            `preprocessor_config.json` scales, 1.0 unless changed; syncnet_python's run_pipeline uses 0.25 on
+            full-size frames, and the lip-sync pipeline already shrinks frames to at most 640 px).
+        min_confidence: face score a box must exceed (default: the feature extractor's, 0.8).
+        batch_size: frames per forward pass.
+    """
+
+    provides_landmarks = False
+
+    def __init__(self, detector=None, model=None, device: str = "cpu", scale: float | None = None,
+                 min_confidence: float | None = None, batch_size: int = 16):
+        if scale is not None and scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        if min_confidence is not None and not 0 <= min_confidence < 1:
+            raise ValueError(f"min_confidence must be in [0, 1), got {min_confidence}")
+        if detector is None:
+            if _S3FD_LOADER is None:
+                raise TalkFaceUserError(
+                    "the s3fd face backend needs talkface's S3FD model: `import talkface.models` first, or pass "
+                    "S3FDFaceBackend(detector=...)")
+            detector = _S3FD_LOADER(model, device)
+        self.detector = detector
+        self.scale = None if scale is None else float(scale)
+        self.min_confidence = min_confidence
+        self.batch_size = batch_size
+
+    def scored_boxes(self, frames_rgb, scale: float | None = None, threshold: float | None = None
+                     ) -> list[np.ndarray]:
+        """The detector's own output for each frame: (n, 5) float64 [x1, y1, x2, y2, score] in frame pixels, in
+        its order (descending score after the final NMS), unclipped; what syncnet_python's tracking reads."""
+        frames = [np.ascontiguousarray(frame) for frame in frames_rgb]
+        for frame in frames:
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(f"expected RGB uint8 (H, W, 3) frames, got {frame.dtype} {frame.shape}")
+        if not frames:
+            return []
+        threshold = self.min_confidence if threshold is None else threshold
+        scale = self.scale if scale is None else scale
+        return self.detector.detect_faces(frames, scales=None if scale is None else [scale], threshold=threshold,
+                                          batch_size=self.batch_size)
+
+    def detect_batch(self, frames_rgb, landmarks: bool = True) -> list[list[FaceDetection]]:
+        if landmarks:
+            raise TalkFaceUserError(
+                "the s3fd face backend finds face boxes only, no landmarks; use --face-backend mediapipe (or dlib, "
+                "face_alignment) where landmarks are needed")
+        results = []
+        for frame, rows in zip(frames_rgb, self.scored_boxes(frames_rgb)):
+            height, width = frame.shape[:2]
+            faces = [FaceDetection(box=_clip_box(row[:4], width, height), landmarks=None, score=float(row[4]))
+                     for row in rows]
+            faces = [face for face in faces if face.box[2] - face.box[0] >= 2 and face.box[3] - face.box[1] >= 2]
+            results.append(sorted(faces, key=lambda d: d.area, reverse=True))
+        return results
+
+    def _detect(self, frame_rgb, landmarks):
+        return self.detect_batch([frame_rgb], landmarks=landmarks)[0]
 
 
 def get_face_backend(name: str = "mediapipe", **kwargs) -> FaceBackend:
-    """Build a face backend by name ("mediapipe", "dlib", "face_alignment"); kwargs go to its constructor."""
+    """Build a face backend by name ("mediapipe", "dlib", "face_alignment", "s3fd"); kwargs go to its constructor.
+    A `FaceBackend` instance is returned as it is."""
     if isinstance(name, FaceBackend):
         return name
     if name not in FACE_BACKENDS:

@@ -136,7 +136,8 @@ class FaceTracker:
         """All faces in a frame (largest first), boxes and landmarks in full-frame pixels."""
         small, scale = _resize_for_detection(frame, self.detection_max_side)
         self.num_detections += 1
-        faces = self.backend.detect(small, landmarks=self.landmarks)
+        # a boxes-only backend (s3fd) is not asked for landmarks; whoever needs them fits them (the GFPGAN enhancer)
+        faces = self.backend.detect(small, landmarks=self.landmarks and self.backend.provides_landmarks)
         if scale == 1.0:
             return faces
         return [FaceDetection(box=face.box / scale, score=face.score,

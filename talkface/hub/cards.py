@@ -165,6 +165,19 @@ MODEL_FACTS = {
         "tags": ["face-restoration", "gfpgan", "stylegan2"],
         "pipeline_tag": "image-to-image", "preprocessing": "gfpgan", "model_path": "models/gfpgan-v1.4",
     },
+    "s3fd": {
+        "title": "S3FD face detector (syncnet_python's sfd_face.pth)",
+        "model_types": ["s3fd"],
+        "license": "other", "license_name": "s3fd-weights-no-stated-licence",
+        "license_link": "https://github.com/joonson/syncnet_python",
+        "license_note": "syncnet_python, whose download script points to `sfd_face.pth`, is MIT-licensed, but no "
+                        "licence is stated for the weight file itself, which comes from a PyTorch re-implementation "
+                        "of S3FD trained on WIDER FACE (research-only terms). Treat the weights as research use "
+                        "only.",
+        "datasets": ["WIDER FACE"], "metrics": [],
+        "tags": ["face-detection", "s3fd", "evaluation"],
+        "pipeline_tag": "object-detection", "preprocessing": "s3fd", "model_path": "models/s3fd",
+    },
 }
 
 CARD_KINDS = tuple(MODEL_FACTS)
@@ -187,7 +200,7 @@ def card_kind(model_or_model_type) -> str:
 
 def _standard_variants(kind: str):
     """(label, model class, config) of the standard configurations the card of `kind` lists (built lazily)."""
-    from ..models import avhubert, fid_inception, gfpgan, syncnet, syncnet_lse, talkface_gan as talkface, talklip, vgg19, wav2lip
+    from ..models import avhubert, fid_inception, gfpgan, s3fd, syncnet, syncnet_lse, talkface_gan as talkface, talklip, vgg19, wav2lip
 
     variants = {
         "wav2lip": [("Wav2Lip / Wav2Lip + GAN (same network)", wav2lip.Wav2LipModel, wav2lip.Wav2LipConfig())],
@@ -217,6 +230,7 @@ def _standard_variants(kind: str):
         ],
         "fid-inception": [("FID Inception-v3", fid_inception.FIDInceptionModel, fid_inception.FIDInceptionConfig())],
         "gfpgan": [("GFPGANv1.4 (clean)", gfpgan.GFPGANModel, gfpgan.GFPGANConfig())],
+        "s3fd": [("S3FD `sfd_face.pth`", s3fd.S3FDModel, s3fd.S3FDConfig())],
     }
     return variants[kind]
 
@@ -347,7 +361,7 @@ def _two_column_table(left: str, right: str, rows) -> str:
     return "\n".join(lines)
 
 
-def _image_table(kind: str, model) -> str:
+def _image_table(kind: str, model, folder=None) -> str:
     config = getattr(model, "config", None)
     if kind == "vgg19":
         from ..models.vgg19 import VGG19Config
@@ -379,6 +393,21 @@ def _image_table(kind: str, model) -> str:
                 ("input", "RGB, (x / 255 - 0.5) / 0.5, i.e. [-1, 1]; output clamped to [-1, 1]"),
                 ("paste-back", "inverse warp with an eroded, blurred square mask; the rest of the frame is "
                                "returned bit for bit")]
+    elif kind == "s3fd":
+        from ..models.s3fd import S3FDConfig, S3FDFeatureExtractor
+
+        config = config or S3FDConfig()
+        fe = S3FDFeatureExtractor(**_extractor_kwargs(_read_preprocessor(folder)))
+        mean = ", ".join(_fmt(m) for m in fe.image_mean)
+        rows = [("input", f"RGB uint8 frames resized by the scale (bilinear, cv2 INTER_LINEAR; default "
+                          f"{', '.join(_fmt(s) for s in fe.scales)}; syncnet_python's run_pipeline uses 0.25), float "
+                          f"**RGB** minus ({mean}), no scaling"),
+                ("anchors", f"one square anchor per cell: sides {config.anchor_sizes} px, strides "
+                            f"{config.anchor_strides} px; SSD decoding with variances {config.box_variances}"),
+                ("candidates", f"face score > {_fmt(fe.candidate_threshold)}, the {fe.nms_top_k} best, greedy NMS "
+                               f"at IoU {_fmt(fe.nms_threshold)}, at most {fe.max_detections} boxes"),
+                ("faces", f"boxes scoring > {_fmt(fe.face_threshold)} (run_pipeline: 0.9), scaled to the original "
+                          f"image, then NMS at IoU {_fmt(fe.face_nms_threshold)} over all scales")]
     else:  # discriminators: the generator's face crops
         size = getattr(config, "img_size", 96)
         order = "BGR" if kind == "wav2lip-discriminator" else "RGB"
@@ -405,7 +434,7 @@ def _preprocessing_section(kind: str, model, folder) -> str:
         return f"`AVHubertFeatureExtractor` ({source}):\n\n" + _avhubert_table(saved, audio_only=kind == "talklip")
     if style == "mfcc":
         return f"`SyncNetLSEFeatureExtractor` ({source}):\n\n" + _mfcc_table(saved)
-    return _image_table(kind, model)
+    return _image_table(kind, model, folder)
 
 
 def _checkpoint_section(kind: str, model, folder, info: dict) -> str:

@@ -17,7 +17,7 @@ from transformers import AutoFeatureExtractor, AutoModelForSpeechSeq2Seq
 
 from .wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 from ..hub.cards import install_model_card_push
-from . import avhubert, fid_inception, gfpgan, syncnet, syncnet_lse, talkface_gan, talklip, vgg19, wav2lip
+from . import avhubert, fid_inception, gfpgan, s3fd, syncnet, syncnet_lse, talkface_gan, talklip, vgg19, wav2lip
 from .avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
 
 # model_type -> the classes `AutoModel` gives for it (heads reachable through other Auto classes are listed too)
@@ -33,6 +33,7 @@ MODEL_CLASSES = {
     "vgg19": (vgg19.VGG19Config, vgg19.VGG19Model),
     "fid_inception": (fid_inception.FIDInceptionConfig, fid_inception.FIDInceptionModel),
     "gfpgan": (gfpgan.GFPGANConfig, gfpgan.GFPGANModel),
+    "s3fd": (s3fd.S3FDConfig, s3fd.S3FDModel),
 }
 
 # --- registrations the model folders do not make themselves -------------------------------------------------------

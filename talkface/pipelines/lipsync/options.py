@@ -44,7 +44,7 @@ class LipSyncOptions:
         blend: paste-back mode, one of `talkface.faces.blending.BLEND_MODES`.
         feather: width of the blend's soft edge, as a fraction of the face box, in (0, 0.5].
         detect_every: face detection stride in frames (1 = every frame); boxes are interpolated in between.
-        face_backend: face backend name ("mediapipe", "dlib", "face_alignment") or a `FaceBackend` instance.
+        face_backend: face backend name ("mediapipe", "dlib", "face_alignment", "s3fd") or a `FaceBackend` instance.
     """
 
     fps: float | None = None
