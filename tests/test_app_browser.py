@@ -1,9 +1,11 @@
 """The web demo end to end in a real browser: Debian's chromium driven by Playwright.
 
-Launches `app.py`'s page in this process with `--demo-tiny-models` (tiny random models), then, as a user would:
-uploads a real face clip and a speech excerpt, generates, and checks that a playable video comes back; uploads a
-file that is not a video and reads the error; scores a clip and reads the table. Screenshots go to
-test-artifacts/demo/ (look at them when changing the page).
+Launches `app.py`'s page in this process with `--demo-tiny-models` (tiny random models) and `--examples
+../shared/data`, then, as a user would: uploads a real face clip and a speech excerpt, generates, and checks that a
+playable video comes back; uploads a file that is not a video and reads the one-line error beside the result (no
+toast, no empty "Error" panel) and generates again; uploads an MPEG-4 Part 2 clip (which Chromium cannot decode) and
+sees its preview play; uses a video as the speech; loads examples; scores a clip and reads the table. Screenshots go
+to test-artifacts/demo/ (look at them when changing the page).
 """
 
 import socket
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.utils import data_file
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +36,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def media_files(tmp_path_factory):
     from talkface import media
-    from tests.utils import data_file
 
     clip = data_file("clip05_retalking_face5_woman_glasses.mp4")
     speech = data_file("speech04_retalking_audio1.wav")
@@ -53,7 +56,24 @@ def media_files(tmp_path_factory):
             writer.write(frame)
     not_video = folder / "notes.mp4"
     not_video.write_text("this is not a video\n")
-    return {"clip": clip, "speech": excerpt, "clip_2s": cut, "not_video": not_video}
+    # the shared clip01 is MPEG-4 Part 2 in .mp4; a 3 s cut of it, stream-copied (no re-encode)
+    clip01 = data_file("clip01_sadtalker_WDA_AlexandriaOcasioCortez_000.mp4")
+    mpeg4 = _stream_copy(clip01, folder / "clip01_3s.mp4", 3.0)
+    return {"clip": clip, "speech": excerpt, "clip_2s": cut, "not_video": not_video, "mpeg4": mpeg4}
+
+
+def _stream_copy(source, target, seconds):
+    """The first `seconds` of `source`, its packets copied as they are (the codecs stay those of the source)."""
+    import av
+
+    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in (src.streams.video[0], src.streams.audio[0])}
+        for packet in src.demux(*[src.streams[i] for i in streams]):
+            if packet.dts is None or packet.pts is None or packet.pts * packet.time_base > seconds:
+                continue
+            packet.stream = streams[packet.stream.index]
+            dst.mux(packet)
+    return target
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +86,13 @@ def server(tmp_path_factory):
     from talkface.demo.demo import config_from_args
 
     cache = tmp_path_factory.mktemp("browser_cache")
-    config = config_from_args(app.build_parser().parse_args(["--demo-tiny-models", "--cache-dir", str(cache)]), {})
+    examples = data_file("MANIFEST.md").parent
+    config = config_from_args(app.build_parser().parse_args(["--demo-tiny-models", "--cache-dir", str(cache),
+                                                             "--examples", str(examples)]), {})
     blocks = app.build_demo(config)
     blocks.queue(default_concurrency_limit=1, max_size=8)
     _, url, _ = blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
-                              quiet=True, allowed_paths=[str(config.cache_dir)], max_file_size="50mb")
+                              quiet=True, allowed_paths=app.allowed_paths(config), max_file_size="50mb")
     yield url
     blocks.close()
 
@@ -105,26 +127,54 @@ def _shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def _no_toasts(page):
+    """Nothing of Gradio's own pop-ups: every message of the demo is a line on the page."""
+    toasts = page.locator(".toast-body").all_inner_texts()
+    assert not toasts, toasts
+
+
+def _wait_playing_picture(page, selector, timeout=60_000):
+    """The <video> under `selector` has decoded its picture (readyState >= 2, HAVE_CURRENT_DATA, with a width)."""
+    video = page.wait_for_selector(f"{selector} video[src]", timeout=timeout)
+    page.wait_for_function("el => el.readyState >= 2 && el.videoWidth > 0", arg=video, timeout=timeout)
+    return video
+
+
+def _upload(page, target, path):
+    """Upload `path` into the file box `#target` (clearing what it holds first, as a user would) and wait for it."""
+    clear = page.locator(f"#{target} button[aria-label=Clear]")
+    if clear.count():
+        clear.first.click()
+    page.set_input_files(f"#{target} input[type=file]", str(path))
+    page.locator(f"#{target} .file-preview").get_by_text(Path(path).stem).first.wait_for()
+
+
 def test_generate_in_the_browser(page, media_files, tmp_path):
     from talkface import media
 
     _shot(page, "01_start")
     assert page.get_by_text("random weights").first.is_visible()  # the tiny models are labelled
-    # enhancement is offered but disabled, with the reason (no GFPGAN here)
+    assert "Runs on the CPU" in page.locator("#speed-note").inner_text()  # what a run costs, how to use a GPU
+    # enhancement is offered but disabled, with the reason (no GFPGAN here); the blend modes say what they do
     page.get_by_text("Options").click()
     assert page.locator("#enhance input[type=checkbox]").is_disabled()
     assert page.get_by_text("talkface convert gfpgan").first.is_visible()
+    assert "none: nothing is pasted" in page.locator("#blend").inner_text()
 
-    page.set_input_files("#face-video input[type=file]", str(media_files["clip"]))
-    page.set_input_files("#speech input[type=file]", str(media_files["speech"]))
-    page.wait_for_selector("#face-video video")  # the upload is shown before we go on
+    _upload(page, "face-file", media_files["clip"])
+    _upload(page, "speech-file", media_files["speech"])
+    _wait_playing_picture(page, "#face-preview")  # an H.264 mp4 plays as it is
+    page.locator("#speech audio, #speech [data-testid='waveform-Speech']").first.wait_for(state="attached")
     page.click("#generate-button")
     video = page.wait_for_selector("#result-video video[src]", timeout=TIMEOUT_MS)
     page.wait_for_function("el => el.readyState >= 1 && el.duration > 0", arg=video, timeout=30_000)
     duration = page.evaluate("el => el.duration", video)
     assert duration == pytest.approx(2.4, abs=0.1)
     page.wait_for_selector("#result-scores :text('lse_d')")
+    status = page.locator("#result-status").inner_text()
+    assert status.startswith("Done: 60 frames at 25 fps (2.40 s)") and " on cpu (" in status
     _shot(page, "02_generated")
+    _no_toasts(page)
 
     # the file behind the player is a real mp4 with sound
     response = page.request.get(video.get_attribute("src"))
@@ -135,16 +185,67 @@ def test_generate_in_the_browser(page, media_files, tmp_path):
     assert info.has_video and info.has_audio and info.duration == pytest.approx(2.4, abs=0.05)
 
 
-def test_a_non_video_shows_an_error(page, media_files):
+def test_a_failed_run_shows_its_line_in_the_output_area(page, media_files):
     page.reload()  # empty inputs again
     page.wait_for_selector("#generate-button")
-    page.set_input_files("#speech input[type=file]", str(media_files["speech"]))
-    page.set_input_files("#face-video input[type=file]", str(media_files["not_video"]))
+    _upload(page, "speech-file", media_files["speech"])
+    _upload(page, "face-file", media_files["not_video"])
     page.click("#generate-button")
-    message = page.get_by_text("is not a video or photo that can be read").first
-    message.wait_for(timeout=60_000)
+    status = page.locator("#result-status")
+    status.get_by_text("is not a video or photo that can be read").wait_for(timeout=60_000)
     _shot(page, "03_error")
-    assert "notes.mp4" in message.inner_text()
+    assert status.inner_text() == ("⚠️ Error: the face file 'notes.mp4' is not a video or photo that can be read; "
+                                   "upload a video (mp4, mov, webm, mkv, ...) or a photo (png, jpg)")
+    assert "notes.mp4" in page.locator("#face-note").inner_text()  # said at upload too
+    # no empty red "Error" in the output panels, no toast
+    for panel in ("#result-video", "#result-scores"):
+        assert "Error" not in page.locator(panel).inner_text()
+    _no_toasts(page)
+    # the page stays usable: a good face now generates
+    _upload(page, "face-file", media_files["clip_2s"])
+    _wait_playing_picture(page, "#face-preview")
+    page.click("#generate-button")
+    status.get_by_text("Done: 60 frames").wait_for(timeout=TIMEOUT_MS)
+    _wait_playing_picture(page, "#result-video")
+
+
+def test_an_mpeg4_part2_upload_previews_and_a_video_is_the_speech(page, media_files):
+    page.reload()
+    page.wait_for_selector("#generate-button")
+    _upload(page, "face-file", media_files["mpeg4"])
+    # Chromium cannot decode the original: its picture stays blank (sound only) ...
+    original = page.locator("#face-file a[download]").first.get_attribute("href")
+    blank = page.evaluate("""async (src) => { const v = document.createElement('video'); v.muted = true;
+        v.src = src; await new Promise(r => { v.onloadeddata = r; v.onerror = r; setTimeout(r, 20000); });
+        return v.videoWidth; }""", original)
+    assert blank == 0
+    # ... while the page shows an H.264 copy that plays, and says so
+    _wait_playing_picture(page, "#face-preview")
+    assert "MPEG-4 Part 2 video with AAC sound in .mp4" in page.locator("#face-note").inner_text()
+    # a video as the speech: its sound track, without Gradio's file-type warning
+    _upload(page, "speech-file", media_files["clip_2s"])
+    page.locator("#speech-note").get_by_text("The sound track of the video 'clip05_2s.mp4'").wait_for()
+    _shot(page, "04_mpeg4_preview_video_speech")
+    _no_toasts(page)
+    page.click("#generate-button")
+    page.locator("#result-status").get_by_text("Done: 50 frames at 25 fps (2.00 s)").wait_for(timeout=TIMEOUT_MS)
+    video = _wait_playing_picture(page, "#result-video")
+    assert page.evaluate("el => el.duration", video) == pytest.approx(2.0, abs=0.1)
+
+
+def test_examples_load(page):
+    page.reload()
+    page.wait_for_selector("#generate-button")
+    examples = page.locator("#examples")
+    examples.get_by_text("photo01_sadtalker_people_0.png").first.click()
+    page.wait_for_selector("#face-photo img")
+    page.locator("#speech-file .file-preview").get_by_text("speech01_whisper_jfk").wait_for()
+    examples.get_by_text("clip07_edtalk_mouth_source_muxed.mkv").first.click()
+    _wait_playing_picture(page, "#face-preview")  # a .mkv with PCM sound: previewed as H.264
+    page.locator("#speech-file .file-preview").get_by_text("speech02_sadtalker_RD_Radio31_000").wait_for()
+    assert not page.locator("#face-photo img").is_visible()  # one face at a time
+    _shot(page, "05_examples")
+    _no_toasts(page)
 
 
 def test_score_in_the_browser(page, media_files):
@@ -157,7 +258,9 @@ def test_score_in_the_browser(page, media_files):
     assert any("lse_c" in h for h in headers) and any("avs_u" in h for h in headers)
     # metrics that need a ground truth say so
     assert page.get_by_text("needs a ground-truth video").first.is_visible()
-    _shot(page, "04_scored")
+    assert page.locator("#score-status").inner_text().startswith("Done: 1 video scored in ")
+    _shot(page, "06_scored")
+    _no_toasts(page)
 
 
 def test_models_tab_says_what_is_missing(page):
@@ -166,7 +269,7 @@ def test_models_tab_says_what_is_missing(page):
     table.get_by_text("GFPGAN").first.wait_for()
     assert "talkface convert gfpgan --checkpoint GFPGANv1.4.pth" in table.inner_text()
     assert "random weights" in table.inner_text()
-    _shot(page, "05_models")
+    _shot(page, "07_models")
 
 
 def test_fresh_machine_without_models(browser, media_files, tmp_path):
@@ -183,12 +286,13 @@ def test_fresh_machine_without_models(browser, media_files, tmp_path):
         banner = page.locator("#banner")
         banner.get_by_text("No usable generator").wait_for()
         assert "talkface convert wav2lip --checkpoint wav2lip_gan.pth --out models/wav2lip" in banner.inner_text()
-        page.set_input_files("#face-video input[type=file]", str(media_files["clip_2s"]))
-        page.set_input_files("#speech input[type=file]", str(media_files["speech"]))
-        page.wait_for_selector("#face-video video")
+        _upload(page, "face-file", media_files["clip_2s"])
+        _upload(page, "speech-file", media_files["speech"])
+        _wait_playing_picture(page, "#face-preview")
         page.click("#generate-button")
-        page.get_by_text("no generator model is configured").first.wait_for()
-        _shot(page, "06_no_models")
+        page.locator("#result-status").get_by_text("⚠️ Error: no generator model is configured").wait_for()
+        _shot(page, "08_no_models")
+        _no_toasts(page)
     finally:
         page.close()
         blocks.close()

@@ -28,8 +28,9 @@ DEFAULT_SCORE_METRICS = ("lse", "avs", "ssim", "psnr", "lmd")
 
 GENERATOR_HINT = (
     "download the Wav2Lip checkpoint wav2lip_gan.pth (see https://github.com/Rudrabha/Wav2Lip), run "
-    "`talkface convert wav2lip --checkpoint wav2lip_gan.pth --out models/wav2lip` and start the demo with "
-    "`python app.py --generator wav2lip=models/wav2lip` (or set TALKFACE_GENERATOR=wav2lip=models/wav2lip)"
+    "`talkface convert wav2lip --checkpoint wav2lip_gan.pth --out models/wav2lip` and restart the demo from the "
+    "folder holding models/ (it finds models/wav2lip by itself; another folder or a Hub id: "
+    "`python app.py --generator wav2lip=FOLDER` or TALKFACE_GENERATOR=wav2lip=FOLDER)"
 )
 GFPGAN_HINT = (
     "download GFPGANv1.4.pth (https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth), run "
@@ -37,9 +38,11 @@ GFPGAN_HINT = (
     "`--gfpgan models/gfpgan-v1.4` (or set TALKFACE_GFPGAN)"
 )
 
-#: folders used when no flag or environment variable names a model (the `--out` folders of the hints)
+#: folders used when no flag or environment variable names a model: the `--out` folders that the README, the docs
+#: (models/wav2lip-gan in docs/models.md and the model cards) and the hints write; generators are named after them
 DEFAULT_MODEL_FOLDERS = {
-    "generators": {"wav2lip": "models/wav2lip", "talklip": "models/talklip", "talkface": "models/talkface"},
+    "generators": {"wav2lip-gan": "models/wav2lip-gan", "wav2lip": "models/wav2lip", "talklip": "models/talklip",
+                   "talkface": "models/talkface"},
     "syncnet": "models/syncnet-lse",
     "avhubert": "models/avhubert",
     "gfpgan": "models/gfpgan-v1.4",
@@ -72,6 +75,7 @@ class DemoConfig:
     cache_dir: where outputs handed to the page live (pruned); default: a folder in the system temp folder.
     cache_max_age: seconds an output is kept.
     tiny_random: the models are tiny random ones made by `create_tiny_random_models` (the page says so).
+    examples_dir: a folder of example faces and speech for the Generate tab (rule: talkface/demo/examples.py).
     score_metrics: the metrics of the Score tab (names of `talkface.metrics.METRICS`, in table order); the
         Generate tab scores its result with those that need no ground truth.
     """
@@ -89,8 +93,14 @@ class DemoConfig:
     cache_max_age: float = DEFAULT_CACHE_MAX_AGE
     tiny_random: bool = False
     score_metrics: tuple[str, ...] = DEFAULT_SCORE_METRICS
+    examples_dir: Path | None = None
 
     def __post_init__(self):
+        if self.examples_dir is not None:
+            self.examples_dir = Path(self.examples_dir).expanduser()
+            if not self.examples_dir.is_dir():
+                raise TalkFaceUserError(f"examples folder {self.examples_dir} not found; give --examples a folder "
+                                        "of face videos or photos and speech files")
         self.score_metrics = tuple(parse_metric_names(self.score_metrics))
         if self.cache_dir is None:
             self.cache_dir = Path(tempfile.gettempdir()) / "talkface-demo"
@@ -139,7 +149,9 @@ def config_from_args(args, environ=None) -> DemoConfig:
     config = DemoConfig(generators=generators, device=args.device, face_backend=args.face_backend,
                         max_video_seconds=args.max_video_seconds, max_audio_seconds=args.max_audio_seconds,
                         max_files=args.max_files, cache_dir=args.cache_dir, cache_max_age=args.cache_max_age,
-                        tiny_random=args.demo_tiny_models, **models)
+                        tiny_random=args.demo_tiny_models,
+                        examples_dir=getattr(args, "examples", None) or environ.get("TALKFACE_DEMO_EXAMPLES") or None,
+                        **models)
     if args.demo_tiny_models:
         tiny = create_tiny_random_models(config.cache_dir / "tiny-random-models")
         if not config.generators:
