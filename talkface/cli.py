@@ -50,6 +50,7 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USER_ERROR
+        args.argv = argv  # the command line, for commands that start copies of themselves (evaluate --num-processes)
         code = args.func(args)
         return 0 if code is None else int(code)
     except TalkFaceUserError as err:

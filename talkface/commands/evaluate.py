@@ -1,10 +1,14 @@
-"""`talkface evaluate`: score a folder of generated videos against references (see talkface/evaluation.py).
+"""`talkface evaluate`: score a folder of generated videos against references (see talkface/evaluation/).
 
     talkface evaluate --generated out/ --reference data/test/ --metrics lse,ssim,psnr,lmd --output report/ \\
         --syncnet models/syncnet-lse
+    talkface evaluate ... --num-processes 4                   # 4 processes on this machine
+    accelerate launch --multi_gpu --num_processes 8 -m talkface evaluate ... --device cuda   # 8 GPUs
 """
 
-from ..metrics import DEFAULT_METRICS, METRICS
+import sys
+
+from ..metrics import DEFAULT_METRICS, METRICS, parse_metric_names
 from ..metrics.image_quality import DEFAULT_PSNR_CAP_DB
 from ..metrics.sync import DEFAULT_VSHIFT, TrackingOptions
 
@@ -73,15 +77,39 @@ def register(subparsers):
     run_group.add_argument("--max-curve-plots", type=int, default=20,
                            help="at most this many per-file sync-curve plots (default: %(default)s)")
     run_group.add_argument("--quiet", action="store_true", help="no progress bar")
+    run_group.add_argument("--num-processes", type=int, default=1, metavar="N",
+                           help="score with N processes on this machine (the pairs are split between them; with "
+                           "--device cuda each uses its own GPU); on several GPUs or machines use `accelerate launch "
+                           "-m talkface evaluate ...` instead (default: %(default)s)")
     parser.set_defaults(func=run)
     return parser
 
 
+def _without_option(argv, flag: str) -> list[str]:
+    """argv without `flag VALUE` / `flag=VALUE` (or an abbreviation argparse accepted)."""
+    result, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if name.startswith("--") and len(name) > 2 and flag.startswith(name):
+            skip = "=" not in token
+            continue
+        result.append(token)
+    return result
+
+
 def run(args):
-    from ..evaluation.evaluate import EvaluationOptions, evaluate
-
     from ..errors import TalkFaceUserError
+    from ..evaluation.distributed import is_main_process, launch_local, launched_processes
+    from ..evaluation.evaluate import EvaluationOptions, evaluate, pair_files, prepare_output
 
+    if args.num_processes < 1:
+        raise TalkFaceUserError(f"--num-processes must be at least 1, got {args.num_processes}")
+    if args.num_processes > 1 and launched_processes() > 1:
+        raise TalkFaceUserError("--num-processes starts processes itself; under accelerate launch or torchrun leave "
+                                "it out (the launcher's --num_processes decides)")
     try:
         tracking = TrackingOptions(min_track_frames=args.min_track_frames, min_face_size=args.min_face_size,
                                    detect_every=args.detect_every, face_backend=args.face_backend)
@@ -94,8 +122,17 @@ def run(args):
         fid_every=args.fid_every, face_backend=args.face_backend, device=args.device, batch_size=args.batch_size,
         use_cache=not args.no_cache, plots=not args.no_plots, max_curve_plots=args.max_curve_plots,
     )
+    if args.num_processes > 1:
+        # inputs are checked here, once, before the processes start (each would print the same error)
+        parse_metric_names(args.metrics)
+        pair_files(args.generated, args.reference, args.audio, args.text)
+        prepare_output(args.output, options)
+        argv = getattr(args, "argv", None) or sys.argv[1:]
+        return launch_local(_without_option(argv, "--num-processes"), args.num_processes)
     report = evaluate(args.generated, reference=args.reference, audio=args.audio, text=args.text,
                       metrics=args.metrics, output=args.output, options=options, progress=not args.quiet)
+    if not is_main_process():  # one summary, from the process that wrote the report
+        return 0
     for metric, reason in report.unavailable.items():
         print(f"{metric}: unavailable: {reason}")
     for name, entry in report.summary.items():

@@ -20,6 +20,9 @@ per file), report.md (summary and per-file tables), plots/ (per-metric distribut
     context = EvaluationContext(options, models={"lse": LSEScorer.from_pretrained("models/syncnet-lse")})
     report = evaluate_pairs([FilePair("clip", Path("clip.mp4"))], ["lse"], options, context=context,
                             progress=lambda fraction, text: print(f"{fraction:.0%} {text}"))
+
+Under `accelerate launch` / `torchrun` (or `talkface evaluate --num-processes N`) `evaluate` splits the pairs
+between the processes and the main process writes the merged report (`talkface.evaluation.distributed`).
 """
 
 from __future__ import annotations
@@ -184,6 +187,14 @@ class EvaluationContext:
             with np.load(self.cache_dir / artifact) as data:
                 return {name: data[name] for name in data.files}
         return self._arrays.get((metric_name, stem))
+
+    def kept_arrays(self) -> dict:
+        """The arrays `save_arrays` kept in memory ((metric, stem) -> arrays), to hand to another process."""
+        return dict(self._arrays)
+
+    def keep_arrays(self, arrays: dict):
+        """Add arrays another process kept (`kept_arrays`)."""
+        self._arrays.update(arrays)
 
     def close(self):
         if self._backend is not None:
@@ -362,10 +373,18 @@ def prepare_output(output, options: EvaluationOptions) -> tuple[Path | None, Pat
 def evaluate(generated, reference=None, audio=None, text=None, metrics=DEFAULT_METRICS, output=None,
              options: EvaluationOptions | None = None, progress: bool = True) -> EvaluationReport:
     """Score every generated video (see the module docstring). Returns an `EvaluationReport`; with `output`, also
-    writes results.json, results.csv, report.md and plots/ there and caches per-file results in output/cache."""
+    writes results.json, results.csv, report.md and plots/ there and caches per-file results in output/cache.
+
+    When several processes were launched (`accelerate launch`, `torchrun`, `talkface evaluate --num-processes`:
+    WORLD_SIZE > 1), each scores its share of the pairs and the main process writes the merged report, the same as
+    one process writes; every process returns it (see `talkface.evaluation.distributed`)."""
+    from .distributed import distributed_evaluate, launched_processes
+
     options = options or EvaluationOptions()
     metrics = parse_metric_names(metrics)
     pairs, unpaired = pair_files(generated, reference, audio, text)
+    if launched_processes() > 1:
+        return distributed_evaluate(pairs, unpaired, metrics, output, options, progress)
     output_dir, cache_dir = prepare_output(output, options)
     context = EvaluationContext(options, cache_dir)
     bar = _FileProgressBar(len(pairs), enabled=progress)
