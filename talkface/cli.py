@@ -17,7 +17,7 @@ from .errors import TalkFaceUserError
 # command name -> (module, one-line help)
 COMMANDS = {
     "generate": ("talkface.commands.generate", "lip-sync a face video or photo to a speech recording"),
-    "score": ("talkface.commands.score", "AV-HuBERT lip-sync scores (AVS_u / AVS_m / AVS_v) of videos"),
+    "score": ("talkface.commands.score", "lip-sync scores of videos (LSE with SyncNet, AVS with AV-HuBERT)"),
     "lipread": ("talkface.commands.lipread", "transcribe a video with the AV-HuBERT lip reader"),
     "evaluate": ("talkface.commands.evaluate", "evaluate a folder of generated videos against references"),
     "convert": ("talkface.commands.convert", "convert an original checkpoint into a talkface model folder"),

@@ -594,3 +594,18 @@ def test_enhancement_with_a_configured_gfpgan(tmp_path, tiny_models, files):
     result = demo.generate(face_photo=files["photo"], audio=files["speech_1s"], enhance=True, score=False)
     check_mp4(result.video, 1.0)
     assert demo.models.load_counts[f"gfpgan:{gfpgan}"] == 1 and result.score_rows == []
+
+
+def test_the_page_scores_with_the_defaults_of_the_commands(tmp_path):
+    """The Score tab's face mode (and the demo's scoring settings) are those of `talkface evaluate` / `score`."""
+    import inspect
+
+    from talkface.cli import build_parser
+    from talkface.commands.scoring_flags import options_from_args
+    from talkface.demo.score import score as demo_score
+
+    cli = options_from_args(build_parser(["score"]).parse_args(["score", "x.mp4"]))
+    blocks = app.build_demo(TalkFaceDemo(DemoConfig(cache_dir=tmp_path)))
+    radios = [block for block in blocks.blocks.values() if getattr(block, "label", None) == "Faces for LSE"]
+    assert [radio.value for radio in radios] == [cli.face_mode]
+    assert inspect.signature(demo_score).parameters["face_mode"].default == cli.face_mode

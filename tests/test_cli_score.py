@@ -117,7 +117,7 @@ def test_score_with_separate_audio(capsys, clips, encoder_folder):
     ("silent", "--audio"),
     ("no_face", "no face"),
     ("audio_count", "--audio was given 2 times for 3 videos"),
-    ("bad_metric", "unknown AVS metric"),
+    ("bad_metric", "unknown metric 'avs_q'"),
 ])
 def test_score_errors_are_one_line_exit_2(capsys, tmp_path, clips, encoder_folder, case, needle):
     model = encoder_folder
@@ -142,6 +142,76 @@ def test_score_errors_are_one_line_exit_2(capsys, tmp_path, clips, encoder_folde
     assert code == 2
     assert needle in stderr and len(stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def syncnet_folder(tmp_path_factory):
+    from talkface.models.syncnet_lse import SyncNetLSEConfig, SyncNetLSEFeatureExtractor, SyncNetLSEModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("syncnet")
+    SyncNetLSEModel(SyncNetLSEConfig(audio_channels=[4, 4, 8, 8, 8, 8], video_channels=[4, 4, 8, 8, 8, 8],
+                                     fc_hidden_size=8, embedding_size=6)).save_pretrained(folder)
+    SyncNetLSEFeatureExtractor().save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("face_mode", [None, "track"], ids=["default", "track"])
+def test_score_and_evaluate_give_the_same_lse(capsys, tmp_path, clips, syncnet_folder, face_mode):
+    if face_mode == "track":
+        pytest.importorskip("mediapipe")
+    flags = ["--syncnet", syncnet_folder] + (["--face-mode", face_mode, "--min-track-frames", "12"] if face_mode
+                                             else [])
+    out = tmp_path / "scores.json"
+    code, stdout, stderr = run_cli(capsys, "score", clips["talking"], *flags, "--output", out)
+    assert code == 0, stderr
+    assert stdout.splitlines()[0].split() == ["video", "frames", "lse_d", "lse_c", "offset"]
+    scored = json.loads(out.read_text())
+    (generated := tmp_path / "generated").mkdir()
+    (generated / "talking.mp4").write_bytes(clips["talking"].read_bytes())
+    code, _, stderr = run_cli(capsys, "evaluate", "--generated", generated, "--metrics", "lse", *flags, "--output",
+                              tmp_path / "report", "--quiet", "--no-plots")
+    assert code == 0, stderr
+    evaluated = json.loads((tmp_path / "report" / "results.json").read_text())
+    values = evaluated["files"][0]["values"]
+    assert scored["videos"][0]["scores"] == {name: values[name] for name in ("lse_d", "lse_c", "offset")}
+    assert scored["face_mode"] == evaluated["settings"]["face_mode"] == (face_mode or "precropped")
+    assert scored["settings"] == {**evaluated["settings"], "use_cache": False, "plots": False}  # same defaults
+    assert scored["syncnet"] == str(syncnet_folder) and len(scored["videos"][0]["curves"]["lse_confidence"]) == \
+        NUM_FRAMES
+
+
+def test_score_lse_and_avs_together(capsys, tmp_path, clips, syncnet_folder, encoder_folder):
+    out = tmp_path / "scores.json"
+    code, stdout, stderr = run_cli(capsys, "score", clips["talking"], clips["other"], "--syncnet", syncnet_folder,
+                                   "--avhubert", encoder_folder, "--metrics", "lse_c,avs", "--output", out)
+    assert code == 0, stderr
+    assert stdout.splitlines()[0].split() == ["video", "frames", "lse_c", "avs_u"]
+    data = json.loads(out.read_text())
+    assert data["metrics"] == ["lse_c", "avs_u", "avs_m", "avs_v"] and set(data["mean"]) == {"lse_c", "avs_u"}
+    assert data["avhubert"] == str(encoder_folder) and data["syncnet"] == str(syncnet_folder)
+    assert set(data["videos"][0]["scores"]) == {"lse_c", "avs_u"}
+    assert data["mean"]["lse_c"] == pytest.approx(sum(v["scores"]["lse_c"] for v in data["videos"]) / 2)
+
+
+def test_score_needs_a_model_and_names_a_missing_one(capsys, tmp_path, clips, monkeypatch, encoder_folder):
+    for name in ("TALKFACE_SYNCNET_LSE", "TALKFACE_AVHUBERT"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, stderr = run_cli(capsys, "score", clips["talking"])
+    assert code == 2 and "--syncnet DIR for LSE and/or --avhubert DIR for AVS" in stderr
+    code, _, stderr = run_cli(capsys, "score", clips["talking"], "--avhubert", encoder_folder, "--metrics", "lse")
+    assert code == 2 and "talkface convert syncnet-lse" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_score_and_evaluate_share_their_defaults():
+    from talkface.cli import build_parser
+    from talkface.commands.scoring_flags import options_from_args
+    from talkface.evaluation.evaluate import EvaluationOptions
+
+    score = options_from_args(build_parser(["score"]).parse_args(["score", "x.mp4"]))
+    evaluate = options_from_args(build_parser(["evaluate"]).parse_args(["evaluate", "--generated", "g", "--output",
+                                                                        "o"]))
+    assert score == evaluate == EvaluationOptions()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""`talkface score VIDEO [VIDEO ...] --avhubert M [--audio A] [--reference GT] [--metrics ...] [--output F.json]`.
+"""`talkface score VIDEO [VIDEO ...] [--syncnet M] [--avhubert M] [--audio A] [--reference GT] [--metrics ...]`.
 
-Prints one row of AV-HuBERT lip-sync scores per video (and their mean) and optionally writes them as JSON.
-Inputs are checked before the model is loaded, so a wrong path fails at once with one line naming the fix.
+Lip-sync scores of single videos: LSE-D / LSE-C / AV offset with SyncNet and AVS_u / AVS_m / AVS_v with AV-HuBERT,
+through the same metric classes, flags and defaults as `talkface evaluate` (so both give the same numbers for the
+same file). Prints one row per video (and the mean) and optionally writes the scores and per-frame curves as JSON.
+Inputs are checked before a model is loaded, so a wrong path fails at once with one line naming the fix.
 """
 
 import json
@@ -11,39 +13,64 @@ import os
 from pathlib import Path
 
 from ..errors import MediaError, TalkFaceUserError
+from ..metrics import AUDIO, GENERATED, METRICS, get_metric
+from .scoring_flags import add_avs_flags, add_face_backend_flag, add_lse_flags, add_model_flags, options_from_args
 
 logger = logging.getLogger(__name__)
+
+#: metrics `score` offers: those that need nothing but a video and its sound (models: --syncnet, --avhubert)
+SCORE_METRICS = [name for name, metric in METRICS.items()
+                 if metric.model_option and metric.needs <= {GENERATED, AUDIO}]
 
 
 def register(subparsers):
     parser = subparsers.add_parser(
         "score",
-        help="AV-HuBERT lip-sync scores (AVS_u / AVS_m / AVS_v) of videos",
-        description="AV-HuBERT lip-sync scores of talking-face videos (see docs/avs.md). AVS_u compares the "
-        "video's lips with its audio; AVS_m and AVS_v compare it with a real reference video.",
+        help="lip-sync scores of videos (LSE with SyncNet, AVS with AV-HuBERT)",
+        description="Lip-sync scores of talking-face videos: LSE-D / LSE-C / AV offset with SyncNet "
+        "(docs/evaluation.md) and AVS_u / AVS_m / AVS_v with AV-HuBERT (docs/avs.md). AVS_u compares the video's "
+        "lips with its audio; AVS_m and AVS_v compare it with a real reference video. Same flags and defaults as "
+        "`talkface evaluate`.",
     )
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="videos to score")
-    parser.add_argument("--avhubert", required=True, metavar="MODEL",
-                        help="AV-HuBERT model folder (from `talkface convert avhubert`) or Hugging Face Hub id")
     parser.add_argument("--audio", action="append", metavar="AUDIO",
                         help="driving speech (default: each video's own sound track); give it once for all videos "
                         "or once per video")
     parser.add_argument("--reference", action="append", metavar="GT",
                         help="real video for AVS_m / AVS_v; once for all videos or once per video")
-    parser.add_argument("--metrics", default="avs_u,avs_m,avs_v",
-                        help="comma-separated subset of avs_u,avs_m,avs_v (default: all; those needing "
+    fields = [f for name in SCORE_METRICS for f in get_metric(name).fields]
+    parser.add_argument("--metrics", default=None,
+                        help=f"comma-separated metrics ({', '.join(SCORE_METRICS)}) or their fields "
+                        f"({', '.join(fields)}); default: every metric whose model is given (those needing "
                         "--reference are skipped without it)")
     parser.add_argument("--output", metavar="FILE.json", help="also write the scores (and per-frame curves) as JSON")
-    parser.add_argument("--layer", type=int, default=None,
-                        help="encoder layer to compare (default: the last layer with its final LayerNorm)")
-    parser.add_argument("--face-backend", choices=("mediapipe", "dlib", "face_alignment"), default="mediapipe",
-                        help="face landmarks for the mouth crops (default mediapipe)")
-    parser.add_argument("--landmark-stride", type=int, default=2,
-                        help="find landmarks every N frames and interpolate between (default 2: about twice as fast "
-                        "as 1, crops move by ~2 grey levels on average; 1 = every frame)")
-    parser.add_argument("--device", default="cpu", help="torch device for AV-HuBERT (default cpu)")
+    add_model_flags(parser.add_argument_group("models (folders or Hub ids; environment variables in parentheses)"),
+                    SCORE_METRICS)
+    add_lse_flags(parser)
+    add_avs_flags(parser)
+    add_face_backend_flag(parser.add_argument_group("faces"))
     parser.set_defaults(func=run)
     return parser
+
+
+def resolve_metrics(value, options) -> tuple[list[str], list[str]]:
+    """--metrics -> (metric names, fields to show), both in registry order. Without --metrics: every score metric
+    whose model is given."""
+    if value is None:
+        names = [name for name in SCORE_METRICS if get_metric(name).model_source(options)]
+        if not names:
+            raise TalkFaceUserError("no model given; pass --syncnet DIR for LSE and/or --avhubert DIR for AVS "
+                                    "(folders from `talkface convert syncnet-lse` / `talkface convert avhubert`)")
+        return names, [f for name in names for f in get_metric(name).fields]
+    tokens = [t.strip().lower() for t in value.split(",") if t.strip()]
+    field_owner = {f: name for name in SCORE_METRICS for f in get_metric(name).fields}
+    unknown = [t for t in tokens if t not in SCORE_METRICS and t not in field_owner]
+    if unknown or not tokens:
+        raise TalkFaceUserError(f"unknown metric {', '.join(map(repr, unknown)) or '(none)'}; choose from "
+                                f"{', '.join(SCORE_METRICS)} or their fields {', '.join(field_owner)}")
+    wanted = {f for t in tokens for f in (get_metric(t).fields if t in SCORE_METRICS else (t,))}
+    names = [name for name in SCORE_METRICS if wanted & set(get_metric(name).fields)]
+    return names, [f for name in names for f in get_metric(name).fields if f in wanted]
 
 
 def _per_video(values, videos, flag):
@@ -62,8 +89,6 @@ def _check_inputs(args):
     for path in [*args.videos, *(args.audio or []), *(args.reference or [])]:
         if not Path(path).is_file():
             raise MediaError(f"file not found: {path}; check the path")
-    if args.landmark_stride < 1:
-        raise TalkFaceUserError(f"--landmark-stride must be at least 1, got {args.landmark_stride}")
     if args.output:
         out_dir = Path(args.output).expanduser().resolve().parent
         if not out_dir.is_dir() or not os.access(out_dir, os.W_OK):
@@ -74,14 +99,14 @@ def _format(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def format_table(results, metrics) -> str:
-    """Aligned text table: one row per video, a mean row when there are several."""
-    names = [str(Path(r.video).name) if r.video else "?" for r in results]
-    rows = [[name, str(r.num_frames)] + [_format(r.scores.get(m)) for m in metrics] for name, r in zip(names, results)]
-    if len(results) > 1:
-        means = [mean_score(results, m) for m in metrics]
-        rows.append(["mean", str(sum(r.num_frames for r in results))] + [_format(v) for v in means])
-    header = ["video", "frames"] + list(metrics)
+def format_table(videos, fields) -> str:
+    """Aligned text table: one row per video (name, frames scored, values), a mean row when there are several."""
+    rows = [[Path(v["video"]).name, str(v["num_frames"])] + [_format(v["scores"].get(f)) for f in fields]
+            for v in videos]
+    if len(videos) > 1:
+        rows.append(["mean", str(sum(v["num_frames"] for v in videos))]
+                    + [_format(mean_score(videos, f)) for f in fields])
+    header = ["video", "frames"] + list(fields)
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in [header] + rows]
@@ -89,8 +114,8 @@ def format_table(results, metrics) -> str:
     return "\n".join(lines)
 
 
-def mean_score(results, metric):
-    values = [r.scores[metric] for r in results if metric in r.scores]
+def mean_score(videos, field):
+    values = [v["scores"][field] for v in videos if field in v["scores"]]
     return sum(values) / len(values) if values else None
 
 
@@ -101,35 +126,63 @@ def write_json_atomic(path, data):
     os.replace(tmp, path)
 
 
-def run(args):
-    from ..metrics.avs import AVSScorer, resolve_metrics
+def _video_entry(row, names, fields) -> dict:
+    """One video of the JSON output (the shape `AVSResult.to_dict` had, for every metric)."""
+    skipped = {}
+    for name in names:
+        for field, reason in (row["details"].get(name) or {}).get("skipped", {}).items():
+            if field in fields:
+                skipped[field] = reason
+    all_fields = {f for name in names for f in get_metric(name).fields}
+    curves = {curve: [None if c is None or math.isnan(c) else round(float(c), 6) for c in values]
+              for curve, values in row["curves"].items() if curve in fields or curve not in all_fields}
+    return {"video": row["generated"], "audio": row["audio"], "reference": row["reference"],
+            "num_frames": max(row["num_frames"].values(), default=0),
+            "scores": {f: row["values"][f] for f in fields if f in row["values"]}, "skipped": skipped,
+            "curves": curves, "details": {name: row["details"].get(name) for name in names}}
 
-    metrics = resolve_metrics(args.metrics)
+
+def run(args):
+    from ..evaluation.evaluate import EvaluationContext, evaluate_pairs
+    from ..evaluation.pairing import FilePair
+
+    options = options_from_args(args, use_cache=False, plots=False)
+    names, fields = resolve_metrics(args.metrics, options)
     _check_inputs(args)
     audios = _per_video(args.audio, args.videos, "--audio")
     references = _per_video(args.reference, args.videos, "--reference")
+    pairs = [FilePair(stem=f"{index}_{Path(video).stem}", generated=Path(video),
+                      reference=Path(reference) if reference else None, audio=Path(audio) if audio else None)
+             for index, (video, audio, reference) in enumerate(zip(args.videos, audios, references))]
 
-    scorer = AVSScorer.from_pretrained(args.avhubert, device=args.device, face_backend=args.face_backend,
-                                       output_layer=args.layer, landmark_stride=args.landmark_stride)
-    results = []
-    for video, audio, reference in zip(args.videos, audios, references):
-        logger.debug("scoring %s", video)
-        results.append(scorer.score(video, audio=audio, reference=reference, metrics=metrics))
+    context = EvaluationContext(options)
+    try:
+        report = evaluate_pairs(pairs, names, options, context=context)
+    finally:
+        context.close()
+    for name, reason in report.unavailable.items():  # asked for (or its model given) but cannot run
+        raise TalkFaceUserError(f"{name}: {reason}")
+    for item in report.skipped:  # a video a metric could not score (no sound, no face, too short, unreadable)
+        video = next(p.generated for p in pairs if p.stem == item["stem"])
+        raise TalkFaceUserError(f"{item['metric']} of {video}: {item['reason']}")
 
-    scored = [m for m in metrics if any(m in r.scores for r in results)]
-    print(format_table(results, scored or metrics))
-    skipped = {m: reason for r in results for m, reason in r.skipped.items()}
-    for metric, reason in skipped.items():
-        print(f"note: {metric} skipped: {reason}")
+    videos = [_video_entry(row, names, fields) for row in report.files]
+    scored = [f for f in fields if any(f in v["scores"] for v in videos)]
+    print(format_table(videos, scored or fields))
+    for field, reason in {f: r for v in videos for f, r in v["skipped"].items()}.items():
+        print(f"note: {field} skipped: {reason}")
     if args.output:
+        models = {get_metric(name).model_option: get_metric(name).model_source(options) for name in names}
         data = {
-            "avhubert": str(args.avhubert),
-            "output_layer": args.layer,
-            "landmark_stride": args.landmark_stride,
-            "face_backend": args.face_backend,
-            "metrics": list(metrics),
-            "mean": {m: mean_score(results, m) for m in scored},
-            "videos": [r.to_dict(curves=True) for r in results],
+            **{option: str(source) for option, source in models.items()},  # "syncnet", "avhubert": the folders
+            "output_layer": options.avs_layer,
+            "landmark_stride": options.avs_landmark_stride,
+            "face_backend": options.face_backend,
+            "face_mode": options.face_mode,
+            "metrics": list(fields),
+            "mean": {f: report.summary[f]["value"] for f in scored if f in report.summary},
+            "settings": report.settings,
+            "videos": videos,
         }
         write_json_atomic(args.output, data)
         print(f"wrote {args.output}")

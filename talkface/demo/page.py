@@ -22,6 +22,7 @@ from .demo import TalkFaceDemo
 from .examples import find_examples
 from .generate import DEFAULTS, Eta, speed_note
 from .preview import browser_can_play, describe_codecs, speech_preview, video_preview
+from .score import SCORE_DEFAULTS
 from .uploads import display_name
 
 gr = require("gradio")
@@ -330,7 +331,7 @@ def build_score_tab(demo: TalkFaceDemo, actions: PageActions):
             face_mode = gr.Radio(
                 [("find and track the face (any video)", "track"),
                  ("the whole frame is the face (pre-cropped, LRS2 protocol)", "precropped")],
-                value="track", label="Faces for LSE")
+                value=SCORE_DEFAULTS.face_mode, label="Faces for LSE")  # the default of `talkface evaluate`
             score_button = gr.Button("Score", variant="primary", elem_id="score-button")
         with gr.Column():
             status = gr.Markdown(elem_id="score-status")

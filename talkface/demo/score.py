@@ -20,6 +20,9 @@ from .config import TINY_RANDOM_LABEL, ProgressCallback, no_progress
 from .models import NEEDS_GROUND_TRUTH, DemoEvaluationContext
 from .uploads import as_list, match_files, short, unique_stems
 
+#: the scoring settings the page starts from: those of `talkface evaluate` / `talkface score`
+SCORE_DEFAULTS = EvaluationOptions()
+
 
 @dataclass
 class ScoreResult:
@@ -72,9 +75,11 @@ def score_generated(demo, video: Path, progress: ProgressCallback = no_progress)
     return rows, "\n\n".join(notes)
 
 
-def score(demo, videos, audios=None, references=None, face_mode: str = "track",
+def score(demo, videos, audios=None, references=None, face_mode: str = SCORE_DEFAULTS.face_mode,
           progress: ProgressCallback = no_progress) -> ScoreResult:
-    """Every available metric of each video, with per-frame sync curves and downloadable results."""
+    """Every available metric of each video, with per-frame sync curves and downloadable results.
+
+    face_mode: LSE's face mode, "precropped" (the default of `talkface evaluate`) or "track"."""
     config = demo.config
     videos = as_list(videos)
     if not videos:

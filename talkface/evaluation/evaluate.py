@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError, ModelLoadError, TalkFaceUserError
 from ..metrics import DEFAULT_METRICS, REFERENCE, get_metric, parse_metric_names
+from ..metrics.avs import DEFAULT_LANDMARK_STRIDE
 from ..metrics.image_quality import DEFAULT_PSNR_CAP_DB
 from ..metrics.sync import DEFAULT_VSHIFT, TrackingOptions
 from .cache import atomic_write_bytes, cache_key, cache_read, cache_write, safe_name
@@ -74,6 +75,9 @@ class EvaluationOptions:
         face_mode: "precropped" (whole frame = face, the LRS2 protocol) or "track" (detect + track + crop).
         tracking: `TrackingOptions` of track mode (min track length, crop scale, ...).
         vshift: offsets searched on each side.
+    AVS:
+        avs_layer: AV-HuBERT encoder layer compared (None: the last layer with its final LayerNorm).
+        avs_landmark_stride: mouth landmarks on every n-th frame, interpolated between.
     Image metrics:
         image_region: "full" (whole frames) or "face" (the reference face box cropped from both frames and resized
             to 96 x 96, as TalkLip's visual_quality.py) for ssim and psnr.
@@ -108,6 +112,8 @@ class EvaluationOptions:
     use_cache: bool = True
     plots: bool = True
     max_curve_plots: int = 20
+    avs_layer: int | None = None
+    avs_landmark_stride: int = DEFAULT_LANDMARK_STRIDE
 
     def __post_init__(self):
         if self.face_mode not in ("precropped", "track"):
@@ -116,7 +122,7 @@ class EvaluationOptions:
             raise TalkFaceUserError(f"image region must be 'full' or 'face', got {self.image_region!r}")
         if self.ssim_window not in ("gaussian", "uniform"):
             raise TalkFaceUserError(f"SSIM window must be 'gaussian' or 'uniform', got {self.ssim_window!r}")
-        for name in ("lmd_every", "fid_every", "batch_size"):
+        for name in ("lmd_every", "fid_every", "batch_size", "avs_landmark_stride"):
             if getattr(self, name) < 1:
                 raise TalkFaceUserError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
 

@@ -129,9 +129,23 @@ class PairMedia:
     @property
     def audio(self) -> np.ndarray:
         """float32 mono in [-1, 1] at 16 kHz."""
-        from .. import media
+        return self._get("audio", self._read_audio)
 
-        return self._get("audio", lambda: media.read_audio(self.audio_source, sampling_rate=self.sampling_rate))
+    def _read_audio(self) -> np.ndarray:
+        from .. import media
+        from ..errors import MediaError
+
+        try:
+            return media.read_audio(self.audio_source, sampling_rate=self.sampling_rate)
+        except MediaError as err:
+            try:
+                silent = not media.probe(self.audio_source).has_audio
+            except MediaError:
+                silent = False  # unreadable: the first error says so
+            if not silent:
+                raise
+            fix = "pass the driving speech with --audio" if self.pair.audio is None else "pass a file with sound"
+            raise MediaError(f"{self.audio_source} has no sound track; {fix}") from err
 
     @property
     def transcript(self) -> str:

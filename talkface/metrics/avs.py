@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 AVS_METRICS = ("avs_u", "avs_m", "avs_v")
 VIDEO_FPS = 25.0  # AV-HuBERT works on 25 fps video (one audio feature row per video frame)
 DEFAULT_MAX_WINDOW_FRAMES = 1500  # 60 s; longer clips are encoded in windows (see AVSScorer)
+DEFAULT_LANDMARK_STRIDE = 2  # landmarks on every other frame (see AVSScorer)
 
 # A view is one encoder pass: (which video, or None for the zero placeholder; whether the audio is given).
 METRIC_VIEWS = {
@@ -206,7 +207,7 @@ class AVSScorer:
     """
 
     def __init__(self, model, feature_extractor=None, face_backend="mediapipe", output_layer: int | None = None,
-                 landmark_stride: int = 2, landmark_max_side: int | None = None,
+                 landmark_stride: int = DEFAULT_LANDMARK_STRIDE, landmark_max_side: int | None = None,
                  max_window_frames: int = DEFAULT_MAX_WINDOW_FRAMES, frontend_chunk_frames: int = 128,
                  fuse_video_frontend: bool = True):
         from ..models.avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
@@ -491,7 +492,7 @@ class AVSMetric(Metric):
     """AVS_u / AVS_m / AVS_v of the generated video; AVS_m and AVS_v also use the reference video when there is
     one (they are left out, with the reason in details["skipped"], when there is none).
 
-    Options read: avhubert (the model), face_backend (mouth crops), device.
+    Options read: avhubert (the model), face_backend (mouth crops), avs_layer, avs_landmark_stride, device.
     """
 
     name = "avs"
@@ -520,13 +521,21 @@ class AVSMetric(Metric):
     def bind_model(self, model, context):
         """An `AVSScorer` around the loaded AV-HuBERT with this run's face backend (backends hold state)."""
         avhubert, feature_extractor = model
-        return AVSScorer(avhubert, feature_extractor, face_backend=context.face_backend())
+        options = context.options
+        return AVSScorer(avhubert, feature_extractor, face_backend=context.face_backend(),
+                         output_layer=options.avs_layer, landmark_stride=options.avs_landmark_stride)
 
     def needs_face_backend(self, options) -> bool:
         return True
 
     def settings(self, options) -> dict:
-        return {"face_backend": options.face_backend}
+        settings = {"face_backend": options.face_backend}
+        # added later: in the key only when changed, so results cached with the defaults stay valid
+        if options.avs_layer is not None:
+            settings["output_layer"] = options.avs_layer
+        if options.avs_landmark_stride != DEFAULT_LANDMARK_STRIDE:
+            settings["landmark_stride"] = options.avs_landmark_stride
+        return settings
 
     def compute(self, media, context) -> dict:
         reference = media.reference_frames if media.pair.reference is not None else None

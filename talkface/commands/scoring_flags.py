@@ -1,0 +1,107 @@
+"""The flags `talkface evaluate` and `talkface score` share, and the `EvaluationOptions` they make.
+
+Every default comes from `EvaluationOptions()` / `TrackingOptions()` (the demo page takes its defaults from the same
+objects), so the commands and the page cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import TalkFaceUserError
+from ..evaluation.evaluate import EvaluationOptions
+from ..metrics import get_metric
+from ..metrics.sync import TrackingOptions
+
+DEFAULTS = EvaluationOptions()
+TRACKING_DEFAULTS = TrackingOptions()
+
+
+def add_model_flags(group, metric_names):
+    """--<model option> for each of these metrics (e.g. --syncnet for lse), and --device."""
+    for name in metric_names:
+        metric = get_metric(name)
+        flag = "--" + metric.model_option.replace("_", "-")
+        group.add_argument(flag, dest=metric.model_option, metavar="MODEL",
+                           help=f"model folder or Hub id for {metric.name} ({metric.model_env}); {metric.description}")
+    group.add_argument("--device", default=DEFAULTS.device, help="torch device (default: %(default)s)")
+
+
+def add_lse_flags(parser):
+    sync = parser.add_argument_group("lip sync (lse)")
+    sync.add_argument("--face-mode", choices=("precropped", "track"), default=DEFAULTS.face_mode,
+                      help="precropped: videos are face crops, resized to 224 (the LRS2 protocol); track: detect, "
+                      "track and crop faces as syncnet_python does for in-the-wild video (default: %(default)s)")
+    sync.add_argument("--min-track-frames", type=int, default=TRACKING_DEFAULTS.min_track_frames,
+                      help="track mode: shortest face track scored, in frames at 25 fps (reference: 101; "
+                      "default: %(default)s)")
+    sync.add_argument("--min-face-size", type=float, default=TRACKING_DEFAULTS.min_face_size,
+                      help="track mode: smallest mean face box side in pixels (reference: 100; default: %(default)s)")
+    sync.add_argument("--detect-every", type=int, default=TRACKING_DEFAULTS.detect_every,
+                      help="track mode: run the face detector on every n-th frame (default: %(default)s)")
+    sync.add_argument("--vshift", type=int, default=DEFAULTS.vshift,
+                      help="offsets searched on each side, in frames (default: %(default)s)")
+    sync.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                      help="SyncNet windows per forward pass (default: %(default)s)")
+
+
+def add_avs_flags(parser):
+    avs = parser.add_argument_group("audio-visual sync (avs)")
+    avs.add_argument("--layer", type=int, default=DEFAULTS.avs_layer,
+                     help="AV-HuBERT encoder layer to compare (default: the last layer with its final LayerNorm)")
+    avs.add_argument("--landmark-stride", type=int, default=DEFAULTS.avs_landmark_stride,
+                     help="find mouth landmarks every N frames and interpolate between (default %(default)s: about "
+                     "twice as fast as 1, crops move by ~2 grey levels on average; 1 = every frame)")
+
+
+def add_image_flags(parser):
+    image = parser.add_argument_group("image metrics (ssim, psnr, lmd, fid)")
+    image.add_argument("--image-region", choices=("full", "face"), default=DEFAULTS.image_region,
+                       help="ssim/psnr on whole frames, or on the reference face box resized to 96x96 as TalkLip "
+                       "(default: %(default)s)")
+    image.add_argument("--ssim-window", choices=("gaussian", "uniform"), default=DEFAULTS.ssim_window,
+                       help="gaussian: sigma 1.5, the papers' setting; uniform: scikit-image's 7x7 default")
+    image.add_argument("--psnr-cap", type=float, default=DEFAULTS.psnr_cap_db,
+                       help="cap on per-frame PSNR in dB, identical frames give this; 0 for no cap "
+                       "(default: %(default)s)")
+    image.add_argument("--lmd-every", type=int, default=DEFAULTS.lmd_every,
+                       help="lmd: landmarks on every n-th frame (default: %(default)s)")
+    image.add_argument("--fid-every", type=int, default=DEFAULTS.fid_every,
+                       help="fid: use every n-th frame (default: %(default)s)")
+
+
+def add_face_backend_flag(group):
+    group.add_argument("--face-backend", default=DEFAULTS.face_backend,
+                       help="face backend for mouth crops, landmarks, the face region and track mode "
+                       "(default: %(default)s)")
+
+
+#: EvaluationOptions field -> how a parsed flag becomes its value (flags a command lacks keep the default)
+_CONVERSIONS = {
+    "psnr_cap_db": ("psnr_cap", lambda value: value or None),  # 0 turns the cap off
+    "use_cache": ("no_cache", lambda value: not value),
+    "plots": ("no_plots", lambda value: not value),
+    "avs_layer": ("layer", None),
+    "avs_landmark_stride": ("landmark_stride", None),
+}
+
+
+def options_from_args(args, **overrides) -> EvaluationOptions:
+    """`EvaluationOptions` from the parsed flags of `evaluate` or `score` (a missing flag keeps its default)."""
+    values = {}
+    for option in dataclasses.fields(EvaluationOptions):
+        if option.name == "tracking":
+            continue
+        flag, convert = _CONVERSIONS.get(option.name, (option.name, None))
+        if hasattr(args, flag):
+            value = getattr(args, flag)
+            values[option.name] = convert(value) if convert else value
+    try:
+        tracking = {name: getattr(args, name) for name in ("min_track_frames", "min_face_size", "detect_every")
+                    if hasattr(args, name)}
+        values["tracking"] = TrackingOptions(**tracking, face_backend=values.get("face_backend",
+                                                                                 DEFAULTS.face_backend))
+    except ValueError as err:
+        raise TalkFaceUserError(f"{err}; fix the track-mode option") from err
+    values.update(overrides)
+    return EvaluationOptions(**values)
