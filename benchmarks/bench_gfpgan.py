@@ -62,7 +62,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.frame_size.lower().split("x"))
     if args.quick:
-        config = GFPGANConfig(out_size=64, narrow=0.125, num_style_feat=16, num_mlp=2, channel_multiplier=1)
+        config = GFPGANConfig(image_size=64, narrow=0.125, num_style_feat=16, num_mlp=2, channel_multiplier=1)
         args.frames = 2
     else:
         config = GFPGANConfig()  # GFPGANv1.4
@@ -86,7 +86,7 @@ def main(argv=None):
 
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"GFPGAN enhancement cost per frame on CPU ({'tiny network, --quick' if args.quick else 'GFPGANv1.4'}: "
-          f"{config.out_size}x{config.out_size} face, {params:.1f}M parameters; frames {width}x{height}; "
+          f"{config.image_size}x{config.image_size} face, {params:.1f}M parameters; frames {width}x{height}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.frames} frames)")
     print(f"| stage | median ms | min ms | max ms |")
     print(f"|---|---:|---:|---:|")

@@ -34,7 +34,7 @@ def build_generator(quick: bool, device: str):
     torch.manual_seed(0)
     if quick:
         config = TalkLipConfig(
-            img_size=24, hidden_size=16, face_encoder_channels=[4, 8, 8, 16], face_encoder_kernel_sizes=[7, 3, 3, 3],
+            image_size=24, hidden_size=16, face_encoder_channels=[4, 8, 8, 16], face_encoder_kernel_sizes=[7, 3, 3, 3],
             face_encoder_strides=[1, 2, 2, 2], face_encoder_residual_layers=[0, 1, 1, 0],
             decoder_channels=[16, 8, 8, 4], decoder_residual_layers=[1, 0, 1, 1], output_hidden_channels=4,
             avhubert_config=dict(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,

@@ -33,7 +33,7 @@ def wav2lip(device, dtype):
     model.load_state_dict(convert_wav2lip_state_dict(formula_state_dict("wav2lip_generator_keys.json"), model.config))
     model.to(device=device, dtype=dtype)
     with torch.no_grad():
-        out = model(face_frames=torch.from_numpy(golden["gen_face_in"]).to(device, dtype),
+        out = model(masked_and_reference_faces=torch.from_numpy(golden["gen_face_in"]).to(device, dtype),
                     mel_chunks=torch.from_numpy(golden["gen_mel_in"]).to(device, dtype))
     out = out if torch.is_tensor(out) else out[0]
     return {"gen_out": max_diff(out.float().cpu(), golden["gen_out"])}
@@ -70,7 +70,8 @@ def syncnet_lse(device, dtype):
     mfcc = extractor.mfcc(golden["audio_int16"], int(golden["sample_rate"]))
     with torch.no_grad():
         audio = model.get_audio_embeddings(extractor.audio_windows(mfcc, 45).to(device, dtype)).float().cpu()
-        video = model.get_video_embeddings(extractor.pixel_values(golden["frames_bgr"]).to(device, dtype))[0][:45]
+        pixels = extractor.pixel_values(golden["frames_bgr"], channel_order="bgr").to(device, dtype)
+        video = model.get_video_embeddings(pixels)[0][:45]
     return {"audio_feat": max_diff(audio, golden["audio_feat"]), "video_feat": max_diff(video.float().cpu(),
                                                                                            golden["video_feat"])}
 

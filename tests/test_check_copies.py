@@ -107,7 +107,8 @@ def test_faithful_copies_pass_with_renames_nesting_and_reindenting(tree):
 @pytest.mark.parametrize("edit", [
     ("return hidden_states * self.beta_width\n\n\nclass", "return hidden_states * self.beta_width * 2\n\n\nclass"),
     ('"""Beta block."""', '"""Beta block, edited."""'),
-    ("    def alpha_helper(value):\n        return value + 1", "    def alpha_helper(value):\n        return value + 2"),
+    ("    def alpha_helper(value):\n        return value + 1",
+     "    def alpha_helper(value):\n        return value + 2"),
 ])
 def test_a_drifted_copy_is_reported_and_fix_restores_it(tree, edit, capsys):
     copy_path = tree / "talkface" / "models" / "beta" / "modeling_beta.py"

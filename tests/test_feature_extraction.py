@@ -55,8 +55,8 @@ def test_clip05_mel_from_int16_matches_golden(extractor, golden):
 
 def test_frame_windows_match_golden_generator_and_expert_inputs(extractor, golden):
     mel = golden["clip05_mel"]
-    np.testing.assert_array_equal(extractor.frame_mel_windows(mel, fps=25, num_frames=4), golden["gen_mel_in"])
-    starts = [extractor.mel_window_start(int(frame), fps=25) for frame in golden["sync_window_starts"]]
+    np.testing.assert_array_equal(extractor.frame_mel_chunks(mel, fps=25, num_frames=4), golden["gen_mel_in"])
+    starts = [extractor.mel_chunk_start(int(frame), fps=25) for frame in golden["sync_window_starts"]]
     expert_windows = np.stack([mel[None, :, s : s + 16] for s in starts])
     np.testing.assert_array_equal(expert_windows, golden["sync_mel_in"])
 
@@ -65,8 +65,8 @@ def test_derived_constants_and_window_starts(extractor):
     assert extractor.mel_frames_per_second == 80
     assert extractor.mel_frames_per_video_frame(25) == pytest.approx(3.2)
     assert extractor.window_seconds == pytest.approx(0.2)
-    assert [extractor.mel_window_start(i, 25) for i in range(6)] == [0, 3, 6, 9, 12, 16]
-    assert [extractor.mel_window_start(i, 30) for i in range(4)] == [0, 2, 5, 8]
+    assert [extractor.mel_chunk_start(i, 25) for i in range(6)] == [0, 3, 6, 9, 12, 16]
+    assert [extractor.mel_chunk_start(i, 30) for i in range(4)] == [0, 2, 5, 8]
     assert extractor.num_video_frames(16000, 25) == 25
     assert extractor.num_video_frames(16001, 25) == 26  # rounded up: no audio left without a frame
 
@@ -80,13 +80,13 @@ def test_mel_frame_count():
 
 def test_tail_rule_of_wav2lip_inference(extractor):
     mel = np.random.default_rng(0).standard_normal((80, 100)).astype(np.float32)
-    windows = extractor.frame_mel_windows(mel, fps=25)
+    windows = extractor.frame_mel_chunks(mel, fps=25)
     # inference.py: windows while int(i * 3.2) + 16 <= 100 (i = 0..26), then the tail window, then stop
     assert windows.shape == (28, 1, 80, 16)
     np.testing.assert_array_equal(windows[26, 0], mel[:, 83:99])
     np.testing.assert_array_equal(windows[-1, 0], mel[:, -16:])
     # with an explicit frame count every window that would overrun is the tail window
-    longer = extractor.frame_mel_windows(mel, fps=25, num_frames=40)
+    longer = extractor.frame_mel_chunks(mel, fps=25, num_frames=40)
     assert longer.shape == (40, 1, 80, 16)
     np.testing.assert_array_equal(longer[:27], windows[:27])
     for window in longer[27:]:
@@ -119,7 +119,7 @@ def test_refuses_bad_audio(extractor):
         extractor.mel_spectrogram(np.zeros(0, dtype=np.float32), 16000)
     short_mel = extractor.mel_spectrogram(np.zeros(2000, dtype=np.float32), 16000)  # 11 mel frames
     with pytest.raises(MediaError, match="too short"):
-        extractor.frame_mel_windows(short_mel, fps=25)
+        extractor.frame_mel_chunks(short_mel, fps=25)
 
 
 @pytest.mark.parametrize(

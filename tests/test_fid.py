@@ -34,7 +34,7 @@ def frechet_distance_symmetric_form(mu1, sigma1, mu2, sigma2):
 @pytest.fixture(scope="module")
 def tiny_fid_model():
     torch.manual_seed(0)
-    return FIDInceptionModel(FIDInceptionConfig(channel_divisor=16, input_size=75, num_classes=12)).eval()
+    return FIDInceptionModel(FIDInceptionConfig(channel_divisor=16, image_size=75, num_classes=12)).eval()
 
 
 def random_frames(rng, count, height=40, width=48):
@@ -189,12 +189,12 @@ def test_load_from_folder_weight_file_and_env(tmp_path, monkeypatch, tiny_fid_mo
         expected = tiny_fid_model(images).pooled_features
         for model in (load_fid_model(folder), load_fid_model()):
             assert isinstance(model, FIDInceptionModel) and not model.training
-            assert model.config.input_size == 75  # the folder's preprocessing travels with it
+            assert model.config.image_size == 75  # the folder's preprocessing travels with it
             assert torch.equal(model(images).pooled_features, expected)
 
     # the weight file holds no preprocessing: it gets the standard one (299x299)
     from_weight_file = load_fid_model(tmp_path / WEIGHT_FILE)
-    assert not from_weight_file.training and from_weight_file.config.input_size == 299
+    assert not from_weight_file.training and from_weight_file.config.image_size == 299
     converted = from_weight_file.state_dict()
     assert all(torch.equal(converted[k], v) for k, v in tiny_fid_model.state_dict().items())
 

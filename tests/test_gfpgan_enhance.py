@@ -18,7 +18,7 @@ from talkface.pipelines.lipsync.enhancer import (
 from talkface.models.gfpgan.modeling_gfpgan import GFPGANOutput
 from tests.utils import data_file
 
-TINY = dict(out_size=64, num_style_feat=16, num_mlp=2, channel_multiplier=1, narrow=0.125)
+TINY = dict(image_size=64, num_style_feat=16, num_mlp=2, channel_multiplier=1, narrow=0.125)
 
 # 5 points of photo01 (image-left eye centre, image-right eye centre, nose tip, mouth corners), measured once
 # with mediapipe FaceMesh (iris centres 468/473, nose 4, mouth corners 61/291) on the 474x474 photo.
@@ -41,9 +41,9 @@ def read_photo():
 class IdentityFaceModel(torch.nn.Module):
     """Stands in for GFPGAN and returns its input: isolates the geometry of align + paste-back."""
 
-    def __init__(self, out_size):
+    def __init__(self, image_size):
         super().__init__()
-        self.config = GFPGANConfig(out_size=out_size, narrow=0.125, num_style_feat=8, num_mlp=1)
+        self.config = GFPGANConfig(image_size=image_size, narrow=0.125, num_style_feat=8, num_mlp=1)
         self.anchor = torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, pixel_values):
@@ -113,7 +113,7 @@ def test_enhance_real_photo_with_tiny_random_gfpgan():
     assert out is not frame
 
     _, matrix = enhancer.align(frame, landmarks)
-    (x0, y0), (x1, y1) = face_square_in_frame(matrix, TINY["out_size"])
+    (x0, y0), (x1, y1) = face_square_in_frame(matrix, TINY["image_size"])
     outside = np.ones(frame.shape[:2], bool)
     outside[max(int(y0) - 3, 0) : int(y1) + 3, max(int(x0) - 3, 0) : int(x1) + 3] = False
     assert outside.mean() > 0.3

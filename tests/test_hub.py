@@ -50,7 +50,7 @@ TINY_AVHUBERT = dict(encoder_layers=2, encoder_embed_dim=16, encoder_ffn_embed_d
                      conv_pos=4, conv_pos_groups=2, video_frontend_channels=4, resnet_channels=[4, 4, 8, 8],
                      resnet_blocks=[1, 1, 1, 1], decoder_layers=1, decoder_embed_dim=16, decoder_ffn_embed_dim=32,
                      decoder_attention_heads=2, vocab_size=24)
-TINY_FACE_PATH = dict(img_size=24, hidden_size=16, face_encoder_channels=[4, 8, 8, 16],
+TINY_FACE_PATH = dict(image_size=24, hidden_size=16, face_encoder_channels=[4, 8, 8, 16],
                       face_encoder_kernel_sizes=[7, 3, 3, 3], face_encoder_strides=[1, 2, 2, 2],
                       face_encoder_residual_layers=[0, 1, 1, 0], audio_encoder_channels=[4, 8, 8, 16],
                       audio_encoder_residual_layers=[1, 0, 1, 0], decoder_channels=[16, 8, 8, 4],
@@ -62,10 +62,10 @@ def tiny_model(name: str):
     builders = {
         "wav2lip": lambda: (wav2lip.Wav2LipModel(wav2lip.Wav2LipConfig(**TINY_FACE_PATH)), AutoModel),
         "wav2lip_discriminator": lambda: (wav2lip.Wav2LipVisualDiscriminator(wav2lip.Wav2LipVisualDiscriminatorConfig(
-            img_size=24, hidden_size=16, stage_channels=[4, 8, 8, 8], stage_kernel_sizes=[7, 5, 3, 3],
+            image_size=24, hidden_size=16, stage_channels=[4, 8, 8, 8], stage_kernel_sizes=[7, 5, 3, 3],
             stage_strides=[1, [1, 2], 2, 2], stage_extra_layers=[0, 1, 0, 1])), AutoModel),
         "syncnet": lambda: (syncnet.SyncNetModel(syncnet.SyncNetConfig(
-            img_size=48, hidden_size=16, face_encoder_channels=[4, 8, 8, 8, 16],
+            image_size=48, hidden_size=16, face_encoder_channels=[4, 8, 8, 8, 16],
             face_encoder_kernel_sizes=[7, 5, 3, 3, 3], face_encoder_strides=[1, [1, 2], 2, 2, 2],
             face_encoder_paddings=[3, 1, 1, 1, 1], face_encoder_residual_layers=[0, 1, 0, 1, 0],
             audio_encoder_channels=[4, 8, 8, 8], audio_encoder_residual_layers=[0, 1, 0, 1])), AutoModel),
@@ -76,11 +76,11 @@ def tiny_model(name: str):
         "avhubert_lip_reading": lambda: (avhubert.AVHubertForLipReading(avhubert.AVHubertConfig(**TINY_AVHUBERT)),
                                          AutoModelForSpeechSeq2Seq),
         "talkface": lambda: (talkface_model.TalkFaceModel(talkface_model.TalkFaceConfig(
-            img_size=48, encoder_channels=[4, 4, 8, 8, 8, 8], decoder_channels=[8, 8, 8, 8, 4, 4], fusion_channels=8,
+            image_size=48, encoder_channels=[4, 4, 8, 8, 8, 8], decoder_channels=[8, 8, 8, 8, 4, 4], fusion_channels=8,
             output_hidden_size=4, convs_per_block=1, audio_encoder_channels=[4, 4, 8, 8],
             audio_encoder_residual_layers=[1, 0, 1, 0], audio_hidden_size=8)), AutoModel),
         "talkface_discriminator": lambda: (talkface_model.TalkFaceDiscriminator(
-            talkface_model.TalkFaceDiscriminatorConfig(img_size=48, hidden_channels=[4, 8, 8, 8, 8, 8, 8])),
+            talkface_model.TalkFaceDiscriminatorConfig(image_size=48, hidden_channels=[4, 8, 8, 8, 8, 8, 8])),
             AutoModel),
         "talklip": lambda: (talklip.TalkLipModel(talklip.TalkLipConfig(
             **TINY_FACE_PATH, trainable_audio_layers=2,
@@ -88,9 +88,9 @@ def tiny_model(name: str):
             AutoModel),
         "vgg19": lambda: (vgg19.VGG19Model(vgg19.VGG19Config(block_channels=(4, 6, 8, 8, 8))), AutoModel),
         "fid_inception": lambda: (fid_inception.FIDInceptionModel(fid_inception.FIDInceptionConfig(
-            channel_divisor=16, input_size=75, num_classes=12)), AutoModel),
+            channel_divisor=16, image_size=75, num_classes=12)), AutoModel),
         "gfpgan": lambda: (gfpgan.GFPGANModel(gfpgan.GFPGANConfig(
-            out_size=32, num_style_feat=16, num_mlp=2, channel_multiplier=2, narrow=0.125)), AutoModel),
+            image_size=32, num_style_feat=16, num_mlp=2, channel_multiplier=2, narrow=0.125)), AutoModel),
     }
     model, auto_class = builders[name]()
     randomize_state(model)

@@ -93,7 +93,7 @@ class TestLSEGolden:
         model = SyncNetLSEModel(config).eval()
         model.load_state_dict(convert_syncnet_lse_state_dict(formula_state_dict("syncnet_S_keys.json"), config))
         scorer = LSEScorer(model, vshift=15)
-        video, audio = scorer.embed(golden["frames_bgr"], golden["audio_int16"])
+        video, audio = scorer.embed(golden["frames_bgr"], golden["audio_int16"], channel_order="bgr")
         assert video.shape == audio.shape == (45, 1024)
         np.testing.assert_allclose(video.numpy(), golden["video_feat"], atol=1e-3, rtol=1e-5)
         np.testing.assert_allclose(audio.numpy(), golden["audio_feat"], atol=1e-3, rtol=1e-5)
@@ -143,8 +143,8 @@ class TestLSEScorer:
     def test_float_audio_is_scored_on_the_int16_scale(self):
         golden = load_golden("syncnet_lse.npz")
         scorer = tiny_scorer()
-        as_int = scorer.score_frames(golden["frames_bgr"][:20], golden["audio_int16"])
-        as_float = scorer.score_frames(golden["frames_bgr"][:20], golden["audio_int16"] / 32768.0)
+        as_int = scorer.score_frames(golden["frames_bgr"][:20], golden["audio_int16"], channel_order="bgr")
+        as_float = scorer.score_frames(golden["frames_bgr"][:20], golden["audio_int16"] / 32768.0, channel_order="bgr")
         np.testing.assert_array_equal(as_int.mean_distances, as_float.mean_distances)
 
     def test_too_short_clip_is_a_user_error(self):

@@ -78,7 +78,7 @@ def test_dataset_reads_the_layout(preprocessed):
                               avhubert_audio_features=lambda wav, n: np.zeros((n, 104), np.float32))
     assert len(dataset) == 1
     item = dataset[0]
-    assert item["target_frames"].shape == (5, 3, 96, 96) and item["mel_windows"].shape == (5, 1, 80, 16)
+    assert item["target_frames"].shape == (5, 3, 96, 96) and item["mel_chunks"].shape == (5, 1, 80, 16)
     assert (item["masked_frames"][:, :, 48:] == 0).all()
     assert item["context_frames"].shape == (12, 3, 96, 96) and item["context_affines"].shape == (12, 2, 3)
     start = item["window_start"]

@@ -48,7 +48,7 @@ class ToyWav2LipRecipe(TrainingRecipe):
         batch_size, k, channels, size = batch.masked_frames.shape[:4]
         # Wav2Lip sees each frame on its own: 6-channel BGR (masked target + reference), one mel window
         faces = torch.cat([batch.masked_frames.flip(2), batch.reference_frames.flip(2)], dim=2)
-        mel_chunks = batch.mel_windows.reshape(batch_size * k, *batch.mel_windows.shape[2:])
+        mel_chunks = batch.mel_chunks.reshape(batch_size * k, *batch.mel_chunks.shape[2:])
         output = generator(face_frames=faces.reshape(batch_size * k, 2 * channels, size, size), mel_chunks=mel_chunks)
         return output.generated_faces.flip(1).reshape(batch_size, k, channels, size, size), {}
 
@@ -157,7 +157,7 @@ def test_validation_videos_come_from_the_pipeline_adapter():
     assert generated.shape == (num_frames, 3, 48, 48)
 
     extractor = TalkingFaceAudioFeatureExtractor()
-    mels = torch.from_numpy(extractor.frame_mel_windows(extractor.mel_spectrogram(waveform, 16000), fps=25.0,
+    mels = torch.from_numpy(extractor.frame_mel_chunks(extractor.mel_spectrogram(waveform, 16000), fps=25.0,
                                                         num_frames=num_frames))
     padded = 15
     index = torch.arange(padded).clamp(max=num_frames - 1)

@@ -90,7 +90,8 @@ def _find_definition(tree: ast.Module, qualified_name: str):
 def _definition_starting_at(tree: ast.Module, line_index: int):
     """The def / class (at any depth) whose span starts at 0-based `line_index`, or None."""
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and _node_span(node)[0] == line_index:
+        is_definition = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        if is_definition and _node_span(node)[0] == line_index:
             return node
     return None
 

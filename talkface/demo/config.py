@@ -189,7 +189,7 @@ def create_tiny_random_models(folder) -> dict[str, Path]:
     builders = {
         "generator": lambda: [
             Wav2LipModel(Wav2LipConfig(
-                img_size=48, hidden_size=16, face_encoder_channels=[4, 8, 8, 16, 16],
+                image_size=48, hidden_size=16, face_encoder_channels=[4, 8, 8, 16, 16],
                 face_encoder_kernel_sizes=[7, 3, 3, 3, 3], face_encoder_strides=[1, 2, 2, 2, 2],
                 face_encoder_residual_layers=[0, 1, 1, 0, 0], audio_encoder_channels=[4, 8, 8, 16],
                 audio_encoder_residual_layers=[1, 0, 1, 0], decoder_channels=[16, 16, 8, 8, 4],

@@ -379,7 +379,7 @@ def _image_table(kind: str, model, folder=None) -> str:
 
         config = config or FIDInceptionConfig()
         rows = [("input", "uint8 RGB frames divided by 255 (batch, 3, H, W)"),
-                ("resize", f"to {config.input_size} x {config.input_size} inside the model (bilinear, "
+                ("resize", f"to {config.image_size} x {config.image_size} inside the model (bilinear, "
                            "align_corners=False, no antialiasing)"),
                 ("scaling", "to [-1, 1]"),
                 ("features", "2048-d global average pool of Mixed_7c (pool3); FID uses their mean and unbiased "
@@ -389,7 +389,7 @@ def _image_table(kind: str, model, folder=None) -> str:
 
         config = config or GFPGANConfig()
         rows = [("alignment", f"5 points from the 68 landmarks (eye centres, nose tip 30, mouth corners 48/54), "
-                              f"similarity transform to the FFHQ template at {config.out_size} x {config.out_size}"),
+                              f"similarity transform to the FFHQ template at {config.image_size} x {config.image_size}"),
                 ("input", "RGB, (x / 255 - 0.5) / 0.5, i.e. [-1, 1]; output clamped to [-1, 1]"),
                 ("paste-back", "inverse warp with an eroded, blurred square mask; the rest of the frame is "
                                "returned bit for bit")]
@@ -409,7 +409,7 @@ def _image_table(kind: str, model, folder=None) -> str:
                 ("faces", f"boxes scoring > {_fmt(fe.face_threshold)} (run_pipeline: 0.9), scaled to the original "
                           f"image, then NMS at IoU {_fmt(fe.face_nms_threshold)} over all scales")]
     else:  # discriminators: the generator's face crops
-        size = getattr(config, "img_size", 96)
+        size = getattr(config, "image_size", 96)
         order = "BGR" if kind == "wav2lip-discriminator" else "RGB"
         rows = [("input", f"{size} x {size} face crops, {order}, float in [0, 1]"),
                 ("region", "the lower half only (rows size//2:)" if kind == "wav2lip-discriminator"

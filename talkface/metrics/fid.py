@@ -248,7 +248,7 @@ def load_fid_model(path_or_hub_id=None, device=None):
         raise ModelLoadError(_missing_weights_message(path))
 
     config = model.config
-    if config.channel_divisor != 1 or config.input_size != 299 or not config.resize_input:
+    if config.channel_divisor != 1 or config.image_size != 299 or not config.resize_input:
         logger.warning("the FID model at %s is not the standard FID Inception; its scores are not comparable", source)
     if device is not None:
         model.to(device)

@@ -530,9 +530,10 @@ class LSEScorer:
         return next(self.model.parameters()).device
 
     @torch.inference_mode()
-    def embed(self, face_frames: np.ndarray, audio_int16: np.ndarray, channel_order: str = "bgr"
+    def embed(self, face_frames: np.ndarray, audio_int16: np.ndarray, channel_order: str = "rgb"
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-window (video, audio) embeddings, each (windows, dim), of a face clip and its int16 audio."""
+        """Per-window (video, audio) embeddings, each (windows, dim), of a face clip (RGB unless `channel_order`
+        says otherwise) and its int16 audio."""
         extractor = self.feature_extractor
         num_windows = extractor.num_windows(len(face_frames), len(audio_int16))
         if num_windows < 1:
@@ -559,8 +560,8 @@ class LSEScorer:
         return torch.cat(video_embeddings).float().cpu(), audio_embeddings.float().cpu()
 
     def score_frames(self, face_frames: np.ndarray, audio: np.ndarray, sampling_rate: int = 16000,
-                     channel_order: str = "bgr", start_frame: int = 0) -> SyncScore:
-        """LSE of face frames (frames, H, W, 3) uint8 at 25 fps and their audio (int16, or float in [-1, 1])."""
+                     channel_order: str = "rgb", start_frame: int = 0) -> SyncScore:
+        """LSE of face frames (frames, H, W, 3) uint8 RGB at 25 fps and their audio (int16, or float in [-1, 1])."""
         if sampling_rate != self.feature_extractor.sampling_rate:
             raise MediaError(
                 f"audio at {sampling_rate} Hz; SyncNet needs {self.feature_extractor.sampling_rate} Hz (read it with "

@@ -168,7 +168,7 @@ def test_wrong_files_raise_actionable_errors(tmp_path, original_state_dict):
     missing = {k: v for k, v in original_state_dict.items() if k != "audio_map.bias"}
     with pytest.raises(ModelLoadError, match="missing keys"):
         convert_talklip_checkpoint(released_layout(missing))
-    small = TalkLipConfig(img_size=96, hidden_size=256, avhubert_config=config_from_state_dict(
+    small = TalkLipConfig(image_size=96, hidden_size=256, avhubert_config=config_from_state_dict(
         original_state_dict).avhubert_config, contrastive_projection_dim=TINY_WIDTH, trainable_audio_layers=2)
     with pytest.raises(ModelLoadError, match="shapes do not match"):
         convert_talklip_checkpoint(released_layout(original_state_dict), config=small)

@@ -87,7 +87,7 @@ def synthetic_fid_checkpoint(divisor=16, num_classes=12):
     return state_dict
 
 
-TINY = dict(channel_divisor=16, input_size=75, num_classes=12)
+TINY = dict(channel_divisor=16, image_size=75, num_classes=12)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_default_model_outputs_2048_features():
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"channel_divisor": 3}, "channel_divisor"), ({"input_size": 74}, "input_size"),
+    [({"channel_divisor": 3}, "channel_divisor"), ({"image_size": 74}, "image_size"),
      ({"batch_norm_eps": 0.0}, "batch_norm_eps"), ({"num_classes": 0}, "num_classes")],
 )
 def test_bad_config_raises(kwargs, field):
@@ -276,7 +276,7 @@ def test_tiny_output_shapes_and_flags(tiny_checkpoint_and_model):
         assert model(torch.rand(1, 3, 40, 40), return_dict=False)[0].shape == (1, 128)
     with pytest.raises(ValueError, match="pixel_values"):
         model(torch.rand(1, 1, 75, 75))
-    headless = FIDInceptionModel(FIDInceptionConfig(channel_divisor=16, input_size=75, include_classifier=False))
+    headless = FIDInceptionModel(FIDInceptionConfig(channel_divisor=16, image_size=75, include_classifier=False))
     assert not any(k.startswith("fc.") for k in headless.state_dict())
     with pytest.raises(ValueError, match="include_classifier"):
         headless(torch.rand(1, 3, 75, 75), return_logits=True)
@@ -299,7 +299,7 @@ def test_save_load_round_trip(tmp_path, tiny_checkpoint_and_model):
     from transformers import AutoModel
 
     reloaded = AutoModel.from_pretrained(tmp_path)
-    assert isinstance(reloaded, FIDInceptionModel) and reloaded.config.input_size == 75
+    assert isinstance(reloaded, FIDInceptionModel) and reloaded.config.image_size == 75
     reference, loaded = model.state_dict(), reloaded.state_dict()
     assert reference.keys() == loaded.keys()
     assert all(torch.equal(reference[k], loaded[k]) for k in reference)

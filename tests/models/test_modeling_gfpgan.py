@@ -17,8 +17,8 @@ from talkface.models.gfpgan.convert_gfpgan_original_checkpoint import (
 )
 from talkface.models.gfpgan.modeling_gfpgan import GFPGANModulatedConv2d, GFPGANStyleConv
 
-TINY = dict(out_size=32, num_style_feat=16, num_mlp=2, channel_multiplier=2, narrow=0.125)
-TINY_64 = dict(out_size=64, num_style_feat=32, num_mlp=3, channel_multiplier=1, narrow=0.25)
+TINY = dict(image_size=32, num_style_feat=16, num_mlp=2, channel_multiplier=2, narrow=0.125)
+TINY_64 = dict(image_size=64, num_style_feat=32, num_mlp=3, channel_multiplier=1, narrow=0.25)
 
 
 def tiny_model(**overrides):
@@ -38,7 +38,7 @@ def random_faces(batch, size):
 def test_output_shapes(params):
     config = GFPGANConfig(**params)
     model = GFPGANModel(config).eval()
-    size = config.out_size
+    size = config.image_size
     with torch.no_grad():
         out = model(random_faces(2, size), return_rgb=True)
     assert out.restored_pixel_values.shape == (2, 3, size, size)
@@ -104,8 +104,8 @@ def test_wrong_input_shape_raises():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(out_size=48), "out_size"),
-    (dict(out_size=4), "out_size"),
+    (dict(image_size=48), "image_size"),
+    (dict(image_size=4), "image_size"),
     (dict(narrow=0), "narrow"),
     (dict(narrow=0.001), "narrow"),
     (dict(narrow=0.3), "SFT channels"),
@@ -215,7 +215,7 @@ def test_default_config_matches_gfpgan_v14_layout():
     assert sum(math.prod(s) for s in ours.values()) == 87_143_276  # ~348 MB in float32, the size of the .pth
     # and the shapes alone give back the released configuration
     config = config_from_state_dict(model.state_dict())
-    assert (config.out_size, config.num_style_feat, config.num_mlp, config.channel_multiplier, config.narrow,
+    assert (config.image_size, config.num_style_feat, config.num_mlp, config.channel_multiplier, config.narrow,
             config.sft_half, config.different_w) == (512, 512, 8, 2, 1.0, True, True)
 
 

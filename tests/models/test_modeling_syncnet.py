@@ -28,7 +28,7 @@ def _one_torch_thread():
 
 def tiny_config(**overrides) -> SyncNetConfig:
     values = dict(
-        img_size=TINY_IMG,  # face input (15, 24, 48)
+        image_size=TINY_IMG,  # face input (15, 24, 48)
         hidden_size=16,
         face_encoder_channels=[4, 8, 8, 8, 16],
         face_encoder_kernel_sizes=[7, 5, 3, 3, 3],
@@ -64,7 +64,7 @@ def inputs(batch=3, seed=0):
 def test_shapes_norms_and_cosine_range(model):
     faces, mels = inputs()
     with torch.no_grad():
-        output = model(face_frames=faces, mel_chunks=mels)
+        output = model(face_windows=faces, mel_chunks=mels)
     assert output.audio_embeds.shape == output.face_embeds.shape == (3, 16)
     torch.testing.assert_close(output.audio_embeds.norm(dim=1), torch.ones(3))
     torch.testing.assert_close(output.face_embeds.norm(dim=1), torch.ones(3))
@@ -98,11 +98,11 @@ def test_audio_encoder_can_be_used_alone(model):
 
 def test_stack_face_frames_layout():
     frames = torch.rand(2, 5, 3, 96, 96)
-    stacked = SyncNetModel.stack_face_frames(frames)
+    stacked = SyncNetModel.stack_face_frames(frames, channel_order="bgr")
     assert stacked.shape == (2, 15, 48, 96)
     # channel 3 * f + c is frame f, colour c, lower half
     torch.testing.assert_close(stacked[1, 7], frames[1, 2, 1, 48:], rtol=0, atol=0)
-    from_rgb = SyncNetModel.stack_face_frames(frames.flip(2), channel_order="rgb")
+    from_rgb = SyncNetModel.stack_face_frames(frames.flip(2))  # RGB is the default, as everywhere in talkface
     torch.testing.assert_close(from_rgb, stacked, rtol=0, atol=0)
 
 
@@ -111,7 +111,8 @@ def test_stack_face_frames_matches_golden_expert_input():
     faces = torch.from_numpy(golden["faces96_bgr"]).float().div(255).permute(0, 3, 1, 2)  # (50, 3, 96, 96) BGR
     starts = golden["sync_window_starts"]
     windows = torch.stack([faces[s : s + 5] for s in starts])  # (4, 5, 3, 96, 96)
-    np.testing.assert_allclose(SyncNetModel.stack_face_frames(windows).numpy(), golden["sync_face_in"],
+    np.testing.assert_allclose(SyncNetModel.stack_face_frames(windows, channel_order="bgr").numpy(),
+                               golden["sync_face_in"],
                                rtol=0, atol=1e-7)
 
 
@@ -152,7 +153,7 @@ def test_save_load_round_trip(model, tmp_path):
 @pytest.mark.parametrize(
     "overrides, field",
     [
-        ({"img_size": 64}, "img_size"),
+        ({"image_size": 64}, "image_size"),
         ({"face_encoder_paddings": [3, 1, 1, 1]}, "face_encoder_paddings"),
         ({"face_encoder_residual_layers": [0, 1, 0, 1, -1]}, "face_encoder_residual_layers"),
         ({"audio_encoder_strides": [[1, 1], [3, 1], [3, 3], [2, 2]]}, "audio_encoder_strides"),

@@ -205,5 +205,6 @@ class TestSyncNetLSEGolden:
         golden = load_golden("syncnet_lse.npz")
         extractor = SyncNetLSEFeatureExtractor()
         with torch.no_grad():  # the first 4 windows (8 frames) keep this test fast; test_metrics_sync runs all 45
-            video = golden_model.get_video_embeddings(extractor.pixel_values(golden["frames_bgr"][:8]))[0]
+            pixels = extractor.pixel_values(golden["frames_bgr"][:8], channel_order="bgr")
+            video = golden_model.get_video_embeddings(pixels)[0]
         np.testing.assert_allclose(video.numpy(), golden["video_feat"][:4], atol=1e-3, rtol=1e-5)

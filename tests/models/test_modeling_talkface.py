@@ -19,7 +19,7 @@ TINY_AUDIO = dict(audio_encoder_channels=[4, 4, 8, 8], audio_encoder_residual_la
 
 def tiny_config(**overrides):
     # 6 stages -> 48x48 faces; widths 4-8 keep a forward pass in milliseconds
-    kwargs = dict(img_size=48, encoder_channels=[4, 4, 8, 8, 8, 8], decoder_channels=[8, 8, 8, 8, 4, 4],
+    kwargs = dict(image_size=48, encoder_channels=[4, 4, 8, 8, 8, 8], decoder_channels=[8, 8, 8, 8, 4, 4],
                   fusion_channels=8, output_hidden_size=4, convs_per_block=1, **TINY_AUDIO)
     kwargs.update(overrides)
     return TalkFaceConfig(**kwargs)
@@ -53,7 +53,7 @@ class TestTalkFaceModel:
 
     def test_full_size_default_shapes(self):
         config = TalkFaceConfig()
-        assert config.img_size == 96 and config.num_frames == 5
+        assert config.image_size == 96 and config.num_frames == 5
         model = TalkFaceModel(config).eval()
         reference, masked, mels = tiny_inputs(batch=1, frames=1, size=96)
         assert model(reference, masked, mels).generated_frames.shape == (1, 1, 3, 96, 96)
@@ -122,7 +122,7 @@ class TestTalkFaceModel:
         assert all(p.requires_grad for p in unfrozen.audio_encoder.parameters())
 
     @pytest.mark.parametrize("overrides, field", [
-        (dict(img_size=96), "img_size"),
+        (dict(image_size=96), "image_size"),
         (dict(decoder_channels=[8, 8]), "decoder_channels"),
         (dict(encoder_channels=[4, 0, 8, 8, 8, 8]), "encoder_channels"),
         (dict(num_mels=40), "num_mels"),
@@ -136,7 +136,7 @@ class TestTalkFaceModel:
     def test_bad_input_shape_raises(self):
         model = TalkFaceModel(tiny_config())
         reference, masked, mels = tiny_inputs()
-        with pytest.raises(ValueError, match="mel_windows"):
+        with pytest.raises(ValueError, match="mel_chunks"):
             model(reference, masked, mels[:, :4])
         with pytest.raises(ValueError, match="masked_frames"):
             model(reference[..., :40], masked[..., :40], mels)
@@ -161,7 +161,7 @@ class TestTalkFaceModel:
 
 class TestTalkFaceDiscriminator:
     def tiny(self):
-        return TalkFaceDiscriminatorConfig(img_size=48, hidden_channels=[4, 8, 8, 8, 8, 8, 8])
+        return TalkFaceDiscriminatorConfig(image_size=48, hidden_channels=[4, 8, 8, 8, 8, 8, 8])
 
     def test_shapes(self):
         disc = TalkFaceDiscriminator(self.tiny())

@@ -34,7 +34,7 @@ def tiny_avhubert_config(**overrides) -> dict:
 
 def tiny_config(**overrides) -> TalkLipConfig:
     values = dict(
-        img_size=TINY_IMG,
+        image_size=TINY_IMG,
         hidden_size=16,
         face_encoder_channels=[4, 8, 8, 16],
         face_encoder_kernel_sizes=[7, 3, 3, 3],
@@ -83,7 +83,7 @@ def test_config_defaults_reproduce_the_released_talklip():
     assert config.audio_encoder_type == "global" and config.model_type == "talklip"
     assert isinstance(config.avhubert_config, AVHubertConfig)
     assert (config.avhubert_config.encoder_layers, config.avhubert_config.encoder_embed_dim) == (12, 768)
-    assert config.trainable_audio_layers == 3 and config.hidden_size == 512 and config.img_size == 96
+    assert config.trainable_audio_layers == 3 and config.hidden_size == 512 and config.image_size == 96
     assert config.audio_feature_dim == 768 and config.contrastive_projection_dim == 768
     # the face path is Wav2Lip's, field for field
     wav2lip = Wav2LipConfig()
@@ -102,7 +102,7 @@ def test_local_config_has_no_avhubert_and_no_trainable_layers():
     ({"audio_encoder_type": "mel"}, "audio_encoder_type"),
     ({"trainable_audio_layers": 4}, "trainable_audio_layers"),
     ({"trainable_audio_layers": -1}, "trainable_audio_layers"),
-    ({"img_size": 32}, "img_size"),
+    ({"image_size": 32}, "image_size"),
     ({"decoder_channels": [16, 8, 8]}, "decoder_channels"),
     ({"avhubert_config": "base"}, "avhubert_config"),
 ])
@@ -216,7 +216,7 @@ def test_bad_inputs_raise(model, kwargs, message):
 
 
 def test_wrong_face_shape_raises(model):
-    with pytest.raises(ValueError, match="face_frames"):
+    with pytest.raises(ValueError, match="masked_and_reference_faces"):
         model(torch.zeros(2, 3, TINY_IMG, TINY_IMG), audio_embeds=torch.zeros(2, 16))
 
 

@@ -34,7 +34,7 @@ def _one_torch_thread():
 
 def tiny_config(**overrides) -> Wav2LipConfig:
     values = dict(
-        img_size=TINY_IMG,
+        image_size=TINY_IMG,
         hidden_size=16,
         face_encoder_channels=[4, 8, 8, 16],
         face_encoder_kernel_sizes=[7, 3, 3, 3],
@@ -52,7 +52,7 @@ def tiny_config(**overrides) -> Wav2LipConfig:
 
 def tiny_discriminator_config(**overrides) -> Wav2LipVisualDiscriminatorConfig:
     values = dict(
-        img_size=TINY_IMG,
+        image_size=TINY_IMG,
         hidden_size=16,
         stage_channels=[4, 8, 8, 8],
         stage_kernel_sizes=[7, 5, 3, 3],
@@ -79,10 +79,10 @@ def model():
     return randomise_batch_norm(Wav2LipModel(tiny_config())).eval()
 
 
-def inputs(batch=3, seed=0, img_size=TINY_IMG):
+def inputs(batch=3, seed=0, image_size=TINY_IMG):
     generator = torch.Generator().manual_seed(seed)
-    faces = torch.rand(batch, 6, img_size, img_size, generator=generator)
-    faces[:, :3, img_size // 2 :] = 0  # masked lower half of the target frame
+    faces = torch.rand(batch, 6, image_size, image_size, generator=generator)
+    faces[:, :3, image_size // 2 :] = 0  # masked lower half of the target frame
     mels = torch.rand(batch, 1, 80, 16, generator=generator) * 8 - 4
     return faces, mels
 
@@ -91,7 +91,7 @@ def inputs(batch=3, seed=0, img_size=TINY_IMG):
 def test_output_shapes_and_range(model):
     faces, mels = inputs()
     with torch.no_grad():
-        output = model(face_frames=faces, mel_chunks=mels)
+        output = model(masked_and_reference_faces=faces, mel_chunks=mels)
     assert output.generated_faces.shape == (3, 3, TINY_IMG, TINY_IMG)
     assert output.audio_embeds.shape == (3, 16, 1, 1)
     assert (output.generated_faces > 0).all() and (output.generated_faces < 1).all()
@@ -105,8 +105,8 @@ def test_sequence_input_folds_time_into_batch(model):
     faces_5d = faces.reshape(batch, frames, 6, TINY_IMG, TINY_IMG).transpose(1, 2)
     mels_5d = mels.reshape(batch, frames, 1, 80, 16)
     with torch.no_grad():
-        sequence = model(face_frames=faces_5d, mel_chunks=mels_5d).generated_faces
-        flat = model(face_frames=faces, mel_chunks=mels).generated_faces
+        sequence = model(masked_and_reference_faces=faces_5d, mel_chunks=mels_5d).generated_faces
+        flat = model(masked_and_reference_faces=faces, mel_chunks=mels).generated_faces
     assert sequence.shape == (batch, 3, frames, TINY_IMG, TINY_IMG)
     torch.testing.assert_close(sequence.transpose(1, 2).reshape(batch * frames, 3, TINY_IMG, TINY_IMG), flat)
 
@@ -187,7 +187,7 @@ def test_default_config_is_the_released_architecture():
 @pytest.mark.parametrize(
     "overrides, field",
     [
-        ({"img_size": 100}, "img_size"),
+        ({"image_size": 100}, "image_size"),
         ({"face_encoder_strides": [2, 2, 2, 1]}, "face_encoder_strides"),
         ({"face_encoder_residual_layers": [0, 1]}, "face_encoder_residual_layers"),
         ({"decoder_channels": [16, 8, 8]}, "decoder_channels"),
@@ -204,7 +204,7 @@ def test_bad_config_raises(overrides, field):
 
 def test_bad_input_shape_raises(model):
     faces, mels = inputs(2)
-    with pytest.raises(ValueError, match="face_frames"):
+    with pytest.raises(ValueError, match="masked_and_reference_faces"):
         model(faces[:, :3], mels)
     with pytest.raises(ValueError, match="mel_chunks"):
         model(faces, mels[:, :, :40])

@@ -30,9 +30,9 @@ class FIDInceptionConfig(PretrainedConfig):
         include_classifier (`bool`, *optional*, defaults to `True`):
             Whether the model holds `fc`. FID never uses it, but it is part of the weight file.
         resize_input (`bool`, *optional*, defaults to `True`):
-            Whether `forward` resizes inputs to `input_size` x `input_size` (bilinear, `align_corners=False`,
+            Whether `forward` resizes inputs to `image_size` x `image_size` (bilinear, `align_corners=False`,
             no antialiasing), as pytorch-fid does.
-        input_size (`int`, *optional*, defaults to 299):
+        image_size (`int`, *optional*, defaults to 299):
             Side of the resized input. 299 for FID; at least 75.
         normalize_input (`bool`, *optional*, defaults to `True`):
             Whether `forward` takes RGB in [0, 1] and maps it to [-1, 1] (`2 * x - 1`) itself.
@@ -41,6 +41,8 @@ class FIDInceptionConfig(PretrainedConfig):
     """
 
     model_type = "fid_inception"
+    # `input_size` is this field's former name: old config.json files and `config.input_size` keep working
+    attribute_map = {"input_size": "image_size"}
 
     def __init__(
         self,
@@ -48,16 +50,17 @@ class FIDInceptionConfig(PretrainedConfig):
         num_classes=1008,
         include_classifier=True,
         resize_input=True,
-        input_size=299,
+        image_size=299,
         normalize_input=True,
         batch_norm_eps=1e-3,
         **kwargs,
     ):
+        image_size = kwargs.pop("input_size", image_size)  # the former name, in old config.json files
         self.channel_divisor = int(channel_divisor)
         self.num_classes = int(num_classes)
         self.include_classifier = bool(include_classifier)
         self.resize_input = bool(resize_input)
-        self.input_size = int(input_size)
+        self.image_size = int(image_size)
         self.normalize_input = bool(normalize_input)
         self.batch_norm_eps = float(batch_norm_eps)
         self._validate()
@@ -68,9 +71,9 @@ class FIDInceptionConfig(PretrainedConfig):
             raise ValueError(f"channel_divisor must be one of {ALLOWED_CHANNEL_DIVISORS}, got {self.channel_divisor}")
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {self.num_classes}")
-        if self.input_size < MIN_INPUT_SIZE:
+        if self.image_size < MIN_INPUT_SIZE:
             raise ValueError(
-                f"input_size must be at least {MIN_INPUT_SIZE} (Inception-v3's minimum), got {self.input_size}"
+                f"image_size must be at least {MIN_INPUT_SIZE} (Inception-v3's minimum), got {self.image_size}"
             )
         if self.batch_norm_eps <= 0:
             raise ValueError(f"batch_norm_eps must be positive, got {self.batch_norm_eps}")

@@ -238,9 +238,9 @@ class FIDInceptionModel(FIDInceptionPreTrainedModel):
         self.post_init()
 
     def preprocess(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Resize to `input_size` and map [0, 1] to [-1, 1], as configured."""
+        """Resize to `image_size` and map [0, 1] to [-1, 1], as configured."""
         if self.config.resize_input:
-            size = (self.config.input_size, self.config.input_size)
+            size = (self.config.image_size, self.config.image_size)
             pixel_values = F.interpolate(pixel_values, size=size, mode="bilinear", align_corners=False)
         if self.config.normalize_input:
             pixel_values = 2 * pixel_values - 1

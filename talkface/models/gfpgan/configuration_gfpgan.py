@@ -27,7 +27,7 @@ class GFPGANConfig(PretrainedConfig):
     num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True)`).
 
     Args:
-        out_size (`int`, *optional*, defaults to 512):
+        image_size (`int`, *optional*, defaults to 512):
             Side of the square input and output faces; a power of two between 8 and 1024.
         num_style_feat (`int`, *optional*, defaults to 512):
             Width of the style (latent) vectors.
@@ -42,7 +42,7 @@ class GFPGANConfig(PretrainedConfig):
             Apply the spatial feature transform (scale and shift from the encoder) to half of the decoder's channels
             only; the other half passes unchanged.
         different_w (`bool`, *optional*, defaults to `True`):
-            Predict one latent vector per decoder layer (`2 * log2(out_size) - 2` of them) instead of a single one.
+            Predict one latent vector per decoder layer (`2 * log2(image_size) - 2` of them) instead of a single one.
         input_is_latent (`bool`, *optional*, defaults to `True`):
             Feed the encoder's style code to the decoder directly as latents (W space) instead of through the MLP.
         randomize_noise (`bool`, *optional*, defaults to `False`):
@@ -53,14 +53,16 @@ class GFPGANConfig(PretrainedConfig):
             Slope of every leaky ReLU.
         face_template (`list[list[float]]`, *optional*):
             The 5-point alignment template (eye, eye, nose tip, mouth corner, mouth corner; x, y) in pixels of a
-            512x512 face; it is scaled to `out_size`. Defaults to the FFHQ template the released weights expect.
+            512x512 face; it is scaled to `image_size`. Defaults to the FFHQ template the released weights expect.
     """
 
     model_type = "gfpgan"
+    # `out_size` is this field's former name: old config.json files and `config.out_size` keep working
+    attribute_map = {"out_size": "image_size"}
 
     def __init__(
         self,
-        out_size: int = 512,
+        image_size: int = 512,
         num_style_feat: int = 512,
         num_mlp: int = 8,
         channel_multiplier: int = 2,
@@ -73,8 +75,9 @@ class GFPGANConfig(PretrainedConfig):
         face_template=None,
         **kwargs,
     ):
+        image_size = kwargs.pop("out_size", image_size)  # the former name, in old config.json files
         super().__init__(**kwargs)
-        self.out_size = out_size
+        self.image_size = image_size
         self.num_style_feat = num_style_feat
         self.num_mlp = num_mlp
         self.channel_multiplier = channel_multiplier
@@ -88,10 +91,10 @@ class GFPGANConfig(PretrainedConfig):
         self._validate()
 
     def _validate(self):
-        if not isinstance(self.out_size, int) or self.out_size < 8 or self.out_size > 1024 or (
-            self.out_size & (self.out_size - 1)
+        if not isinstance(self.image_size, int) or self.image_size < 8 or self.image_size > 1024 or (
+            self.image_size & (self.image_size - 1)
         ):
-            raise ValueError(f"out_size must be a power of two between 8 and 1024, got {self.out_size!r}")
+            raise ValueError(f"image_size must be a power of two between 8 and 1024, got {self.image_size!r}")
         for name in ("num_style_feat", "num_mlp", "channel_multiplier"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -122,11 +125,11 @@ class GFPGANConfig(PretrainedConfig):
     # ----- derived values -----
     @property
     def log_size(self) -> int:
-        return int(math.log2(self.out_size))
+        return int(math.log2(self.image_size))
 
     @property
     def resolutions(self) -> list:
-        """Feature resolutions from 4x4 up to out_size."""
+        """Feature resolutions from 4x4 up to image_size."""
         return [2**i for i in range(2, self.log_size + 1)]
 
     @property
@@ -153,6 +156,6 @@ class GFPGANConfig(PretrainedConfig):
         return int(self._base_channels(resolution) * (self.narrow * 0.5))
 
     def template_points(self):
-        """The alignment template scaled to `out_size`, as a (5, 2) list."""
-        scale = self.out_size / 512.0
+        """The alignment template scaled to `image_size`, as a (5, 2) list."""
+        scale = self.image_size / 512.0
         return [[x * scale, y * scale] for x, y in self.face_template]

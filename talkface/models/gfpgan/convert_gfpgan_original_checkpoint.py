@@ -55,13 +55,13 @@ def config_from_state_dict(state_dict: dict, **overrides) -> GFPGANConfig:
     """Read the architecture hyper-parameters off the tensor shapes of a (converted) GFPGAN state dict."""
     try:
         num_down = len({k.split(".")[1] for k in state_dict if k.startswith("conv_body_down.")})
-        out_size = 2 ** (num_down + 2)
+        image_size = 2 ** (num_down + 2)
         num_style_feat = state_dict["stylegan_decoder.style_mlp.1.weight"].shape[0]
         num_mlp = sum(1 for k in state_dict if re.fullmatch(r"stylegan_decoder\.style_mlp\.\d+\.weight", k))
         decoder_4 = state_dict["stylegan_decoder.constant_input.weight"].shape[1]
         narrow = decoder_4 / 512
         channel_multiplier = 2
-        if out_size >= 64:
+        if image_size >= 64:
             # decoder width at 64x64 = 256 * channel_multiplier * narrow
             decoder_64 = state_dict["stylegan_decoder.style_convs.6.modulated_conv.weight"].shape[1]
             channel_multiplier = max(1, round(decoder_64 / (256 * narrow)))
@@ -74,7 +74,7 @@ def config_from_state_dict(state_dict: dict, **overrides) -> GFPGANConfig:
             f"the checkpoint lacks {err} and is not a GFPGAN 'clean' (v1.2/v1.3/v1.4) generator; "
             f"use GFPGANv1.4.pth from {GFPGAN_V14_URL}"
         ) from err
-    params = dict(out_size=out_size, num_style_feat=num_style_feat, num_mlp=num_mlp, narrow=narrow,
+    params = dict(image_size=image_size, num_style_feat=num_style_feat, num_mlp=num_mlp, narrow=narrow,
                   channel_multiplier=channel_multiplier, different_w=different_w, sft_half=sft_half)
     params.update(overrides)
     try:
@@ -113,6 +113,6 @@ def convert_checkpoint(checkpoint_path, args=None):
         found = [k for k in CHECKPOINT_CONTAINER_KEYS if isinstance(checkpoint.get(k), dict)]
         logger.info("using %s from %s", found[0] if found else "the top-level state dict", checkpoint_path)
     model = load_converted_model(checkpoint)
-    logger.info("GFPGAN %dx%d, %.1fM parameters", model.config.out_size, model.config.out_size,
+    logger.info("GFPGAN %dx%d, %.1fM parameters", model.config.image_size, model.config.image_size,
                 sum(p.numel() for p in model.parameters()) / 1e6)
     return [model]

@@ -9,7 +9,7 @@ sampling is bilinear.
 Module and parameter names follow the original module tree, so a GFPGANv1.4 `params_ema` state dict loads without
 renaming (see convert_gfpgan_original_checkpoint.py).
 
-Images are (batch, 3, out_size, out_size) RGB in [-1, 1].
+Images are (batch, 3, image_size, image_size) RGB in [-1, 1].
 """
 
 import math
@@ -30,10 +30,10 @@ class GFPGANOutput(ModelOutput):
     """Output of [`GFPGANModel`].
 
     Args:
-        restored_pixel_values (`torch.FloatTensor` of shape `(batch, 3, out_size, out_size)`):
+        restored_pixel_values (`torch.FloatTensor` of shape `(batch, 3, image_size, image_size)`):
             The restored faces, RGB, nominally in [-1, 1] (not clamped; clamp before converting to pixels).
         intermediate_rgbs (`tuple(torch.FloatTensor)`, *optional*):
-            The U-Net decoder's RGB predictions at 8x8 ... out_size (training-time supervision), when requested.
+            The U-Net decoder's RGB predictions at 8x8 ... image_size (training-time supervision), when requested.
         latents (`torch.FloatTensor` of shape `(batch, num_latents, num_style_feat)`):
             The latents fed to the StyleGAN2 decoder.
     """
@@ -185,7 +185,7 @@ class GFPGANStyleDecoder(nn.Module):
         self.style_conv1 = GFPGANStyleConv(first, first, feat, upsample=False, negative_slope=slope)
         self.to_rgb1 = GFPGANToRGB(first, feat, upsample=False)
 
-        # Fixed noise maps, one per style conv: 4x4, then two at each resolution 8 ... out_size.
+        # Fixed noise maps, one per style conv: 4x4, then two at each resolution 8 ... image_size.
         self.noises = nn.Module()
         for layer_idx in range(config.num_noise_layers):
             resolution = 2 ** ((layer_idx + 5) // 2)
@@ -266,16 +266,16 @@ class GFPGANModel(GFPGANPreTrainedModel):
     def __init__(self, config: GFPGANConfig):
         super().__init__(config)
         slope = config.negative_slope
-        resolutions = config.resolutions  # [4, 8, ..., out_size]
+        resolutions = config.resolutions  # [4, 8, ..., image_size]
         enc = config.encoder_channels
 
-        self.conv_body_first = nn.Conv2d(3, enc(config.out_size), 1)
-        # encoder: out_size -> 4, halving at each step
+        self.conv_body_first = nn.Conv2d(3, enc(config.image_size), 1)
+        # encoder: image_size -> 4, halving at each step
         self.conv_body_down = nn.ModuleList(
             GFPGANResBlock(enc(res), enc(res // 2), 0.5, slope) for res in reversed(resolutions[1:])
         )
         self.final_conv = nn.Conv2d(enc(4), enc(4), 3, 1, 1)
-        # decoder: 4 -> out_size, doubling at each step
+        # decoder: 4 -> image_size, doubling at each step
         self.conv_body_up = nn.ModuleList(
             GFPGANResBlock(enc(res // 2), enc(res), 2.0, slope) for res in resolutions[1:]
         )
@@ -304,7 +304,7 @@ class GFPGANModel(GFPGANPreTrainedModel):
                 return_dict: bool | None = None):
         r"""
         Args:
-            pixel_values (`torch.FloatTensor` of shape `(batch, 3, out_size, out_size)`):
+            pixel_values (`torch.FloatTensor` of shape `(batch, 3, image_size, image_size)`):
                 Aligned faces (see `config.face_template`), RGB in [-1, 1].
             return_rgb (`bool`, *optional*, defaults to `False`):
                 Also return the U-Net decoder's intermediate RGB images.
@@ -314,9 +314,9 @@ class GFPGANModel(GFPGANPreTrainedModel):
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
         randomize_noise = config.randomize_noise if randomize_noise is None else randomize_noise
-        if pixel_values.ndim != 4 or pixel_values.shape[1:] != (3, config.out_size, config.out_size):
+        if pixel_values.ndim != 4 or pixel_values.shape[1:] != (3, config.image_size, config.image_size):
             raise ValueError(
-                f"pixel_values must have shape (batch, 3, {config.out_size}, {config.out_size}), got "
+                f"pixel_values must have shape (batch, 3, {config.image_size}, {config.image_size}), got "
                 f"{tuple(pixel_values.shape)}"
             )
         slope = config.negative_slope

@@ -41,8 +41,8 @@ class SyncNetConfig(PretrainedConfig):
     Args:
         num_frames (`int`, defaults to 5): consecutive video frames per sample (0.2 s at 25 fps).
         num_channels (`int`, defaults to 3): channels per frame (BGR).
-        img_size (`int`, defaults to 96): side of the face crop; the expert sees rows img_size // 2:, so the face input
-            is (num_frames * num_channels, img_size // 2, img_size) = (15, 48, 96).
+        image_size (`int`, defaults to 96): side of the face crop; the expert sees rows image_size // 2:, so the
+            face input is (num_frames * num_channels, image_size // 2, image_size) = (15, 48, 96).
         num_mel_bins (`int`, defaults to 80) / mel_step_size (`int`, defaults to 16): the mel window (1, 80, 16).
         hidden_size (`int`, defaults to 512): embedding size.
         face_encoder_channels (`list[int]`, defaults to `[32, 64, 128, 256, 512, 512]`): channels of each face stage.
@@ -61,12 +61,14 @@ class SyncNetConfig(PretrainedConfig):
     """
 
     model_type = "syncnet"
+    # `img_size` is this field's former name: old config.json files and `config.img_size` keep working
+    attribute_map = {"img_size": "image_size"}
 
     def __init__(
         self,
         num_frames: int = 5,
         num_channels: int = 3,
-        img_size: int = 96,
+        image_size: int = 96,
         num_mel_bins: int = 80,
         mel_step_size: int = 16,
         hidden_size: int = 512,
@@ -83,9 +85,10 @@ class SyncNetConfig(PretrainedConfig):
         batch_norm_momentum: float = 0.1,
         **kwargs,
     ):
+        image_size = kwargs.pop("img_size", image_size)  # the former name, in old config.json files
         self.num_frames = num_frames
         self.num_channels = num_channels
-        self.img_size = img_size
+        self.image_size = image_size
         self.num_mel_bins = num_mel_bins
         self.mel_step_size = mel_step_size
         self.hidden_size = hidden_size
@@ -104,13 +107,13 @@ class SyncNetConfig(PretrainedConfig):
         self._validate()
 
     def _validate(self):
-        for name in ("num_frames", "num_channels", "img_size", "num_mel_bins", "mel_step_size", "hidden_size",
+        for name in ("num_frames", "num_channels", "image_size", "num_mel_bins", "mel_step_size", "hidden_size",
                      "kernel_size"):
             _check_int_list(name, [getattr(self, name)])
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (same padding), got {self.kernel_size}")
-        if self.img_size % 2:
-            raise ValueError(f"img_size must be even (the lower half is used), got {self.img_size}")
+        if self.image_size % 2:
+            raise ValueError(f"image_size must be even (the lower half is used), got {self.image_size}")
         num_stages = len(self.face_encoder_channels)
         _check_int_list("face_encoder_channels", self.face_encoder_channels)
         _check_int_list("face_encoder_kernel_sizes", self.face_encoder_kernel_sizes, num_stages)
@@ -125,7 +128,7 @@ class SyncNetConfig(PretrainedConfig):
             width = _conv_output_size(width, kernel, stride_w, padding)
         if (height, width) != (3, 3):
             raise ValueError(
-                f"img_size={self.img_size} with face_encoder_strides={self.face_encoder_strides} and "
+                f"image_size={self.image_size} with face_encoder_strides={self.face_encoder_strides} and "
                 f"face_encoder_paddings={self.face_encoder_paddings} gives a {height}x{width} face map, but it "
                 "must be 3x3 before the valid 3x3 conv"
             )
@@ -151,7 +154,7 @@ class SyncNetConfig(PretrainedConfig):
     @property
     def face_input_size(self) -> tuple[int, int, int]:
         """(channels, height, width) of the face input: (15, 48, 96) by default."""
-        return (self.num_frames * self.num_channels, self.img_size // 2, self.img_size)
+        return (self.num_frames * self.num_channels, self.image_size // 2, self.image_size)
 
 
 __all__ = ["SyncNetConfig"]

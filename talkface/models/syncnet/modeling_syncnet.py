@@ -11,6 +11,7 @@ probability of sync, trained with binary cross-entropy (`cosine_loss`). Frozen, 
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -77,10 +78,24 @@ class SyncNetOutput(ModelOutput):
     cosine_similarity: torch.FloatTensor | None = None
 
 
+# Copied from talkface.models.wav2lip.modeling_wav2lip._renamed_argument
+def _renamed_argument(value, kwargs: dict, old_name: str, new_name: str):
+    """The value of an input passed under its former keyword (`old_name`), with a FutureWarning; one release only."""
+    if old_name in kwargs:
+        if value is not None:
+            raise TypeError(f"got both {new_name} and its former name {old_name}; pass {new_name} only")
+        warnings.warn(f"the input `{old_name}` is now called `{new_name}`; the old keyword will be removed",
+                      FutureWarning, stacklevel=3)
+        value = kwargs.pop(old_name)
+    if value is None:
+        raise TypeError(f"missing the required input {new_name}")
+    return value
+
+
 class SyncNetPreTrainedModel(PreTrainedModel):
     config_class = SyncNetConfig
     base_model_prefix = "syncnet"
-    main_input_name = "face_frames"
+    main_input_name = "face_windows"
 
     def _init_weights(self, module):
         # PyTorch's default initialisation (what the original was trained from); BatchNorm to identity
@@ -102,8 +117,9 @@ class SyncNetModel(SyncNetPreTrainedModel):
     """Wav2Lip lip-sync expert.
 
     Inputs:
-        face_frames: (batch, num_frames * 3, img_size // 2, img_size) = (batch, 15, 48, 96): lower halves of 5
-            consecutive BGR [0, 1] face crops, stacked frame by frame on channels (see `stack_face_frames`).
+        face_windows: (batch, num_frames * 3, image_size // 2, image_size) = (batch, 15, 48, 96): lower halves of 5
+            consecutive BGR [0, 1] face crops, stacked frame by frame on channels; `stack_face_frames` makes them
+            from RGB face frames. (Called `face_frames` before; that keyword still works, with a warning.)
         mel_chunks: (batch, 1, num_mel_bins, mel_step_size) = (batch, 1, 80, 16): the mel window starting at the
             first frame (`TalkingFaceAudioFeatureExtractor`).
 
@@ -141,11 +157,12 @@ class SyncNetModel(SyncNetPreTrainedModel):
         self.post_init()
 
     @staticmethod
-    def stack_face_frames(frames: torch.Tensor, channel_order: str = "bgr") -> torch.Tensor:
-        """(batch, num_frames, 3, H, W) face crops in [0, 1] -> (batch, num_frames * 3, H // 2, W) expert input.
+    def stack_face_frames(frames: torch.Tensor, channel_order: str = "rgb") -> torch.Tensor:
+        """(batch, num_frames, 3, H, W) face crops in [0, 1] -> (batch, num_frames * 3, H // 2, W) `face_windows`.
 
         Keeps the lower half (rows H // 2:) and stacks the frames on channels frame-major ([f0 B,G,R, f1 B,G,R, ...]).
-        `channel_order="rgb"` flips RGB input to the BGR order the expert was trained on.
+        The frames are RGB, like everywhere else in talkface, and are flipped to the BGR order the expert was trained
+        on; pass `channel_order="bgr"` for frames that are BGR already.
         """
         if frames.dim() != 5 or frames.shape[2] != 3:
             raise ValueError(f"expected frames (batch, num_frames, 3, H, W), got {tuple(frames.shape)}")
@@ -157,13 +174,13 @@ class SyncNetModel(SyncNetPreTrainedModel):
         lower_half = frames[..., height // 2 :, :]  # (batch, num_frames, 3, H // 2, W)
         return lower_half.reshape(batch, num_frames * channels, height - height // 2, width)
 
-    def _check_face(self, face_frames):
+    def _check_face(self, face_windows):
         expected = self.config.face_input_size
-        if face_frames.dim() != 4 or tuple(face_frames.shape[1:]) != expected:
+        if face_windows.dim() != 4 or tuple(face_windows.shape[1:]) != expected:
             raise ValueError(
-                f"SyncNetModel expects face_frames (batch, {expected[0]}, {expected[1]}, {expected[2]}) (lower "
+                f"SyncNetModel expects face_windows (batch, {expected[0]}, {expected[1]}, {expected[2]}) (lower "
                 f"halves of {self.config.num_frames} frames stacked on channels; see stack_face_frames), got "
-                f"{tuple(face_frames.shape)}"
+                f"{tuple(face_windows.shape)}"
             )
 
     def _check_mel(self, mel_chunks):
@@ -178,26 +195,29 @@ class SyncNetModel(SyncNetPreTrainedModel):
         audio_embeds = self.audio_encoder(mel_chunks).flatten(1)  # (batch, hidden_size)
         return F.normalize(audio_embeds, p=2, dim=1) if normalize else audio_embeds
 
-    def get_face_embedding(self, face_frames: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    def get_face_embedding(self, face_windows: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """(batch, 15, 48, 96) -> (batch, hidden_size), L2-normalised unless `normalize=False`."""
-        self._check_face(face_frames)
-        face_embeds = self.face_encoder(face_frames).flatten(1)  # (batch, hidden_size)
+        self._check_face(face_windows)
+        face_embeds = self.face_encoder(face_windows).flatten(1)  # (batch, hidden_size)
         return F.normalize(face_embeds, p=2, dim=1) if normalize else face_embeds
 
     def forward(
         self,
-        face_frames: torch.Tensor,
-        mel_chunks: torch.Tensor,
+        face_windows: torch.Tensor | None = None,
+        mel_chunks: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> SyncNetOutput | tuple:
         """`labels`: (batch,) or (batch, 1), 1 for in-sync pairs and 0 for off-sync ones."""
+        face_windows = _renamed_argument(face_windows, kwargs, "face_frames", "face_windows")
+        if mel_chunks is None:
+            raise TypeError("missing the required input mel_chunks")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if face_frames.shape[0] != mel_chunks.shape[0]:
-            raise ValueError(f"face_frames and mel_chunks must have the same batch size, got "
-                             f"{face_frames.shape[0]} and {mel_chunks.shape[0]}")
-        face_embeds = self.get_face_embedding(face_frames)
+        if face_windows.shape[0] != mel_chunks.shape[0]:
+            raise ValueError(f"face_windows and mel_chunks must have the same batch size, got "
+                             f"{face_windows.shape[0]} and {mel_chunks.shape[0]}")
+        face_embeds = self.get_face_embedding(face_windows)
         audio_embeds = self.get_audio_embedding(mel_chunks)
         similarity = F.cosine_similarity(audio_embeds, face_embeds, dim=1)
         loss = cosine_loss(audio_embeds, face_embeds, labels) if labels is not None else None

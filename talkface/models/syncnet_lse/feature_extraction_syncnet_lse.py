@@ -28,7 +28,8 @@ class SyncNetLSEFeatureExtractor(FeatureExtractionMixin):
         audio_window (`int`, defaults to 20): MFCC frames per audio window (0.2 s).
         video_window (`int`, defaults to 5): video frames per window (0.2 s).
         image_size (`int`, defaults to 224): side the face frames are resized to.
-        channel_order (`str`, defaults to `"bgr"`): colour order the network expects (it was trained on cv2 frames).
+        channel_order (`str`, defaults to `"bgr"`): colour order the *network* expects (it was trained on cv2
+            frames). Inputs are RGB (`pixel_values(frames, channel_order="rgb")`) and converted to it.
     """
 
     model_input_names = ["pixel_values", "input_features"]
@@ -130,8 +131,11 @@ class SyncNetLSEFeatureExtractor(FeatureExtractionMixin):
         windows = mfcc[:, :needed].unfold(1, self.audio_window, step)  # (num_cepstral, num_windows, audio_window)
         return windows.permute(1, 0, 2).unsqueeze(1).contiguous()  # (num_windows, 1, num_cepstral, audio_window)
 
-    def pixel_values(self, frames: np.ndarray, channel_order: str = "bgr") -> torch.Tensor:
+    def pixel_values(self, frames: np.ndarray, channel_order: str = "rgb") -> torch.Tensor:
         """Face frames (frames, H, W, 3) uint8 -> (1, 3, frames, image_size, image_size) float32 in 0..255.
+
+        `channel_order` is the order of `frames`: RGB by default, as everywhere in talkface; they are converted to
+        the order the network expects (`self.channel_order`, BGR for the released weights).
 
         Frames that are not image_size x image_size are resized with bilinear interpolation (cv2 INTER_LINEAR),
         as the Wav2Lip evaluation script does.

@@ -23,10 +23,10 @@ class TalkFaceConfig(PretrainedConfig):
     design but not their weights. Stage 0 is a stride-1 stem conv at full resolution; stages 1..n-2 halve the
     resolution with a strided conv; the last stage turns the 3x3 map into 1x1 with an unpadded 3x3 conv. Each stage's
     first conv is followed by `convs_per_block` stride-1 convs. Every conv is followed by ReLU and batch norm.
-    Hence `img_size` must be `3 * 2 ** (len(encoder_channels) - 2)` (96 for the default 7 stages).
+    Hence `image_size` must be `3 * 2 ** (len(encoder_channels) - 2)` (96 for the default 7 stages).
 
     Args:
-        img_size (`int`, *optional*, defaults to 96):
+        image_size (`int`, *optional*, defaults to 96):
             Side of the square face crop, in pixels.
         num_channels (`int`, *optional*, defaults to 3):
             Image channels (RGB, values in [0, 1]).
@@ -73,10 +73,12 @@ class TalkFaceConfig(PretrainedConfig):
     """
 
     model_type = "talkface"
+    # `img_size` is this field's former name: old config.json files and `config.img_size` keep working
+    attribute_map = {"img_size": "image_size"}
 
     def __init__(
         self,
-        img_size=96,
+        image_size=96,
         num_channels=3,
         num_frames=5,
         encoder_channels=(16, 32, 64, 128, 256, 512, 512),
@@ -97,6 +99,7 @@ class TalkFaceConfig(PretrainedConfig):
         initializer_range=0.02,
         **kwargs,
     ):
+        image_size = kwargs.pop("img_size", image_size)  # the former name, in old config.json files
         self.encoder_channels = list(_check_channels("encoder_channels", encoder_channels, min_len=3))
         self.decoder_channels = list(_check_channels("decoder_channels", decoder_channels))
         if len(self.decoder_channels) != len(self.encoder_channels):
@@ -105,10 +108,11 @@ class TalkFaceConfig(PretrainedConfig):
                 f"{len(self.encoder_channels)}; give one decoder stage per encoder stage"
             )
         expected_size = 3 * 2 ** (len(self.encoder_channels) - 2)
-        if img_size != expected_size:
+        if image_size != expected_size:
             raise ValueError(
-                f"img_size={img_size} does not fit {len(self.encoder_channels)} encoder stages, which need "
-                f"img_size={expected_size} (3 * 2 ** (stages - 2)); change img_size or the length of encoder_channels"
+                f"image_size={image_size} does not fit {len(self.encoder_channels)} encoder stages, which need "
+                f"image_size={expected_size} (3 * 2 ** (stages - 2)); change image_size or the length of "
+                "encoder_channels"
             )
         if num_mels != 80 or mel_steps != 16:
             raise ValueError(
@@ -143,7 +147,7 @@ class TalkFaceConfig(PretrainedConfig):
             raise ValueError(f"encoder_stem_kernel_size={encoder_stem_kernel_size} must be a positive odd number")
         if convs_per_block < 0:
             raise ValueError(f"convs_per_block={convs_per_block} must be >= 0")
-        self.img_size = int(img_size)
+        self.image_size = int(image_size)
         self.num_channels = int(num_channels)
         self.num_frames = int(num_frames)
         self.encoder_stem_kernel_size = int(encoder_stem_kernel_size)
@@ -166,7 +170,7 @@ class TalkFaceConfig(PretrainedConfig):
     @property
     def mask_start_row(self) -> int:
         """First masked row of the pose frames (the lower half of the face is hidden)."""
-        return self.img_size // 2
+        return self.image_size // 2
 
 
 # fields shared with SyncNetConfig that fix the expert's audio encoder (same names in both configs)
@@ -190,7 +194,7 @@ class TalkFaceDiscriminatorConfig(PretrainedConfig):
     per face.
 
     Args:
-        img_size (`int`, *optional*, defaults to 96):
+        image_size (`int`, *optional*, defaults to 96):
             Side of the square face crop.
         num_channels (`int`, *optional*, defaults to 3):
             Image channels (RGB, values in [0, 1]).
@@ -205,10 +209,12 @@ class TalkFaceDiscriminatorConfig(PretrainedConfig):
     """
 
     model_type = "talkface_discriminator"
+    # `img_size` is this field's former name: old config.json files and `config.img_size` keep working
+    attribute_map = {"img_size": "image_size"}
 
     def __init__(
         self,
-        img_size=96,
+        image_size=96,
         num_channels=3,
         hidden_channels=(32, 64, 128, 256, 512, 512, 512),
         leaky_relu_slope=0.2,
@@ -216,14 +222,15 @@ class TalkFaceDiscriminatorConfig(PretrainedConfig):
         initializer_range=0.02,
         **kwargs,
     ):
+        image_size = kwargs.pop("img_size", image_size)  # the former name, in old config.json files
         self.hidden_channels = list(_check_channels("hidden_channels", hidden_channels))
-        if img_size <= 0:
-            raise ValueError(f"img_size={img_size} must be positive")
+        if image_size <= 0:
+            raise ValueError(f"image_size={image_size} must be positive")
         if not 0.0 <= leaky_relu_slope < 1.0:
             raise ValueError(f"leaky_relu_slope={leaky_relu_slope} must be in [0, 1)")
         if num_channels <= 0:
             raise ValueError(f"num_channels={num_channels} must be positive")
-        self.img_size = int(img_size)
+        self.image_size = int(image_size)
         self.num_channels = int(num_channels)
         self.leaky_relu_slope = float(leaky_relu_slope)
         self.spectral_norm_eps = float(spectral_norm_eps)

@@ -210,8 +210,8 @@ class TalkFaceSpectralNormConv2d(nn.Conv2d):
 class TalkFaceModelOutput(ModelOutput):
     """
     Args:
-        generated_frames (`torch.FloatTensor` of shape `(batch, num_frames, 3, img_size, img_size)`):
-            Generated RGB faces in [0, 1] (4-D `(batch, 3, img_size, img_size)` when the inputs were 4-D).
+        generated_frames (`torch.FloatTensor` of shape `(batch, num_frames, 3, image_size, image_size)`):
+            Generated RGB faces in [0, 1] (4-D `(batch, 3, image_size, image_size)` when the inputs were 4-D).
         audio_embeddings (`torch.FloatTensor` of shape `(batch * num_frames, audio_hidden_size)`):
             The frozen expert's audio embedding of each frame's mel window.
         loss (`torch.FloatTensor`, *optional*):
@@ -310,23 +310,23 @@ class TalkFaceModel(TalkFacePreTrainedModel):
             self.audio_encoder.requires_grad_(False).eval()
         return self
 
-    def encode_audio(self, mel_windows):
+    def encode_audio(self, mel_chunks):
         """(N, 1, 80, 16) mel windows -> (N, audio_hidden_size, 1, 1) expert audio embeddings."""
         if self.config.freeze_audio_encoder:
             with torch.no_grad():
-                return self.audio_encoder(mel_windows)
-        return self.audio_encoder(mel_windows)
+                return self.audio_encoder(mel_chunks)
+        return self.audio_encoder(mel_chunks)
 
-    def forward(self, reference_frames, masked_frames, mel_windows, target_frames=None, return_dict=None):
+    def forward(self, reference_frames, masked_frames, mel_chunks, target_frames=None, return_dict=None):
         r"""
         Args:
-            reference_frames (`torch.FloatTensor` of shape `(batch, num_frames, 3, img_size, img_size)`):
+            reference_frames (`torch.FloatTensor` of shape `(batch, num_frames, 3, image_size, image_size)`):
                 Identity references (RGB in [0, 1]) from another part of the video. 4-D input
-                `(batch, 3, img_size, img_size)` is taken as single frames.
+                `(batch, 3, image_size, image_size)` is taken as single frames.
             masked_frames (`torch.FloatTensor`, same shape):
                 The target frames with the lower half set to 0 (they give the head pose).
-            mel_windows (`torch.FloatTensor` of shape `(batch, num_frames, 1, 80, 16)` or `(batch, 1, 80, 16)`):
-                Each frame's mel window (`TalkingFaceAudioFeatureExtractor.frame_mel_windows`).
+            mel_chunks (`torch.FloatTensor` of shape `(batch, num_frames, 1, 80, 16)` or `(batch, 1, 80, 16)`):
+                Each frame's mel window (`TalkingFaceAudioFeatureExtractor.frame_mel_chunks`).
             target_frames (`torch.FloatTensor`, *optional*, same shape as `masked_frames`):
                 Ground truth; when given, `loss` is the L1 reconstruction error.
         """
@@ -336,7 +336,7 @@ class TalkFaceModel(TalkFacePreTrainedModel):
                 f"reference_frames {tuple(reference_frames.shape)} and masked_frames {tuple(masked_frames.shape)} "
                 "must have the same shape"
             )
-        size = self.config.img_size
+        size = self.config.image_size
         if masked_frames.dim() not in (4, 5) or masked_frames.shape[-3:] != (self.config.num_channels, size, size):
             raise ValueError(
                 f"masked_frames has shape {tuple(masked_frames.shape)}; expected (batch, frames, "
@@ -344,16 +344,16 @@ class TalkFaceModel(TalkFacePreTrainedModel):
             )
         leading_shape = masked_frames.shape[:-3]  # (batch, frames) or (batch,)
         num_items = leading_shape.numel()
-        if mel_windows.shape[:-3] != leading_shape or mel_windows.shape[-3:] != (1, self.config.num_mels,
+        if mel_chunks.shape[:-3] != leading_shape or mel_chunks.shape[-3:] != (1, self.config.num_mels,
                                                                                  self.config.mel_steps):
             raise ValueError(
-                f"mel_windows has shape {tuple(mel_windows.shape)}; expected {tuple(leading_shape)} + "
+                f"mel_chunks has shape {tuple(mel_chunks.shape)}; expected {tuple(leading_shape)} + "
                 f"(1, {self.config.num_mels}, {self.config.mel_steps})"
             )
         # fold the k frames into the batch: (batch * frames, C, H, W)
         reference = reference_frames.reshape(num_items, *reference_frames.shape[-3:])
         masked = masked_frames.reshape(num_items, *masked_frames.shape[-3:])
-        mels = mel_windows.reshape(num_items, *mel_windows.shape[-3:]).to(masked.dtype)
+        mels = mel_chunks.reshape(num_items, *mel_chunks.shape[-3:]).to(masked.dtype)
 
         identity_features = self.identity_encoder(reference)
         pose_features = self.pose_encoder(masked)
@@ -403,12 +403,12 @@ class TalkFaceDiscriminator(TalkFaceDiscriminatorPreTrainedModel):
     def forward(self, frames, return_dict=None):
         r"""
         Args:
-            frames (`torch.FloatTensor` of shape `(batch, num_frames, 3, img_size, img_size)` or
-                `(batch, 3, img_size, img_size)`): RGB faces in [0, 1].
+            frames (`torch.FloatTensor` of shape `(batch, num_frames, 3, image_size, image_size)` or
+                `(batch, 3, image_size, image_size)`): RGB faces in [0, 1].
         Returns logits of shape `(batch, num_frames)` or `(batch,)`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        size = self.config.img_size
+        size = self.config.image_size
         if frames.dim() not in (4, 5) or frames.shape[-3:] != (self.config.num_channels, size, size):
             raise ValueError(
                 f"frames has shape {tuple(frames.shape)}; expected (..., {self.config.num_channels}, {size}, {size})"

@@ -92,7 +92,7 @@ class TalkLipConfig(PretrainedConfig):
         num_channels (`int`, defaults to 6): input channels: the masked target frame (3, lower half zeroed) and the
             identity reference frame (3), both BGR in [0, 1].
         num_output_channels (`int`, defaults to 3): channels of the generated face (BGR, sigmoid output).
-        img_size (`int`, defaults to 96): side of the square face crop.
+        image_size (`int`, defaults to 96): side of the square face crop.
         hidden_size (`int`, defaults to 512): channels of the bottleneck: the face encoder's last feature map and the
             audio embedding.
         face_encoder_channels (`list[int]`, defaults to `[16, 32, 64, 128, 256, 512]`): output channels of each face
@@ -128,13 +128,15 @@ class TalkLipConfig(PretrainedConfig):
     """
 
     model_type = "talklip"
+    # `img_size` is this field's former name: old config.json files and `config.img_size` keep working
+    attribute_map = {"img_size": "image_size"}
 
     def __init__(
         self,
         audio_encoder_type: str = "global",
         num_channels: int = 6,
         num_output_channels: int = 3,
-        img_size: int = 96,
+        image_size: int = 96,
         hidden_size: int = 512,
         face_encoder_channels=(16, 32, 64, 128, 256, 512),
         face_encoder_kernel_sizes=(7, 3, 3, 3, 3, 3),
@@ -158,12 +160,13 @@ class TalkLipConfig(PretrainedConfig):
         contrastive_projection_dim: int | None = None,
         **kwargs,
     ):
+        image_size = kwargs.pop("img_size", image_size)  # the former name, in old config.json files
         if audio_encoder_type not in AUDIO_ENCODER_TYPES:
             raise ValueError(f"audio_encoder_type must be one of {AUDIO_ENCODER_TYPES}, got {audio_encoder_type!r}")
         self.audio_encoder_type = audio_encoder_type
         self.num_channels = num_channels
         self.num_output_channels = num_output_channels
-        self.img_size = img_size
+        self.image_size = image_size
         self.hidden_size = hidden_size
         self.face_encoder_channels = list(face_encoder_channels)
         self.face_encoder_kernel_sizes = list(face_encoder_kernel_sizes)
@@ -205,7 +208,7 @@ class TalkLipConfig(PretrainedConfig):
         return len(self.face_encoder_channels)
 
     def _validate(self):
-        for name in ("num_channels", "num_output_channels", "img_size", "hidden_size", "output_hidden_channels",
+        for name in ("num_channels", "num_output_channels", "image_size", "hidden_size", "output_hidden_channels",
                      "kernel_size", "num_mel_bins", "mel_step_size", "contrastive_projection_dim"):
             _check_positive_ints(name, [getattr(self, name)])
         if self.kernel_size % 2 == 0:
@@ -222,16 +225,16 @@ class TalkLipConfig(PretrainedConfig):
             raise ValueError(f"face_encoder_kernel_sizes must be odd, got {self.face_encoder_kernel_sizes}")
         if self.face_encoder_strides[0] != 1:
             raise ValueError(f"face_encoder_strides[0] must be 1, got {self.face_encoder_strides}")
-        size = self.img_size
+        size = self.image_size
         for stride in self.face_encoder_strides:
             if size % stride:
-                raise ValueError(f"img_size={self.img_size} does not divide evenly through face_encoder_strides="
+                raise ValueError(f"image_size={self.image_size} does not divide evenly through face_encoder_strides="
                                  f"{self.face_encoder_strides}")
             size //= stride
         if size != 3:
             raise ValueError(
-                f"img_size={self.img_size} with face_encoder_strides={self.face_encoder_strides} gives a "
-                f"{size}x{size} map before the bottleneck, but it must be 3x3 (e.g. img_size 96 with strides "
+                f"image_size={self.image_size} with face_encoder_strides={self.face_encoder_strides} gives a "
+                f"{size}x{size} map before the bottleneck, but it must be 3x3 (e.g. image_size 96 with strides "
                 "[1, 2, 2, 2, 2, 2])"
             )
         num_audio_stages = len(self.audio_encoder_channels)

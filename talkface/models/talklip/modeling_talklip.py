@@ -14,13 +14,15 @@ Data flow (global encoder; B utterances of T frames at 25 fps, N generated faces
 
     audio_features (B, 104, T) --AV-HuBERT, audio only, final layer + final LayerNorm--> (B, T, D)
         -> flatten (B * T, D) -> pick rows `audio_frame_indices` (N,) -> audio_map Linear(D, 512) -> (N, 512, 1, 1)
-    face_frames (N, 6, 96, 96) --face encoder--> skip maps; decoder from the audio embedding -> (N, 3, 96, 96)
+    masked_and_reference_faces (N, 6, 96, 96) --face encoder--> skip maps; decoder from the audio embedding
+        -> (N, 3, 96, 96)
 
 Images are BGR in [0, 1] (as in Wav2Lip and TalkLip).
 """
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -78,6 +80,20 @@ class TalkLipTransposedConvBlock(nn.Module):
         return self.act(self.conv_block(hidden_states))
 
 
+# Copied from talkface.models.wav2lip.modeling_wav2lip._renamed_argument
+def _renamed_argument(value, kwargs: dict, old_name: str, new_name: str):
+    """The value of an input passed under its former keyword (`old_name`), with a FutureWarning; one release only."""
+    if old_name in kwargs:
+        if value is not None:
+            raise TypeError(f"got both {new_name} and its former name {old_name}; pass {new_name} only")
+        warnings.warn(f"the input `{old_name}` is now called `{new_name}`; the old keyword will be removed",
+                      FutureWarning, stacklevel=3)
+        value = kwargs.pop(old_name)
+    if value is None:
+        raise TypeError(f"missing the required input {new_name}")
+    return value
+
+
 class TalkLipContrastiveHead(nn.Module):
     """The audio side of TalkLip's audio-visual contrastive loss (`sync_net` in the released checkpoints).
 
@@ -117,7 +133,7 @@ class TalkLipModelOutput(ModelOutput):
     """
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*): L1 reconstruction loss, when `target_faces` is given.
-        generated_faces (`torch.FloatTensor` of shape `(N, 3, img_size, img_size)`): BGR in [0, 1].
+        generated_faces (`torch.FloatTensor` of shape `(N, 3, image_size, image_size)`): BGR in [0, 1].
         audio_embeds (`torch.FloatTensor` of shape `(N, hidden_size, 1, 1)`): the audio embedding the decoder
             starts from.
         audio_hidden_states (`torch.FloatTensor` of shape `(B, T, D)`, *optional*): the global encoder's output
@@ -142,7 +158,7 @@ class TalkLipModelOutput(ModelOutput):
 class TalkLipPreTrainedModel(PreTrainedModel):
     config_class = TalkLipConfig
     base_model_prefix = "talklip"
-    main_input_name = "face_frames"
+    main_input_name = "masked_and_reference_faces"
 
     def _init_weights(self, module):
         # the AV-HuBERT encoder is a sub-model: transformers dispatches its own _init_weights to it
@@ -164,8 +180,9 @@ class TalkLipModel(TalkLipPreTrainedModel):
     """TalkLip generator: (masked frame + reference frame, audio) -> generated face.
 
     Inputs:
-        face_frames: (N, 6, img_size, img_size) BGR in [0, 1]; channels 0-2 the target frame with its lower half
-            zeroed, channels 3-5 the identity reference frame.
+        masked_and_reference_faces: (N, 6, image_size, image_size) BGR in [0, 1]; channels 0-2 the target frame
+            with its lower half zeroed, channels 3-5 the identity reference frame. (Called `face_frames` before;
+            that keyword still works, with a warning.)
         Global encoder: `audio_features` (B, 104, T) AV-HuBERT audio features of whole utterances (see
             `AVHubertFeatureExtractor`), `audio_frame_indices` (N,) the row of each face in the flattened
             (B * T) sequence (`flatten_frame_indices`; with B = 1 simply the frame numbers), and an optional
@@ -314,13 +331,14 @@ class TalkLipModel(TalkLipPreTrainedModel):
         """Picked global features (N, D) -> decoder audio embeddings (N, hidden_size): `audio_map`."""
         return self.audio_map(audio_features)
 
-    def _check_face_frames(self, face_frames: torch.Tensor):
+    def _check_faces(self, faces: torch.Tensor):
         config = self.config
-        face_shape = (config.num_channels, config.img_size, config.img_size)
-        if face_frames.dim() != 4 or tuple(face_frames.shape[1:]) != face_shape:
+        face_shape = (config.num_channels, config.image_size, config.image_size)
+        if faces.dim() != 4 or tuple(faces.shape[1:]) != face_shape:
             raise ValueError(
-                f"TalkLipModel expects face_frames (N, {config.num_channels}, {config.img_size}, {config.img_size}) "
-                f"(masked target frame + reference frame, BGR in [0, 1]); got {tuple(face_frames.shape)}"
+                f"TalkLipModel expects masked_and_reference_faces (N, {config.num_channels}, {config.image_size}, "
+                f"{config.image_size}) (masked target frame + reference frame, BGR in [0, 1]); got "
+                f"{tuple(faces.shape)}"
             )
 
     def _audio_embedding(self, num_faces, mel_chunks, audio_features, audio_frame_indices, padding_mask):
@@ -353,20 +371,21 @@ class TalkLipModel(TalkLipPreTrainedModel):
 
     # -- face -------------------------------------------------------------------------------------------------------
 
-    def decode(self, face_frames: torch.Tensor, audio_embeds: torch.Tensor) -> torch.Tensor:
-        """Face frames (N, 6, H, W) + audio embeddings (N, hidden_size[, 1, 1]) -> generated faces (N, 3, H, W)."""
-        self._check_face_frames(face_frames)
-        num_faces = face_frames.shape[0]
+    def decode(self, masked_and_reference_faces: torch.Tensor, audio_embeds: torch.Tensor) -> torch.Tensor:
+        """Masked + reference faces (N, 6, H, W) + audio embeddings (N, hidden_size[, 1, 1]) -> faces (N, 3, H, W)."""
+        faces = masked_and_reference_faces
+        self._check_faces(faces)
+        num_faces = faces.shape[0]
         if audio_embeds.numel() != num_faces * self.config.hidden_size:
             raise ValueError(f"audio_embeds must hold {num_faces} x {self.config.hidden_size} values, got "
                              f"{tuple(audio_embeds.shape)}")
         skip_features = []
-        hidden_states = face_frames
+        hidden_states = faces
         for block in self.face_encoder_blocks:
             hidden_states = block(hidden_states)
             skip_features.append(hidden_states)
 
-        hidden_states = audio_embeds.reshape(num_faces, self.config.hidden_size, 1, 1).to(face_frames.dtype)
+        hidden_states = audio_embeds.reshape(num_faces, self.config.hidden_size, 1, 1).to(faces.dtype)
         for block in self.face_decoder_blocks:
             hidden_states = block(hidden_states)
             hidden_states = torch.cat((hidden_states, skip_features.pop()), dim=1)
@@ -374,7 +393,7 @@ class TalkLipModel(TalkLipPreTrainedModel):
 
     def forward(
         self,
-        face_frames: torch.Tensor,
+        masked_and_reference_faces: torch.Tensor | None = None,
         audio_features: torch.Tensor | None = None,
         audio_frame_indices: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
@@ -384,16 +403,17 @@ class TalkLipModel(TalkLipPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> TalkLipModelOutput | tuple:
+        faces = _renamed_argument(masked_and_reference_faces, kwargs, "face_frames", "masked_and_reference_faces")
         if kwargs:
             raise TypeError(f"TalkLipModel.forward got unexpected arguments {sorted(kwargs)}")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        self._check_face_frames(face_frames)
-        num_faces = face_frames.shape[0]
+        self._check_faces(faces)
+        num_faces = faces.shape[0]
         audio_hidden_states = picked = None
         if audio_embeds is None:
             audio_embeds, audio_hidden_states, picked = self._audio_embedding(
                 num_faces, mel_chunks, audio_features, audio_frame_indices, padding_mask)
-        generated_faces = self.decode(face_frames, audio_embeds)
+        generated_faces = self.decode(faces, audio_embeds)
         audio_embeds = audio_embeds.reshape(num_faces, self.config.hidden_size, 1, 1)
 
         contrastive = None

@@ -62,7 +62,7 @@ class Wav2LipConfig(PretrainedConfig):
         num_channels (`int`, defaults to 6): input channels: the masked target frame (3, lower half zeroed) and the
             identity reference frame (3), both BGR in [0, 1].
         num_output_channels (`int`, defaults to 3): channels of the generated face (BGR, sigmoid output).
-        img_size (`int`, defaults to 96): side of the square face crop.
+        image_size (`int`, defaults to 96): side of the square face crop.
         num_mel_bins (`int`, defaults to 80): mel bands of the audio window.
         mel_step_size (`int`, defaults to 16): mel frames of the audio window (0.2 s at 80 mel frames/s).
         hidden_size (`int`, defaults to 512): channels of the bottleneck: the face encoder's last feature map and the
@@ -95,12 +95,14 @@ class Wav2LipConfig(PretrainedConfig):
     """
 
     model_type = "wav2lip"
+    # `img_size` is this field's former name: old config.json files and `config.img_size` keep working
+    attribute_map = {"img_size": "image_size"}
 
     def __init__(
         self,
         num_channels: int = 6,
         num_output_channels: int = 3,
-        img_size: int = 96,
+        image_size: int = 96,
         num_mel_bins: int = 80,
         mel_step_size: int = 16,
         hidden_size: int = 512,
@@ -120,9 +122,10 @@ class Wav2LipConfig(PretrainedConfig):
         batch_norm_momentum: float = 0.1,
         **kwargs,
     ):
+        image_size = kwargs.pop("img_size", image_size)  # the former name, in old config.json files
         self.num_channels = num_channels
         self.num_output_channels = num_output_channels
-        self.img_size = img_size
+        self.image_size = image_size
         self.num_mel_bins = num_mel_bins
         self.mel_step_size = mel_step_size
         self.hidden_size = hidden_size
@@ -144,7 +147,7 @@ class Wav2LipConfig(PretrainedConfig):
         self._validate()
 
     def _validate(self):
-        for name in ("num_channels", "num_output_channels", "img_size", "num_mel_bins", "mel_step_size",
+        for name in ("num_channels", "num_output_channels", "image_size", "num_mel_bins", "mel_step_size",
                      "hidden_size", "output_hidden_channels", "kernel_size"):
             _check_positive_ints(name, [getattr(self, name)])
         if self.kernel_size % 2 == 0:
@@ -164,18 +167,18 @@ class Wav2LipConfig(PretrainedConfig):
                 f"face_encoder_strides[0] must be 1 (the output is made at the first stage's resolution), "
                 f"got {self.face_encoder_strides}"
             )
-        size = self.img_size
+        size = self.image_size
         for stride in self.face_encoder_strides:
             if size % stride:
                 raise ValueError(
-                    f"img_size={self.img_size} does not divide evenly through face_encoder_strides="
+                    f"image_size={self.image_size} does not divide evenly through face_encoder_strides="
                     f"{self.face_encoder_strides} (size {size} at stride {stride}); the decoder could not mirror it"
                 )
             size //= stride
         if size != 3:
             raise ValueError(
-                f"img_size={self.img_size} with face_encoder_strides={self.face_encoder_strides} gives a "
-                f"{size}x{size} map before the bottleneck, but it must be 3x3 (e.g. img_size 96 with strides "
+                f"image_size={self.image_size} with face_encoder_strides={self.face_encoder_strides} gives a "
+                f"{size}x{size} map before the bottleneck, but it must be 3x3 (e.g. image_size 96 with strides "
                 "[1, 2, 2, 2, 2, 2])"
             )
         num_audio_stages = len(self.audio_encoder_channels)
@@ -201,7 +204,7 @@ class Wav2LipConfig(PretrainedConfig):
     @property
     def face_encoder_feature_sizes(self) -> list[int]:
         """Side of each face-encoder stage's output (96, 48, 24, 12, 6, 3 by default)."""
-        sizes, size = [], self.img_size
+        sizes, size = [], self.image_size
         for stride in self.face_encoder_strides:
             size //= stride
             sizes.append(size)
@@ -216,7 +219,7 @@ class Wav2LipVisualDiscriminatorConfig(PretrainedConfig):
 
     Args:
         num_channels (`int`, defaults to 3): channels of a face frame (BGR).
-        img_size (`int`, defaults to 96): side of the square face crop; the discriminator sees rows img_size // 2:.
+        image_size (`int`, defaults to 96): side of the square face crop; the discriminator sees rows image_size // 2:.
         hidden_size (`int`, defaults to 512): channels of the bottleneck (valid 3x3 conv then 1x1 conv).
         stage_channels (`list[int]`, defaults to `[32, 64, 128, 256, 512, 512]`): output channels of each stage.
         stage_kernel_sizes (`list[int]`, defaults to `[7, 5, 5, 5, 3, 3]`): kernel size of each stage's convs.
@@ -227,11 +230,13 @@ class Wav2LipVisualDiscriminatorConfig(PretrainedConfig):
     """
 
     model_type = "wav2lip_discriminator"
+    # `img_size` is this field's former name: old config.json files and `config.img_size` keep working
+    attribute_map = {"img_size": "image_size"}
 
     def __init__(
         self,
         num_channels: int = 3,
-        img_size: int = 96,
+        image_size: int = 96,
         hidden_size: int = 512,
         stage_channels=(32, 64, 128, 256, 512, 512),
         stage_kernel_sizes=(7, 5, 5, 5, 3, 3),
@@ -240,8 +245,9 @@ class Wav2LipVisualDiscriminatorConfig(PretrainedConfig):
         leaky_relu_slope: float = 0.01,
         **kwargs,
     ):
+        image_size = kwargs.pop("img_size", image_size)  # the former name, in old config.json files
         self.num_channels = num_channels
-        self.img_size = img_size
+        self.image_size = image_size
         self.hidden_size = hidden_size
         self.stage_channels = list(stage_channels)
         self.stage_kernel_sizes = list(stage_kernel_sizes)
@@ -252,7 +258,7 @@ class Wav2LipVisualDiscriminatorConfig(PretrainedConfig):
         self._validate()
 
     def _validate(self):
-        for name in ("num_channels", "img_size", "hidden_size"):
+        for name in ("num_channels", "image_size", "hidden_size"):
             _check_positive_ints(name, [getattr(self, name)])
         num_stages = len(self.stage_channels)
         _check_positive_ints("stage_channels", self.stage_channels)
@@ -262,18 +268,18 @@ class Wav2LipVisualDiscriminatorConfig(PretrainedConfig):
             raise ValueError(f"stage_strides must have {num_stages} entries, got {self.stage_strides}")
         if any(k % 2 == 0 for k in self.stage_kernel_sizes):
             raise ValueError(f"stage_kernel_sizes must be odd, got {self.stage_kernel_sizes}")
-        if self.img_size % 2:
-            raise ValueError(f"img_size must be even (the lower half is scored), got {self.img_size}")
+        if self.image_size % 2:
+            raise ValueError(f"image_size must be even (the lower half is scored), got {self.image_size}")
         if not 0 <= self.leaky_relu_slope < 1:
             raise ValueError(f"leaky_relu_slope must be in [0, 1), got {self.leaky_relu_slope}")
-        height, width = self.img_size // 2, self.img_size
+        height, width = self.image_size // 2, self.image_size
         for kernel, (stride_h, stride_w) in zip(self.stage_kernel_sizes, self.stage_strides):
             height = conv_output_size(height, kernel, stride_h, kernel // 2)
             width = conv_output_size(width, kernel, stride_w, kernel // 2)
         if (height, width) != (3, 3):
             raise ValueError(
-                f"img_size={self.img_size} with stage_strides={self.stage_strides} gives a {height}x{width} map for "
-                "the lower half, but it must be 3x3 before the bottleneck"
+                f"image_size={self.image_size} with stage_strides={self.stage_strides} gives a {height}x{width} map "
+                "for the lower half, but it must be 3x3 before the bottleneck"
             )
 
 

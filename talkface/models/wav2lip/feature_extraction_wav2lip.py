@@ -21,6 +21,7 @@ The parameters are saved as `preprocessor_config.json` beside the model weights.
 
 import logging
 import math
+import warnings
 
 import numpy as np
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
@@ -257,20 +258,20 @@ class TalkingFaceAudioFeatureExtractor(FeatureExtractionMixin):
         return np.clip(normalised, -self.max_abs_value, self.max_abs_value).astype(np.float32)
 
     # --- frame <-> mel arithmetic ---------------------------------------------------------------------------------
-    def mel_window_start(self, frame_index: int, fps: float | None = None) -> int:
-        """First mel frame of video frame `frame_index`'s window: int(i * (mel_frames_per_second / fps))."""
+    def mel_chunk_start(self, frame_index: int, fps: float | None = None) -> int:
+        """First mel frame of video frame `frame_index`'s chunk: int(i * (mel_frames_per_second / fps))."""
         return int(frame_index * self.mel_frames_per_video_frame(fps))
 
     def num_video_frames(self, num_samples: int, fps: float | None = None) -> int:
         """Video frames needed to cover `num_samples` of audio (rounded up, so no audio is left uncovered)."""
         return max(1, math.ceil(num_samples * (fps or self.fps) / self.sampling_rate - 1e-9))
 
-    def frame_mel_windows(self, mel: np.ndarray, fps: float | None = None,
-                          num_frames: int | None = None) -> np.ndarray:
-        """Stack the mel window of every video frame: (num_frames, 1, num_mel_bins, mel_step_size) float32.
+    def frame_mel_chunks(self, mel: np.ndarray, fps: float | None = None,
+                         num_frames: int | None = None) -> np.ndarray:
+        """Stack the mel chunk of every video frame: `mel_chunks` (num_frames, 1, num_mel_bins, mel_step_size) float32.
 
-        Window i starts at `mel_window_start(i, fps)`; a window that would run past the end of `mel` is replaced by
-        the last `mel_step_size` frames. With `num_frames=None` the count is Wav2Lip inference's: windows up to and
+        Chunk i starts at `mel_chunk_start(i, fps)`; a chunk that would run past the end of `mel` is replaced by
+        the last `mel_step_size` frames. With `num_frames=None` the count is Wav2Lip inference's: chunks up to and
         including the first one that would overrun.
         """
         num_mel_frames = mel.shape[-1]
@@ -283,7 +284,7 @@ class TalkingFaceAudioFeatureExtractor(FeatureExtractionMixin):
         if num_frames is None:
             starts = []
             while True:
-                start = self.mel_window_start(len(starts), fps)
+                start = self.mel_chunk_start(len(starts), fps)
                 if start > last_start:
                     starts.append(last_start)  # Wav2Lip appends the tail window and stops
                     break
@@ -291,11 +292,21 @@ class TalkingFaceAudioFeatureExtractor(FeatureExtractionMixin):
         else:
             if num_frames <= 0:
                 raise ValueError(f"num_frames must be positive, got {num_frames}")
-            starts = [min(self.mel_window_start(i, fps), last_start) for i in range(num_frames)]
+            starts = [min(self.mel_chunk_start(i, fps), last_start) for i in range(num_frames)]
         # (num_frames, num_mel_bins, mel_step_size): gather window columns for every frame at once
         columns = np.asarray(starts)[:, None] + np.arange(self.mel_step_size)[None, :]
-        windows = mel[:, columns].transpose(1, 0, 2)
-        return np.ascontiguousarray(windows[:, None], dtype=np.float32)  # (num_frames, 1, num_mel_bins, steps)
+        chunks = mel[:, columns].transpose(1, 0, 2)
+        return np.ascontiguousarray(chunks[:, None], dtype=np.float32)  # (num_frames, 1, num_mel_bins, steps)
+
+    def frame_mel_windows(self, mel: np.ndarray, fps: float | None = None, num_frames: int | None = None):
+        """Former name of `frame_mel_chunks` (kept for one release, with a FutureWarning)."""
+        warnings.warn("frame_mel_windows is now called frame_mel_chunks", FutureWarning, stacklevel=2)
+        return self.frame_mel_chunks(mel, fps=fps, num_frames=num_frames)
+
+    def mel_window_start(self, frame_index: int, fps: float | None = None) -> int:
+        """Former name of `mel_chunk_start` (kept for one release, with a FutureWarning)."""
+        warnings.warn("mel_window_start is now called mel_chunk_start", FutureWarning, stacklevel=2)
+        return self.mel_chunk_start(frame_index, fps)
 
     # --- transformers entry point ---------------------------------------------------------------------------------
     def __call__(self, raw_speech, sampling_rate: int | None = None, fps: float | None = None,
@@ -314,7 +325,7 @@ class TalkingFaceAudioFeatureExtractor(FeatureExtractionMixin):
             mel = self.mel_spectrogram(waveform, sampling_rate=self.sampling_rate)
             frames = num_frames or self.num_video_frames(np.asarray(waveform).shape[0], fps)
             spectrograms.append(mel)
-            chunks.append(self.frame_mel_windows(mel, fps=fps, num_frames=frames))
+            chunks.append(self.frame_mel_chunks(mel, fps=fps, num_frames=frames))
         data = {"mel_spectrogram": spectrograms, "mel_chunks": chunks} if is_batched else \
             {"mel_spectrogram": spectrograms[0], "mel_chunks": chunks[0]}
         return BatchFeature(data=data, tensor_type=return_tensors)

@@ -9,6 +9,7 @@ Images are BGR in [0, 1] (the original code reads frames with OpenCV and never c
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -97,8 +98,8 @@ class Wav2LipModelOutput(ModelOutput):
     """
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*): L1 reconstruction loss, when `target_faces` is given.
-        generated_faces (`torch.FloatTensor`): (batch, 3, img_size, img_size) BGR in [0, 1], or
-            (batch, 3, frames, img_size, img_size) for 5-D input.
+        generated_faces (`torch.FloatTensor`): (batch, 3, image_size, image_size) BGR in [0, 1], or
+            (batch, 3, frames, image_size, image_size) for 5-D input.
         audio_embeds (`torch.FloatTensor`): (batch * frames, hidden_size, 1, 1) audio embedding the decoder starts
             from.
     """
@@ -122,11 +123,24 @@ class Wav2LipDiscriminatorOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
 
 
+def _renamed_argument(value, kwargs: dict, old_name: str, new_name: str):
+    """The value of an input passed under its former keyword (`old_name`), with a FutureWarning; one release only."""
+    if old_name in kwargs:
+        if value is not None:
+            raise TypeError(f"got both {new_name} and its former name {old_name}; pass {new_name} only")
+        warnings.warn(f"the input `{old_name}` is now called `{new_name}`; the old keyword will be removed",
+                      FutureWarning, stacklevel=3)
+        value = kwargs.pop(old_name)
+    if value is None:
+        raise TypeError(f"missing the required input {new_name}")
+    return value
+
+
 # --- generator ----------------------------------------------------------------------------------------------------
 class Wav2LipPreTrainedModel(PreTrainedModel):
     config_class = Wav2LipConfig
     base_model_prefix = "wav2lip"
-    main_input_name = "face_frames"
+    main_input_name = "masked_and_reference_faces"
 
     def _init_weights(self, module):
         _init_conv_weights(module)
@@ -136,8 +150,9 @@ class Wav2LipModel(Wav2LipPreTrainedModel):
     """Wav2Lip generator: (masked frame + reference frame, mel window) -> generated face.
 
     Inputs:
-        face_frames: (batch, 6, img_size, img_size) BGR in [0, 1]; channels 0-2 the target frame with its lower half
-            (rows img_size // 2:) zeroed, channels 3-5 the identity reference frame. Or (batch, 6, frames, H, W).
+        masked_and_reference_faces: (batch, 6, image_size, image_size) BGR in [0, 1]; channels 0-2 the target
+            frame with its lower half (rows image_size // 2:) zeroed, channels 3-5 the identity reference frame.
+            Or (batch, 6, frames, H, W). (Called `face_frames` before; that keyword still works, with a warning.)
         mel_chunks: (batch, 1, num_mel_bins, mel_step_size) normalised mel window (see
             `TalkingFaceAudioFeatureExtractor`). Or (batch, frames, 1, num_mel_bins, mel_step_size).
     """
@@ -216,25 +231,25 @@ class Wav2LipModel(Wav2LipPreTrainedModel):
         )
         self.post_init()
 
-    def _check_inputs(self, face_frames: torch.Tensor, mel_chunks: torch.Tensor):
+    def _check_inputs(self, faces: torch.Tensor, mel_chunks: torch.Tensor):
         config = self.config
-        face_shape = (config.num_channels, config.img_size, config.img_size)
+        face_shape = (config.num_channels, config.image_size, config.image_size)
         mel_shape = (1, config.num_mel_bins, config.mel_step_size)
-        if face_frames.dim() == 4:
-            ok = tuple(face_frames.shape[1:]) == face_shape and tuple(mel_chunks.shape[1:]) == mel_shape
-            ok = ok and mel_chunks.dim() == 4 and mel_chunks.shape[0] == face_frames.shape[0]
-        elif face_frames.dim() == 5:
-            batch, channels, frames, height, width = face_frames.shape
+        if faces.dim() == 4:
+            ok = tuple(faces.shape[1:]) == face_shape and tuple(mel_chunks.shape[1:]) == mel_shape
+            ok = ok and mel_chunks.dim() == 4 and mel_chunks.shape[0] == faces.shape[0]
+        elif faces.dim() == 5:
+            batch, channels, frames, height, width = faces.shape
             ok = (channels, height, width) == face_shape and mel_chunks.dim() == 5
             ok = ok and tuple(mel_chunks.shape) == (batch, frames) + mel_shape
         else:
             ok = False
         if not ok:
             raise ValueError(
-                f"Wav2LipModel expects face_frames (batch, {config.num_channels}, {config.img_size}, "
-                f"{config.img_size}) with mel_chunks (batch, 1, {config.num_mel_bins}, {config.mel_step_size}), or "
-                f"the 5-D forms (batch, {config.num_channels}, frames, H, W) and (batch, frames, 1, mels, steps); got "
-                f"{tuple(face_frames.shape)} and {tuple(mel_chunks.shape)}"
+                f"Wav2LipModel expects masked_and_reference_faces (batch, {config.num_channels}, {config.image_size}, "
+                f"{config.image_size}) with mel_chunks (batch, 1, {config.num_mel_bins}, {config.mel_step_size}), "
+                f"or the 5-D forms (batch, {config.num_channels}, frames, H, W) and (batch, frames, 1, mels, steps); "
+                f"got {tuple(faces.shape)} and {tuple(mel_chunks.shape)}"
             )
 
     def get_audio_embedding(self, mel_chunks: torch.Tensor) -> torch.Tensor:
@@ -243,25 +258,28 @@ class Wav2LipModel(Wav2LipPreTrainedModel):
 
     def forward(
         self,
-        face_frames: torch.Tensor,
-        mel_chunks: torch.Tensor,
+        masked_and_reference_faces: torch.Tensor | None = None,
+        mel_chunks: torch.Tensor | None = None,
         target_faces: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> Wav2LipModelOutput | tuple:
+        faces = _renamed_argument(masked_and_reference_faces, kwargs, "face_frames", "masked_and_reference_faces")
+        if mel_chunks is None:
+            raise TypeError("missing the required input mel_chunks")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        self._check_inputs(face_frames, mel_chunks)
-        is_sequence = face_frames.dim() == 5
+        self._check_inputs(faces, mel_chunks)
+        is_sequence = faces.dim() == 5
         if is_sequence:
-            batch, channels, frames, height, width = face_frames.shape
+            batch, channels, frames, height, width = faces.shape
             # fold time into batch: (batch * frames, channels, H, W), batch-major
-            face_frames = face_frames.transpose(1, 2).reshape(batch * frames, channels, height, width)
+            faces = faces.transpose(1, 2).reshape(batch * frames, channels, height, width)
             mel_chunks = mel_chunks.reshape(batch * frames, *mel_chunks.shape[2:])  # (batch * frames, 1, mels, steps)
 
         audio_embeds = self.audio_encoder(mel_chunks)  # (N, hidden_size, 1, 1)
 
         skip_features = []
-        hidden_states = face_frames
+        hidden_states = faces
         for block in self.face_encoder_blocks:
             hidden_states = block(hidden_states)
             skip_features.append(hidden_states)
@@ -299,8 +317,8 @@ class Wav2LipVisualDiscriminatorPreTrainedModel(PreTrainedModel):
 class Wav2LipVisualDiscriminator(Wav2LipVisualDiscriminatorPreTrainedModel):
     """Wav2Lip's visual-quality discriminator: probability that the lower half of a face crop is real.
 
-    Inputs: face_frames (batch, 3, img_size, img_size) or (batch, 3, frames, img_size, img_size), BGR in [0, 1];
-    only rows img_size // 2: are looked at.
+    Inputs: face_frames (batch, 3, image_size, image_size) or (batch, 3, frames, image_size, image_size), BGR in
+    [0, 1]; only rows image_size // 2: are looked at.
     """
 
     def __init__(self, config: Wav2LipVisualDiscriminatorConfig):
@@ -328,13 +346,13 @@ class Wav2LipVisualDiscriminator(Wav2LipVisualDiscriminatorPreTrainedModel):
         if face_frames.dim() == 5:
             batch, channels, frames, height, width = face_frames.shape
             face_frames = face_frames.transpose(1, 2).reshape(batch * frames, channels, height, width)
-        if face_frames.dim() != 4 or tuple(face_frames.shape[1:]) != (config.num_channels, config.img_size,
-                                                                        config.img_size):
+        if face_frames.dim() != 4 or tuple(face_frames.shape[1:]) != (config.num_channels, config.image_size,
+                                                                        config.image_size):
             raise ValueError(
-                f"Wav2LipVisualDiscriminator expects face_frames (batch, {config.num_channels}, {config.img_size}, "
-                f"{config.img_size}) or (batch, {config.num_channels}, frames, H, W); got {tuple(face_frames.shape)}"
+                f"Wav2LipVisualDiscriminator expects face_frames (batch, {config.num_channels}, {config.image_size}, "
+                f"{config.image_size}) or (batch, {config.num_channels}, frames, H, W); got {tuple(face_frames.shape)}"
             )
-        return face_frames[:, :, config.img_size // 2 :]  # (N, 3, img_size // 2, img_size)
+        return face_frames[:, :, config.image_size // 2 :]  # (N, 3, image_size // 2, image_size)
 
     def forward(
         self,

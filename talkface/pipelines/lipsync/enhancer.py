@@ -7,7 +7,7 @@
 full frames (uint8 RGB, any size). For each frame it
   1. takes 5 points from the 68-point landmarks (eye centres, nose tip, mouth corners),
   2. fits a similarity transform (rotation, uniform scale, translation) from them to the 5-point FFHQ template of
-     the model (`config.face_template`, scaled to `out_size`) and warps the face to out_size x out_size,
+     the model (`config.face_template`, scaled to `image_size`) and warps the face to image_size x image_size,
   3. runs the network (RGB in [-1, 1]),
   4. warps the restored face back and blends it in with a soft mask: the warped square, eroded and blurred so the
      seam falls inside the face square and fades over a width proportional to the face size.
@@ -121,7 +121,7 @@ class GFPGANEnhancer:
         self.device, self.dtype = param.device, param.dtype
         self.strength = float(strength)
         self.alignment = alignment
-        self.face_size = int(model.config.out_size)
+        self.face_size = int(model.config.image_size)
         self.template = np.asarray(model.config.template_points(), dtype=np.float64)  # (5, 2)
         self.landmark_backend = landmark_backend
         self._backend = None

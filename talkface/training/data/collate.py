@@ -13,7 +13,7 @@ class TalkFaceBatch:
         reference_frames: (batch, k, 3, S, S) identity references from another part of the same video.
         masked_frames: (batch, k, 3, S, S) the target frames with the lower half set to 0 (head pose).
         target_frames: (batch, k, 3, S, S) the ground truth.
-        mel_windows: (batch, k, 1, 80, 16) each frame's Wav2Lip mel window.
+        mel_chunks: (batch, k, 1, 80, 16) each frame's Wav2Lip mel chunk.
     Context (for the AV-HuBERT sync loss; None when the dataset was built without it):
         context_frames: (batch, T, 3, S, S) uint8 ground-truth faces of the utterance (or of a window around the
             generated frames), padded to the longest in the batch.
@@ -28,7 +28,7 @@ class TalkFaceBatch:
     reference_frames: torch.Tensor
     masked_frames: torch.Tensor
     target_frames: torch.Tensor
-    mel_windows: torch.Tensor
+    mel_chunks: torch.Tensor
     context_frames: torch.Tensor | None = None
     context_affines: torch.Tensor | None = None
     context_audio_features: torch.Tensor | None = None
@@ -72,7 +72,7 @@ _PAD_AFFINE = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 def collate_talkface(samples: list[dict]) -> TalkFaceBatch:
     """Collate dataset items (dicts with the `TalkFaceBatch` field names, without the batch dim)."""
     stack = {name: torch.stack([s[name] for s in samples])
-             for name in ("reference_frames", "masked_frames", "target_frames", "mel_windows")}
+             for name in ("reference_frames", "masked_frames", "target_frames", "mel_chunks")}
     batch = TalkFaceBatch(**stack, video_ids=[s.get("video_id") for s in samples],
                           frame_start=torch.tensor([int(s.get("frame_start", 0)) for s in samples]))
     if all(s.get("context_frames") is not None for s in samples):

@@ -9,7 +9,7 @@ have seen, and `set_epoch` changes the draws from one epoch to the next. An item
 * masked_frames: the same with the lower half set to 0 (the pose input);
 * reference_frames: k consecutive faces from another part of the same video (identity input; a window that does
   not overlap [s, s + k) whenever the video is long enough);
-* mel_windows: each target frame's Wav2Lip mel window (`TalkingFaceAudioFeatureExtractor`);
+* mel_chunks: each target frame's Wav2Lip mel chunk (`TalkingFaceAudioFeatureExtractor`);
 * with `context=True`, what the AV-HuBERT lip-sync loss needs: the ground-truth faces of the utterance (or of
   `context_frames` frames around the window), their mouth transforms, the AV-HuBERT audio features aligned to
   them, and the window's position inside the context.
@@ -184,13 +184,13 @@ class TalkFaceDataset(Dataset):
         waveform, sampling_rate = read_wav(folder / AUDIO_NAME)
         extractor = self.audio_feature_extractor
         mel = extractor.mel_spectrogram(waveform, sampling_rate=sampling_rate)
-        mel_windows = extractor.frame_mel_windows(mel, fps=record.fps, num_frames=total)[start:start + k]
+        mel_chunks = extractor.frame_mel_chunks(mel, fps=record.fps, num_frames=total)[start:start + k]
 
         item = {
             "reference_frames": to_frames_tensor(reference),
             "masked_frames": masked_frames,
             "target_frames": target_frames,
-            "mel_windows": torch.from_numpy(mel_windows),
+            "mel_chunks": torch.from_numpy(mel_chunks),
             "video_id": record.id,
             "frame_start": start,
         }
@@ -266,7 +266,7 @@ class SyntheticTalkFaceDataset(Dataset):
             "reference_frames": self._frames(generator, k),
             "masked_frames": masked,
             "target_frames": target,
-            "mel_windows": torch.randn(k, 1, 80, 16, generator=generator).clamp_(-4, 4),
+            "mel_chunks": torch.randn(k, 1, 80, 16, generator=generator).clamp_(-4, 4),
             "video_id": f"synthetic-{index}",
             "frame_start": start,
         }

@@ -218,11 +218,11 @@ class SyncNetExpertLoss(nn.Module):
         self.expert.eval()
         return self
 
-    def forward(self, generated_frames: torch.Tensor, mel_window: torch.Tensor) -> SyncLossOutput:
-        """generated_frames: (batch, k, 3, H, W) RGB [0, 1]; mel_window: (batch, 1, 80, 16) covering the k frames."""
+    def forward(self, generated_frames: torch.Tensor, mel_chunks: torch.Tensor) -> SyncLossOutput:
+        """generated_frames: (batch, k, 3, H, W) RGB [0, 1]; mel_chunks: (batch, 1, 80, 16) covering the k frames."""
         # (batch, k * 3, H // 2, W): BGR lower halves stacked frame-major, what the expert was trained on
-        face_input = self.expert.stack_face_frames(generated_frames, channel_order="rgb")
-        output = self.expert(face_input, mel_window.to(face_input.dtype), return_dict=True)
+        face_input = self.expert.stack_face_frames(generated_frames)  # RGB -> the expert's BGR windows
+        output = self.expert(face_input, mel_chunks.to(face_input.dtype), return_dict=True)
         cosine = F.cosine_similarity(output.audio_embeds.float(), output.face_embeds.float(), dim=-1)
         # binary_cross_entropy is not autocast-safe: compute it in float32
         with torch.autocast(device_type=cosine.device.type, enabled=False):
@@ -311,7 +311,7 @@ class SyncNetTerm(LossTerm):
 
     def forward(self, inputs):
         # the expert scores the whole k-frame window against the mel window that starts at its first frame
-        output = self.expert_loss(inputs.generated_frames, inputs.batch.mel_windows[:, 0])
+        output = self.expert_loss(inputs.generated_frames, inputs.batch.mel_chunks[:, 0])
         self._metrics = {"syncnet_cosine": output.cosine.mean()}
         return output.loss
 

@@ -2,7 +2,7 @@
 `TalkFaceDiscriminator`, GAN + L1 + VGG-19 perceptual + AV-HuBERT lip-sync loss (train/configs/talkface_avhubert.yaml).
 
 The `model` section holds `syncnet` (the Wav2Lip lip-sync expert whose audio encoder the generator uses, frozen) and
-any `TalkFaceConfig` field; the `discriminator` section holds `TalkFaceDiscriminatorConfig` fields (its `img_size`
+any `TalkFaceConfig` field; the `discriminator` section holds `TalkFaceDiscriminatorConfig` fields (its `image_size`
 defaults to the generator's).
 """
 
@@ -49,7 +49,7 @@ class TalkFaceTrainingRecipe(TrainingRecipe):
 
     @property
     def img_size(self) -> int:
-        return self.model_config.img_size
+        return self.model_config.image_size
 
     def build_generator(self, log=logger) -> TalkFaceModel:
         if self.syncnet:
@@ -72,11 +72,11 @@ class TalkFaceTrainingRecipe(TrainingRecipe):
         section = self.config.get("discriminator")
         if section is None:
             return None
-        fields = {"img_size": self.img_size, **{k: v for k, v in section.items() if k != "type"}}
+        fields = {"image_size": self.img_size, **{k: v for k, v in section.items() if k != "type"}}
         return TalkFaceDiscriminator(TalkFaceDiscriminatorConfig(**fields))
 
     def generator_forward(self, generator, batch, step):
-        output = generator(batch.reference_frames, batch.masked_frames, batch.mel_windows)
+        output = generator(batch.reference_frames, batch.masked_frames, batch.mel_chunks)
         return output.generated_frames, {"generator_output": output}
 
     def inference_generator(self, model: TalkFaceModel):

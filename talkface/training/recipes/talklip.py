@@ -223,7 +223,7 @@ class TalkLipTrainingRecipe(TrainingRecipe):
 
     @property
     def img_size(self) -> int:
-        return self.model_config.img_size
+        return self.model_config.image_size
 
     @property
     def needs_context(self) -> bool:
@@ -258,7 +258,7 @@ class TalkLipTrainingRecipe(TrainingRecipe):
         if section is None:
             return None
         fields_ = {k: v for k, v in section.items() if k != "type"}
-        fields_.setdefault("img_size", self.img_size)
+        fields_.setdefault("image_size", self.img_size)
         return TalkLipVisualDiscriminator(Wav2LipVisualDiscriminatorConfig(**fields_))
 
     def inference_generator(self, model: TalkLipModel):
@@ -326,7 +326,7 @@ class TalkLipTrainingRecipe(TrainingRecipe):
             output = generator(faces, audio_features=batch.context_audio_features.transpose(1, 2),
                                audio_frame_indices=positions, padding_mask=batch.context_padding_mask)
         else:
-            mel_chunks = batch.mel_windows.reshape(batch_size * k, *batch.mel_windows.shape[2:])
+            mel_chunks = batch.mel_chunks.reshape(batch_size * k, *batch.mel_chunks.shape[2:])
             output = generator(faces, mel_chunks=mel_chunks)
         generated = output.generated_faces.flip(1).reshape(batch_size, k, channels, size, size)  # back to RGB
         extras = {"contrastive_audio_embeds": output.contrastive_audio_embeds}

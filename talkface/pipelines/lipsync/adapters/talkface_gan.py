@@ -19,7 +19,7 @@ class TalkFaceGenerator(LipSyncGenerator):
 
     def __init__(self, model: TalkFaceModel, feature_extractor: TalkingFaceAudioFeatureExtractor | None = None):
         super().__init__(model, feature_extractor or TalkingFaceAudioFeatureExtractor())
-        self.img_size = model.config.img_size
+        self.img_size = model.config.image_size
         self.frames_per_step = model.config.num_frames
 
     @classmethod
@@ -34,7 +34,7 @@ class TalkFaceGenerator(LipSyncGenerator):
     def prepare_audio(self, waveform: np.ndarray, sampling_rate: int, fps: float) -> PreparedAudio:
         mel = self.feature_extractor.mel_spectrogram(waveform, sampling_rate=sampling_rate)
         num_frames = self.num_video_frames(np.asarray(waveform).shape[0], fps)
-        windows = self.feature_extractor.frame_mel_windows(mel, fps=fps, num_frames=num_frames)
+        windows = self.feature_extractor.frame_mel_chunks(mel, fps=fps, num_frames=num_frames)
         return PreparedAudio(per_frame=torch.from_numpy(windows), num_frames=num_frames, fps=fps)
 
     @torch.no_grad()
@@ -53,12 +53,12 @@ class TalkFaceGenerator(LipSyncGenerator):
             masked_faces = torch.cat([masked_faces, masked_faces[-1:].expand(padding, -1, -1, -1)])
             reference_faces = torch.cat([reference_faces, reference_faces[-1:].expand(padding, -1, -1, -1)])
             indices = torch.cat([indices, indices[-1:].expand(padding)])
-        mel_windows = audio.per_frame[indices.cpu()].to(device=self.device, dtype=self.dtype)
+        mel_chunks = audio.per_frame[indices.cpu()].to(device=self.device, dtype=self.dtype)
         face_groups = (-1, k, *masked_faces.shape[1:])  # (batch, k, 3, size, size)
         generated = self.model(
             reference_frames=reference_faces.to(self.device, self.dtype).reshape(face_groups),
             masked_frames=masked_faces.to(self.device, self.dtype).reshape(face_groups),
-            mel_windows=mel_windows.reshape(-1, k, *mel_windows.shape[1:]),  # (batch, k, 1, 80, 16)
+            mel_chunks=mel_chunks.reshape(-1, k, *mel_chunks.shape[1:]),  # (batch, k, 1, 80, 16)
             return_dict=True,
         ).generated_frames
         return generated.reshape(-1, *generated.shape[2:])[:num_faces].float().clamp(0, 1)

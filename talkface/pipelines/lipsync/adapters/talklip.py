@@ -76,7 +76,7 @@ class TalkLipGenerator(LipSyncGenerator):
 
             feature_extractor = feature_extractor_for(model.config)
         super().__init__(model, feature_extractor)
-        self.img_size = model.config.img_size
+        self.img_size = model.config.image_size
         if max_chunk_seconds <= 2 * chunk_context_seconds or chunk_context_seconds < 0:
             raise ValueError(f"max_chunk_seconds={max_chunk_seconds} must exceed twice chunk_context_seconds="
                              f"{chunk_context_seconds} (the context kept on each side of a chunk)")
@@ -153,7 +153,7 @@ class TalkLipGenerator(LipSyncGenerator):
         if not self.model.config.is_global:
             extractor = self.feature_extractor
             mel = extractor.mel_spectrogram(waveform, sampling_rate=sampling_rate)
-            windows = extractor.frame_mel_windows(mel, fps=fps, num_frames=num_frames)
+            windows = extractor.frame_mel_chunks(mel, fps=fps, num_frames=num_frames)
             return PreparedAudio(per_frame=torch.from_numpy(windows), num_frames=num_frames, fps=fps)
         embeddings = self.encode_utterance(self.audio_features(waveform, sampling_rate))  # (rows, hidden_size)
         rows = video_frame_rows(num_frames, fps, embeddings.shape[0], feature_rate=self.feature_extractor.fps)
@@ -167,11 +167,12 @@ class TalkLipGenerator(LipSyncGenerator):
         device, dtype = self.device, self.dtype
         conditioning = audio.per_frame[frame_indices.cpu()].to(device=device, dtype=dtype)
         # RGB -> BGR on the channel axis; then (batch, 6, H, W): masked target frame first, reference second
-        face_frames = torch.cat((masked_faces.flip(1), reference_faces.flip(1)), dim=1).to(device=device, dtype=dtype)
+        masked_and_reference = torch.cat((masked_faces.flip(1), reference_faces.flip(1)), dim=1)
+        masked_and_reference = masked_and_reference.to(device=device, dtype=dtype)  # (N, 6, S, S) BGR
         if self.model.config.is_global:
-            generated_bgr = self.model(face_frames, audio_embeds=conditioning).generated_faces
+            generated_bgr = self.model(masked_and_reference, audio_embeds=conditioning).generated_faces
         else:
-            generated_bgr = self.model(face_frames, mel_chunks=conditioning).generated_faces
+            generated_bgr = self.model(masked_and_reference, mel_chunks=conditioning).generated_faces
         return generated_bgr.flip(1).float()  # (batch, 3, H, W) RGB
 
 

@@ -26,7 +26,7 @@ class Wav2LipGenerator(LipSyncGenerator):
 
     def __init__(self, model: Wav2LipModel, feature_extractor: TalkingFaceAudioFeatureExtractor | None = None):
         super().__init__(model, feature_extractor or TalkingFaceAudioFeatureExtractor())
-        self.img_size = model.config.img_size
+        self.img_size = model.config.image_size
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id, device=None, dtype=None, **kwargs) -> "Wav2LipGenerator":
@@ -52,7 +52,7 @@ class Wav2LipGenerator(LipSyncGenerator):
     def prepare_audio(self, waveform: np.ndarray, sampling_rate: int, fps: float) -> PreparedAudio:
         mel = self.feature_extractor.mel_spectrogram(waveform, sampling_rate=sampling_rate)
         num_frames = self.num_video_frames(np.asarray(waveform).shape[0], fps)
-        windows = self.feature_extractor.frame_mel_windows(mel, fps=fps, num_frames=num_frames)
+        windows = self.feature_extractor.frame_mel_chunks(mel, fps=fps, num_frames=num_frames)
         return PreparedAudio(per_frame=torch.from_numpy(windows), num_frames=num_frames, fps=fps)
 
     @torch.no_grad()
@@ -61,8 +61,10 @@ class Wav2LipGenerator(LipSyncGenerator):
         device, dtype = self.device, self.dtype
         mel_chunks = audio.per_frame[frame_indices.cpu()].to(device=device, dtype=dtype)  # (batch, 1, mels, steps)
         # RGB -> BGR on the channel axis; then (batch, 6, H, W): masked target frame first, reference second
-        face_frames = torch.cat((masked_faces.flip(1), reference_faces.flip(1)), dim=1).to(device=device, dtype=dtype)
-        generated_bgr = self.model(face_frames=face_frames, mel_chunks=mel_chunks).generated_faces
+        masked_and_reference = torch.cat((masked_faces.flip(1), reference_faces.flip(1)), dim=1)
+        masked_and_reference = masked_and_reference.to(device=device, dtype=dtype)
+        generated_bgr = self.model(masked_and_reference_faces=masked_and_reference,
+                                   mel_chunks=mel_chunks).generated_faces
         return generated_bgr.flip(1).float()  # (batch, 3, H, W) RGB
 
 
