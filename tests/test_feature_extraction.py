@@ -71,6 +71,15 @@ def test_derived_constants_and_window_starts(extractor):
     assert extractor.num_video_frames(16001, 25) == 26  # rounded up: no audio left without a frame
 
 
+def test_former_method_names_still_work_with_a_warning(extractor, golden):
+    mel = golden["clip05_mel"]
+    with pytest.warns(FutureWarning, match="frame_mel_chunks"):
+        old = extractor.frame_mel_windows(mel, fps=25, num_frames=4)
+    np.testing.assert_array_equal(old, extractor.frame_mel_chunks(mel, fps=25, num_frames=4))
+    with pytest.warns(FutureWarning, match="mel_chunk_start"):
+        assert extractor.mel_window_start(5, 25) == extractor.mel_chunk_start(5, 25) == 16
+
+
 def test_mel_frame_count():
     extractor = TalkingFaceAudioFeatureExtractor()
     for num_samples in (801, 3200, 16000, 16199):

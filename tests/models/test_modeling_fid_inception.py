@@ -13,6 +13,7 @@ from talkface.models.fid_inception.convert_fid_inception_checkpoint import (
     convert_checkpoint,
     convert_fid_inception_state_dict,
 )
+from tests.models.model_tester import ModelTesterMixin, randomise_batch_norm
 
 # --- the architecture written out as data: (module, in_channels, out_channels, kernel) of every conv ----------
 # Widths from the Inception-v3 paper / TensorFlow graph; names from the pytorch-fid weight file.
@@ -128,16 +129,6 @@ def test_default_model_outputs_2048_features():
         (2, 64, 73, 73), (2, 192, 35, 35), (2, 768, 17, 17), (2, 2048, 1, 1)
     ]
     assert output.logits.shape == (2, 1008)
-
-
-@pytest.mark.parametrize(
-    "kwargs, field",
-    [({"channel_divisor": 3}, "channel_divisor"), ({"image_size": 74}, "image_size"),
-     ({"batch_norm_eps": 0.0}, "batch_norm_eps"), ({"num_classes": 0}, "num_classes")],
-)
-def test_bad_config_raises(kwargs, field):
-    with pytest.raises(ValueError, match=field):
-        FIDInceptionConfig(**kwargs)
 
 
 # --- converter ------------------------------------------------------------------------------------------------
@@ -267,6 +258,28 @@ def test_stem_and_fid_blocks_match_functional_ops(tiny_checkpoint_and_model):
 # --- generic model behaviour ----------------------------------------------------------------------------------
 
 
+class TestFIDInceptionModel(ModelTesterMixin):
+    model_class = FIDInceptionModel
+    output_names = ("pooled_features", "logits")
+    former_field_names = {"input_size": "image_size"}
+    bad_configs = (({"channel_divisor": 3}, "channel_divisor"), ({"image_size": 74}, "image_size"),
+                   ({"batch_norm_eps": 0.0}, "batch_norm_eps"), ({"num_classes": 0}, "num_classes"))
+    batch_atol = 1e-5
+
+    def get_config(self, **overrides):
+        return FIDInceptionConfig(**{**TINY, **overrides})
+
+    def prepare_model(self, model):
+        return randomise_batch_norm(model)
+
+    def get_inputs(self, batch_size, seed=0):
+        images = torch.rand(batch_size, 3, 48, 48, generator=torch.Generator().manual_seed(seed))
+        return {"pixel_values": images, "return_logits": True}
+
+    def expected_shapes(self, batch_size):
+        return {"pooled_features": (batch_size, 128), "logits": (batch_size, 12)}
+
+
 def test_tiny_output_shapes_and_flags(tiny_checkpoint_and_model):
     _, model = tiny_checkpoint_and_model
     with torch.no_grad():
@@ -280,32 +293,6 @@ def test_tiny_output_shapes_and_flags(tiny_checkpoint_and_model):
     assert not any(k.startswith("fc.") for k in headless.state_dict())
     with pytest.raises(ValueError, match="include_classifier"):
         headless(torch.rand(1, 3, 75, 75), return_logits=True)
-
-
-def test_batch_equals_single_and_determinism(tiny_checkpoint_and_model):
-    _, model = tiny_checkpoint_and_model
-    images = torch.rand(3, 3, 48, 48)
-    with torch.no_grad():
-        batch = model(images).pooled_features
-        single = torch.cat([model(images[i : i + 1]).pooled_features for i in range(3)])
-        again = model(images).pooled_features
-    torch.testing.assert_close(batch, single, rtol=1e-4, atol=1e-6)
-    assert torch.equal(batch, again)
-
-
-def test_save_load_round_trip(tmp_path, tiny_checkpoint_and_model):
-    _, model = tiny_checkpoint_and_model
-    model.save_pretrained(tmp_path)
-    from transformers import AutoModel
-
-    reloaded = AutoModel.from_pretrained(tmp_path)
-    assert isinstance(reloaded, FIDInceptionModel) and reloaded.config.image_size == 75
-    reference, loaded = model.state_dict(), reloaded.state_dict()
-    assert reference.keys() == loaded.keys()
-    assert all(torch.equal(reference[k], loaded[k]) for k in reference)
-    images = torch.rand(2, 3, 40, 40)
-    with torch.no_grad():
-        assert torch.equal(model(images).pooled_features, reloaded.eval()(images).pooled_features)
 
 
 # --- real weights (RUN_SLOW=1 and TALKFACE_FID_WEIGHTS=/path/to/pt_inception-2015-12-05-6726825d.pth) -----------

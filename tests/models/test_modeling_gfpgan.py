@@ -6,7 +6,7 @@ import zlib
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel
+from transformers import AutoModel
 
 from talkface.errors import ModelLoadError
 from talkface.models.gfpgan import GFPGANConfig, GFPGANModel
@@ -16,6 +16,7 @@ from talkface.models.gfpgan.convert_gfpgan_original_checkpoint import (
     convert_gfpgan_state_dict,
 )
 from talkface.models.gfpgan.modeling_gfpgan import GFPGANModulatedConv2d, GFPGANStyleConv
+from tests.models.model_tester import ModelTesterMixin
 
 TINY = dict(image_size=32, num_style_feat=16, num_mlp=2, channel_multiplier=2, narrow=0.125)
 TINY_64 = dict(image_size=64, num_style_feat=32, num_mlp=3, channel_multiplier=1, narrow=0.25)
@@ -33,9 +34,37 @@ def random_faces(batch, size):
 # ---------------------------------------------------------------------------------------------------------------
 # model
 # ---------------------------------------------------------------------------------------------------------------
+class TestGFPGANModel(ModelTesterMixin):
+    model_class = GFPGANModel
+    output_names = ("restored_pixel_values", "latents")
+    former_field_names = {"out_size": "image_size"}
+    bad_configs = (
+        (dict(image_size=48), "image_size"),
+        (dict(image_size=4), "image_size"),
+        (dict(narrow=0), "narrow"),
+        (dict(narrow=0.001), "narrow"),
+        (dict(narrow=0.3), "SFT channels"),
+        (dict(num_mlp=0), "num_mlp"),
+        (dict(face_template=[[0, 0]] * 4), "face_template"),
+    )
+    batch_atol = 1e-4  # a 10-layer StyleGAN decoder in float32
+
+    def get_config(self, **overrides):
+        return GFPGANConfig(**{**TINY, **overrides})
+
+    def get_inputs(self, batch_size, seed=0):
+        images = torch.rand(batch_size, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+        return {"pixel_values": images * 2 - 1}
+
+    def expected_shapes(self, batch_size):
+        config = self.get_config()
+        return {"restored_pixel_values": (batch_size, 3, 32, 32),
+                "latents": (batch_size, config.num_latents, config.num_style_feat)}
+
+
 @pytest.mark.parametrize("params", [TINY, TINY_64, {**TINY, "sft_half": False, "different_w": False,
                                                    "input_is_latent": False}])
-def test_output_shapes(params):
+def test_output_shapes_of_variants(params):
     config = GFPGANConfig(**params)
     model = GFPGANModel(config).eval()
     size = config.image_size
@@ -73,48 +102,9 @@ def test_stored_noise_is_deterministic_random_noise_is_not():
     assert not torch.allclose(first, randomized)
 
 
-def test_batch_equals_single():
-    model = tiny_model()
-    x = random_faces(3, 32)
-    with torch.no_grad():
-        batched = model(x).restored_pixel_values
-        singles = torch.cat([model(x[i : i + 1]).restored_pixel_values for i in range(3)])
-    torch.testing.assert_close(batched, singles, rtol=1e-4, atol=1e-5)
-
-
-def test_save_load_round_trip(tmp_path):
-    model = tiny_model()
-    x = random_faces(2, 32)
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").is_file()
-    assert AutoConfig.from_pretrained(tmp_path).model_type == "gfpgan"
-    reloaded = AutoModel.from_pretrained(tmp_path).eval()
-    assert isinstance(reloaded, GFPGANModel)
-    original, loaded = model.state_dict(), reloaded.state_dict()
-    assert original.keys() == loaded.keys()
-    for key in original:  # noise maps are buffers and must travel too
-        assert torch.equal(original[key], loaded[key]), key
-    with torch.no_grad():
-        assert torch.equal(model(x).restored_pixel_values, reloaded(x).restored_pixel_values)
-
-
 def test_wrong_input_shape_raises():
     with pytest.raises(ValueError, match="pixel_values must have shape"):
         tiny_model()(torch.zeros(1, 3, 64, 64))
-
-
-@pytest.mark.parametrize("bad, match", [
-    (dict(image_size=48), "image_size"),
-    (dict(image_size=4), "image_size"),
-    (dict(narrow=0), "narrow"),
-    (dict(narrow=0.001), "narrow"),
-    (dict(narrow=0.3), "SFT channels"),
-    (dict(num_mlp=0), "num_mlp"),
-    (dict(face_template=[[0, 0]] * 4), "face_template"),
-])
-def test_bad_config_raises(bad, match):
-    with pytest.raises(ValueError, match=match):
-        GFPGANConfig(**{**TINY, **bad})
 
 
 def test_modulated_conv_matches_per_sample_kernel():

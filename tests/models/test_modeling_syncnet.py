@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel
 
 from talkface.cli import main as talkface_main
 from talkface.models.syncnet import SyncNetConfig, SyncNetModel, cosine_loss
 from talkface.models.syncnet.convert_syncnet_original_checkpoint import convert_syncnet_state_dict
+from tests.models.model_tester import ModelTesterMixin, randomise_batch_norm
 from tests.utils import formula_state_dict, formula_tensor, golden_file, load_golden
 
 GOLDEN_ATOL = 1e-5  # golden/README.md: Wav2Lip embeddings within 1e-5 (the task asks 1e-4)
@@ -44,14 +44,7 @@ def tiny_config(**overrides) -> SyncNetConfig:
 
 @pytest.fixture
 def model():
-    model = SyncNetModel(tiny_config()).eval()
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.copy_(0.1 * torch.randn(module.running_mean.shape, generator=generator))
-                module.running_var.copy_(1 + 0.1 * torch.rand(module.running_var.shape, generator=generator))
-    return model
+    return randomise_batch_norm(SyncNetModel(tiny_config())).eval()
 
 
 def inputs(batch=3, seed=0):
@@ -59,6 +52,42 @@ def inputs(batch=3, seed=0):
     faces = torch.rand(batch, 15, TINY_IMG // 2, TINY_IMG, generator=generator)
     mels = torch.rand(batch, 1, 80, 16, generator=generator) * 8 - 4
     return faces, mels
+
+
+class TestSyncNetModel(ModelTesterMixin):
+    model_class = SyncNetModel
+    output_names = ("audio_embeds", "face_embeds", "cosine_similarity")
+    former_field_names = {"img_size": "image_size"}
+    bad_configs = (
+        ({"image_size": 64}, "image_size"),
+        ({"face_encoder_paddings": [3, 1, 1, 1]}, "face_encoder_paddings"),
+        ({"face_encoder_residual_layers": [0, 1, 0, 1, -1]}, "face_encoder_residual_layers"),
+        ({"audio_encoder_strides": [[1, 1], [3, 1], [3, 3], [2, 2]]}, "audio_encoder_strides"),
+        ({"num_frames": 0}, "num_frames"),
+        ({"kernel_size": 2}, "kernel_size"),
+    )
+
+    def get_config(self, **overrides):
+        return tiny_config(**overrides)
+
+    def prepare_model(self, model):
+        return randomise_batch_norm(model)
+
+    def get_inputs(self, batch_size, seed=0):
+        faces, mels = inputs(batch_size, seed)
+        return {"face_windows": faces, "mel_chunks": mels}
+
+    def expected_shapes(self, batch_size):
+        return {"audio_embeds": (batch_size, 16), "face_embeds": (batch_size, 16), "cosine_similarity": (batch_size,)}
+
+
+def test_former_input_keyword_still_works_with_a_warning(model):
+    faces, mels = inputs(2)
+    with torch.no_grad():
+        expected = model(faces, mels).cosine_similarity
+        with pytest.warns(FutureWarning, match="face_windows"):
+            old = model(face_frames=faces, mel_chunks=mels).cosine_similarity
+    torch.testing.assert_close(old, expected, rtol=0, atol=0)
 
 
 def test_shapes_norms_and_cosine_range(model):
@@ -114,56 +143,6 @@ def test_stack_face_frames_matches_golden_expert_input():
     np.testing.assert_allclose(SyncNetModel.stack_face_frames(windows, channel_order="bgr").numpy(),
                                golden["sync_face_in"],
                                rtol=0, atol=1e-7)
-
-
-def test_batch_equals_single(model):
-    faces, mels = inputs(3)
-    with torch.no_grad():
-        batched = model(faces, mels)
-        singles = [model(faces[i : i + 1], mels[i : i + 1]) for i in range(3)]
-    torch.testing.assert_close(batched.face_embeds, torch.cat([s.face_embeds for s in singles]), rtol=0, atol=1e-6)
-    torch.testing.assert_close(batched.audio_embeds, torch.cat([s.audio_embeds for s in singles]), rtol=0, atol=1e-6)
-
-
-def test_determinism():
-    torch.manual_seed(7)
-    first = SyncNetModel(tiny_config()).eval()
-    torch.manual_seed(7)
-    second = SyncNetModel(tiny_config()).eval()
-    faces, mels = inputs()
-    with torch.no_grad():
-        torch.testing.assert_close(first(faces, mels).cosine_similarity, second(faces, mels).cosine_similarity,
-                                   rtol=0, atol=0)
-
-
-def test_save_load_round_trip(model, tmp_path):
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").is_file()
-    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "syncnet"
-    loaded = AutoModel.from_pretrained(tmp_path).eval()
-    assert isinstance(loaded, SyncNetModel)
-    for key, value in model.state_dict().items():
-        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
-    faces, mels = inputs()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(faces, mels).cosine_similarity, model(faces, mels).cosine_similarity,
-                                   rtol=0, atol=1e-6)
-
-
-@pytest.mark.parametrize(
-    "overrides, field",
-    [
-        ({"image_size": 64}, "image_size"),
-        ({"face_encoder_paddings": [3, 1, 1, 1]}, "face_encoder_paddings"),
-        ({"face_encoder_residual_layers": [0, 1, 0, 1, -1]}, "face_encoder_residual_layers"),
-        ({"audio_encoder_strides": [[1, 1], [3, 1], [3, 3], [2, 2]]}, "audio_encoder_strides"),
-        ({"num_frames": 0}, "num_frames"),
-        ({"kernel_size": 2}, "kernel_size"),
-    ],
-)
-def test_bad_config_raises(overrides, field):
-    with pytest.raises(ValueError, match=field):
-        tiny_config(**overrides)
 
 
 def test_bad_input_raises(model):

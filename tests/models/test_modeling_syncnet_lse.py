@@ -16,6 +16,7 @@ from talkface.models.syncnet_lse.convert_syncnet_lse_original_checkpoint import 
     convert_checkpoint,
     convert_syncnet_lse_state_dict,
 )
+from tests.models.model_tester import ModelTesterMixin, randomise_batch_norm
 from tests.utils import formula_state_dict, golden_file, load_golden
 
 TINY = dict(
@@ -44,7 +45,30 @@ def frames(batch, num_frames, size=64):
     return torch.rand(batch, 3, num_frames, size, size) * 255
 
 
-class TestSyncNetLSEModel:
+class TestSyncNetLSEModel(ModelTesterMixin):
+    model_class = SyncNetLSEModel
+    output_names = ("video_embeddings", "audio_embeddings", "distances")
+    bad_configs = tuple(({field: value}, field) for field, value in (
+        ("audio_channels", [4, 4]), ("video_channels", [4, 4, 4, 4, 4, 0]), ("embedding_size", 0),
+        ("image_size", 50), ("audio_window", 6), ("num_mfcc", 4), ("batch_norm_eps", 0.0)))
+    batch_atol = 1e-4  # embeddings of pixel values on the 0..255 scale
+
+    def get_config(self, **overrides):
+        return SyncNetLSEConfig(**{**TINY, **overrides})
+
+    def prepare_model(self, model):
+        return randomise_batch_norm(model)
+
+    def get_inputs(self, batch_size, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        # one 5-frame window and its 20 MFCC frames per item (longer clips: test_sliding_windows_...)
+        return {"pixel_values": torch.rand(batch_size, 3, 5, 64, 64, generator=generator) * 255,
+                "input_features": torch.randn(batch_size, 1, 13, 20, generator=generator)}
+
+    def expected_shapes(self, batch_size):
+        return {"video_embeddings": (batch_size, 1, 7), "audio_embeddings": (batch_size, 7),
+                "distances": (batch_size, 1)}
+
     def test_full_size_keys_and_shapes_match_the_original(self):
         with torch.device("meta"):
             model = SyncNetLSEModel(SyncNetLSEConfig())
@@ -54,7 +78,7 @@ class TestSyncNetLSEModel:
         assert all(list(state[k].shape) == shape for k, shape in expected)
         assert sum(p.numel() for p in model.parameters()) == 13_631_616
 
-    def test_output_shapes(self):
+    def test_one_window_shapes_and_distances(self):
         model = tiny_model()
         with torch.no_grad():
             out = model(pixel_values=frames(2, 5), input_features=torch.randn(2, 1, 13, 20))
@@ -76,46 +100,6 @@ class TestSyncNetLSEModel:
             single = torch.cat([model.get_video_embeddings(clip[:, :, w : w + 5])[0] for w in range(5)])
         assert sliding.shape == (5, 7)
         torch.testing.assert_close(sliding, single, atol=1e-5, rtol=1e-5)
-
-    def test_batch_equals_single(self):
-        model = tiny_model()
-        clips, mfcc = frames(3, 6), torch.randn(3, 1, 13, 20)
-        with torch.no_grad():
-            batched = model(pixel_values=clips, input_features=mfcc)
-            for i in range(3):
-                single = model(pixel_values=clips[i : i + 1], input_features=mfcc[i : i + 1])
-                for name in ("video_embeddings", "audio_embeddings"):
-                    torch.testing.assert_close(getattr(single, name)[0], getattr(batched, name)[i], atol=1e-5,
-                                               rtol=1e-5)
-
-    def test_deterministic(self):
-        model = tiny_model()
-        clip = frames(1, 5)
-        with torch.no_grad():
-            assert torch.equal(model.get_video_embeddings(clip), model.get_video_embeddings(clip))
-        assert torch.equal(tiny_model().netcnnlip[0].weight, model.netcnnlip[0].weight)
-
-    def test_save_load_round_trip(self, tmp_path):
-        model = tiny_model()
-        model.save_pretrained(tmp_path)
-        from transformers import AutoModel
-
-        loaded = AutoModel.from_pretrained(tmp_path).eval()
-        assert isinstance(loaded, SyncNetLSEModel)
-        for key, tensor in model.state_dict().items():
-            assert torch.equal(tensor, loaded.state_dict()[key]), key
-        clip, mfcc = frames(1, 6), torch.randn(1, 1, 13, 20)
-        with torch.no_grad():
-            assert torch.equal(model(clip, mfcc).video_embeddings, loaded(clip, mfcc).video_embeddings)
-
-    @pytest.mark.parametrize(
-        "field,value",
-        [("audio_channels", [4, 4]), ("video_channels", [4, 4, 4, 4, 4, 0]), ("embedding_size", 0),
-         ("image_size", 50), ("audio_window", 6), ("num_mfcc", 4), ("batch_norm_eps", 0.0)],
-    )
-    def test_bad_config_raises(self, field, value):
-        with pytest.raises(ValueError, match=field):
-            SyncNetLSEConfig(**{field: value})
 
     def test_bad_input_shape_raises(self):
         model = tiny_model()

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel
 
 from talkface.models.talkface_gan import (
     TalkFaceConfig,
@@ -13,6 +12,7 @@ from talkface.models.talkface_gan import (
     audio_encoder_kwargs,
 )
 from talkface.models.talkface_gan.modeling_talkface_gan import TalkFaceSpectralNormConv2d
+from tests.models.model_tester import ModelTesterMixin, randomise_batch_norm
 
 TINY_AUDIO = dict(audio_encoder_channels=[4, 4, 8, 8], audio_encoder_residual_layers=[1, 0, 1, 0], audio_hidden_size=8)
 
@@ -34,14 +34,35 @@ def tiny_inputs(batch=2, frames=5, size=48, seed=0):
     return reference, masked, mels
 
 
-def assert_same_state(a, b):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
+assert_same_state = ModelTesterMixin.assert_same_state
 
 
-class TestTalkFaceModel:
+class TestTalkFaceModel(ModelTesterMixin):
+    model_class = TalkFaceModel
+    output_names = ("generated_frames", "audio_embeddings")
+    former_field_names = {"img_size": "image_size"}
+    bad_configs = (
+        (dict(image_size=96), "image_size"),
+        (dict(decoder_channels=[8, 8]), "decoder_channels"),
+        (dict(encoder_channels=[4, 0, 8, 8, 8, 8]), "encoder_channels"),
+        (dict(num_mels=40), "num_mels"),
+        (dict(audio_encoder_strides=[[1, 1], [3, 1], [3, 3], [1, 1]]), "audio_encoder_strides"),
+        (dict(encoder_stem_kernel_size=4), "encoder_stem_kernel_size"),
+    )
+
+    def get_config(self, **overrides):
+        return tiny_config(**overrides)
+
+    def prepare_model(self, model):
+        return randomise_batch_norm(model)
+
+    def get_inputs(self, batch_size, seed=0):
+        reference, masked, mels = tiny_inputs(batch=batch_size, seed=seed)
+        return {"reference_frames": reference, "masked_frames": masked, "mel_chunks": mels}
+
+    def expected_shapes(self, batch_size):
+        return {"generated_frames": (batch_size, 5, 3, 48, 48), "audio_embeddings": (batch_size * 5, 8)}
+
     def test_output_shapes_and_range(self):
         model = TalkFaceModel(tiny_config()).eval()
         reference, masked, mels = tiny_inputs()
@@ -68,19 +89,6 @@ class TestTalkFaceModel:
         expected = (out5.generated_frames - reference).abs().mean()
         torch.testing.assert_close(out5.loss, expected)
 
-    def test_batch_equals_single_and_determinism(self):
-        model = TalkFaceModel(tiny_config()).eval()
-        reference, masked, mels = tiny_inputs(batch=3)
-        batched = model(reference, masked, mels).generated_frames
-        for i in range(3):
-            single = model(reference[i:i + 1], masked[i:i + 1], mels[i:i + 1]).generated_frames
-            torch.testing.assert_close(single[0], batched[i], rtol=1e-5, atol=1e-6)
-        torch.manual_seed(3)
-        first = TalkFaceModel(tiny_config())
-        torch.manual_seed(3)
-        second = TalkFaceModel(tiny_config())
-        assert_same_state(first, second)
-
     def test_depends_on_audio_and_reference(self):
         model = TalkFaceModel(tiny_config()).eval()
         reference, masked, mels = tiny_inputs()
@@ -88,23 +96,9 @@ class TestTalkFaceModel:
         assert not torch.allclose(base, model(reference, masked, mels + 1).generated_frames)
         assert not torch.allclose(base, model(reference.flip(-1), masked, mels).generated_frames)
 
-    def test_save_load_round_trip(self, tmp_path):
-        model = TalkFaceModel(tiny_config()).eval()
-        # make batch-norm statistics non-trivial so the round trip checks buffers too
-        model.train()
-        model(*tiny_inputs())
-        model.eval()
-        model.save_pretrained(tmp_path)
-        assert (tmp_path / "model.safetensors").is_file()
-        loaded = TalkFaceModel.from_pretrained(tmp_path).eval()
-        assert_same_state(model, loaded)
-        reference, masked, mels = tiny_inputs()
-        torch.testing.assert_close(model(reference, masked, mels).generated_frames,
-                                   loaded(reference, masked, mels).generated_frames, rtol=0, atol=1e-6)
-        auto = AutoModel.from_pretrained(tmp_path)
-        assert isinstance(auto, TalkFaceModel)
-        assert isinstance(AutoConfig.from_pretrained(tmp_path), TalkFaceConfig)
-        assert not any(p.requires_grad for p in loaded.audio_encoder.parameters())
+    def test_frozen_audio_encoder_stays_frozen_after_loading(self, tmp_path):
+        TalkFaceModel(tiny_config()).save_pretrained(tmp_path)
+        assert not any(p.requires_grad for p in TalkFaceModel.from_pretrained(tmp_path).audio_encoder.parameters())
 
     def test_audio_encoder_frozen(self):
         model = TalkFaceModel(tiny_config())
@@ -120,18 +114,6 @@ class TestTalkFaceModel:
         assert model.pose_encoder.stages[0][0].conv.weight.grad is not None
         unfrozen = TalkFaceModel(tiny_config(freeze_audio_encoder=False))
         assert all(p.requires_grad for p in unfrozen.audio_encoder.parameters())
-
-    @pytest.mark.parametrize("overrides, field", [
-        (dict(image_size=96), "image_size"),
-        (dict(decoder_channels=[8, 8]), "decoder_channels"),
-        (dict(encoder_channels=[4, 0, 8, 8, 8, 8]), "encoder_channels"),
-        (dict(num_mels=40), "num_mels"),
-        (dict(audio_encoder_strides=[[1, 1], [3, 1], [3, 3], [1, 1]]), "audio_encoder_strides"),
-        (dict(encoder_stem_kernel_size=4), "encoder_stem_kernel_size"),
-    ])
-    def test_bad_config_raises(self, overrides, field):
-        with pytest.raises(ValueError, match=field):
-            tiny_config(**overrides)
 
     def test_bad_input_shape_raises(self):
         model = TalkFaceModel(tiny_config())
@@ -159,9 +141,27 @@ class TestTalkFaceModel:
             mismatched.load_audio_encoder_from(expert)
 
 
-class TestTalkFaceDiscriminator:
+class TestTalkFaceDiscriminator(ModelTesterMixin):
+    model_class = TalkFaceDiscriminator
+    output_names = ("logits",)
+    former_field_names = {"img_size": "image_size"}
+    bad_configs = (
+        (dict(leaky_relu_slope=1.5), "leaky_relu_slope"),
+        (dict(hidden_channels=[]), "hidden_channels"),
+        (dict(image_size=0), "image_size"),
+    )
+
     def tiny(self):
-        return TalkFaceDiscriminatorConfig(image_size=48, hidden_channels=[4, 8, 8, 8, 8, 8, 8])
+        return self.get_config()
+
+    def get_config(self, **overrides):
+        return TalkFaceDiscriminatorConfig(**{"image_size": 48, "hidden_channels": [4, 8, 8, 8, 8, 8, 8], **overrides})
+
+    def get_inputs(self, batch_size, seed=0):
+        return {"frames": torch.rand(batch_size, 5, 3, 48, 48, generator=torch.Generator().manual_seed(seed))}
+
+    def expected_shapes(self, batch_size):
+        return {"logits": (batch_size, 5)}
 
     def test_shapes(self):
         disc = TalkFaceDiscriminator(self.tiny())
@@ -192,12 +192,6 @@ class TestTalkFaceDiscriminator:
             weight = conv.normalized_weight()
         sigma = torch.linalg.matrix_norm(weight.detach().flatten(1), ord=2)
         torch.testing.assert_close(sigma, torch.tensor(1.0), rtol=1e-3, atol=1e-3)
-
-    def test_bad_config_raises(self):
-        with pytest.raises(ValueError, match="leaky_relu_slope"):
-            TalkFaceDiscriminatorConfig(leaky_relu_slope=1.5)
-        with pytest.raises(ValueError, match="hidden_channels"):
-            TalkFaceDiscriminatorConfig(hidden_channels=[])
 
 
 class TestTalkFaceGeneratorAdapter:

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel
 
 from talkface.models.avhubert import AVHubertConfig
 from talkface.models.talklip import TalkLipConfig, TalkLipModel, flatten_frame_indices
 from talkface.models.wav2lip import Wav2LipConfig, Wav2LipModel
+from tests.models.model_tester import ModelTesterMixin, randomise_batch_norm
 from tests.utils import formula_state_dict, load_golden
 
 TINY_IMG = 24
@@ -52,16 +52,6 @@ def tiny_config(**overrides) -> TalkLipConfig:
     return TalkLipConfig(**values)
 
 
-def randomise_batch_norm(model, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.copy_(0.1 * torch.randn(module.running_mean.shape, generator=generator))
-                module.running_var.copy_(1 + 0.1 * torch.rand(module.running_var.shape, generator=generator))
-    return model
-
-
 def tiny_inputs(num_faces=3, batch=1, frames=7, seed=1):
     generator = torch.Generator().manual_seed(seed)
     faces = torch.rand(num_faces, 6, TINY_IMG, TINY_IMG, generator=generator)
@@ -98,17 +88,79 @@ def test_local_config_has_no_avhubert_and_no_trainable_layers():
     assert config.audio_feature_dim == 512
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"audio_encoder_type": "mel"}, "audio_encoder_type"),
-    ({"trainable_audio_layers": 4}, "trainable_audio_layers"),
-    ({"trainable_audio_layers": -1}, "trainable_audio_layers"),
-    ({"image_size": 32}, "image_size"),
-    ({"decoder_channels": [16, 8, 8]}, "decoder_channels"),
-    ({"avhubert_config": "base"}, "avhubert_config"),
-])
-def test_bad_config_raises_naming_the_field(overrides, field):
-    with pytest.raises(ValueError, match=field):
-        tiny_config(**overrides)
+class TestTalkLipModel(ModelTesterMixin):
+    """The global (AV-HuBERT) encoder; one utterance of 7 frames and one face per batch item."""
+
+    model_class = TalkLipModel
+    output_names = ("generated_faces", "audio_embeds", "audio_hidden_states", "picked_audio_features")
+    former_field_names = {"img_size": "image_size"}
+    bad_configs = (
+        ({"audio_encoder_type": "mel"}, "audio_encoder_type"),
+        ({"trainable_audio_layers": 4}, "trainable_audio_layers"),
+        ({"trainable_audio_layers": -1}, "trainable_audio_layers"),
+        ({"image_size": 32}, "image_size"),
+        ({"decoder_channels": [16, 8, 8]}, "decoder_channels"),
+        ({"avhubert_config": "base"}, "avhubert_config"),
+    )
+    frames = 7
+
+    def get_config(self, **overrides):
+        return tiny_config(**overrides)
+
+    def prepare_model(self, model):
+        return randomise_batch_norm(model)
+
+    def face_rows(self, batch_size):
+        return torch.arange(batch_size) * 2 % self.frames  # the frame each utterance's face is at
+
+    def get_inputs(self, batch_size, seed=0):
+        faces, audio = tiny_inputs(num_faces=batch_size, batch=batch_size, frames=self.frames, seed=seed)
+        indices = flatten_frame_indices(torch.arange(batch_size), self.face_rows(batch_size), self.frames)
+        return {"masked_and_reference_faces": faces, "audio_features": audio, "audio_frame_indices": indices}
+
+    def select_item(self, inputs, index, batch_size):
+        return {"masked_and_reference_faces": inputs["masked_and_reference_faces"][index : index + 1],
+                "audio_features": inputs["audio_features"][index : index + 1],
+                "audio_frame_indices": self.face_rows(batch_size)[index : index + 1]}
+
+    def expected_shapes(self, batch_size):
+        return {"generated_faces": (batch_size, 3, TINY_IMG, TINY_IMG), "audio_embeds": (batch_size, 16, 1, 1),
+                "audio_hidden_states": (batch_size, self.frames, 16), "picked_audio_features": (batch_size, 16)}
+
+
+class TestLocalTalkLipModel(TestTalkLipModel):
+    """The local (Wav2Lip mel) encoder."""
+
+    output_names = ("generated_faces", "audio_embeds")
+    bad_configs = (
+        ({"audio_encoder_type": "mel"}, "audio_encoder_type"),
+        ({"image_size": 32}, "image_size"),
+        ({"decoder_channels": [16, 8, 8]}, "decoder_channels"),
+        ({"audio_encoder_residual_layers": [1, 0]}, "audio_encoder_residual_layers"),
+    )
+
+    def get_config(self, **overrides):
+        return tiny_config(**{"audio_encoder_type": "local", **overrides})
+
+    def get_inputs(self, batch_size, seed=0):
+        faces, _ = tiny_inputs(num_faces=batch_size, seed=seed)
+        mels = torch.randn(batch_size, 1, 80, 16, generator=torch.Generator().manual_seed(seed + 1))
+        return {"masked_and_reference_faces": faces, "mel_chunks": mels}
+
+    def select_item(self, inputs, index, batch_size):
+        return ModelTesterMixin.select_item(self, inputs, index, batch_size)
+
+    def expected_shapes(self, batch_size):
+        return {"generated_faces": (batch_size, 3, TINY_IMG, TINY_IMG), "audio_embeds": (batch_size, 16, 1, 1)}
+
+
+def test_former_input_keyword_still_works_with_a_warning(model):
+    faces, audio = tiny_inputs(num_faces=2)
+    with torch.no_grad():
+        expected = model(faces, audio_features=audio, audio_frame_indices=torch.tensor([0, 3])).generated_faces
+        with pytest.warns(FutureWarning, match="masked_and_reference_faces"):
+            old = model(face_frames=faces, audio_features=audio, audio_frame_indices=torch.tensor([0, 3]))
+    torch.testing.assert_close(old.generated_faces, expected, rtol=0, atol=0)
 
 
 def test_config_round_trip_keeps_the_nested_avhubert_config(tmp_path):
@@ -188,14 +240,6 @@ def test_batch_equals_single_with_padding(model):
     torch.testing.assert_close(batched, torch.cat([first, second]), rtol=1e-5, atol=1e-6)
 
 
-def test_deterministic(model):
-    faces, audio = tiny_inputs()
-    with torch.no_grad():
-        first = model(faces, audio_features=audio, audio_frame_indices=torch.tensor([0, 1, 2])).generated_faces
-        second = model(faces, audio_features=audio, audio_frame_indices=torch.tensor([0, 1, 2])).generated_faces
-    torch.testing.assert_close(first, second, rtol=0, atol=0)
-
-
 def test_l1_loss_with_targets(model):
     faces, audio = tiny_inputs(num_faces=2)
     target = torch.rand(2, 3, TINY_IMG, TINY_IMG)
@@ -257,23 +301,6 @@ def test_audio_encoder_gets_gradients_only_while_finetuning(model):
 
 
 # --- save / load --------------------------------------------------------------------------------------------------
-
-
-def test_save_load_round_trip(model, tmp_path):
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").is_file()
-    loaded = TalkLipModel.from_pretrained(tmp_path).eval()
-    for key, value in model.state_dict().items():
-        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
-    faces, audio = tiny_inputs()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(faces, audio_features=audio, audio_frame_indices=torch.tensor([0, 3, 6]))
-                                   .generated_faces,
-                                   model(faces, audio_features=audio, audio_frame_indices=torch.tensor([0, 3, 6]))
-                                   .generated_faces, rtol=0, atol=1e-6)
-    auto = AutoModel.from_pretrained(tmp_path)
-    assert isinstance(auto, TalkLipModel)
-    assert AutoConfig.for_model("talklip").__class__ is TalkLipConfig
 
 
 def test_contrastive_head_is_optional():

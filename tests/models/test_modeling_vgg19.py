@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from talkface.errors import ModelLoadError
 from talkface.models.vgg19 import VGG19Config, VGG19Model, VGGPerceptualLoss
 from talkface.models.vgg19.convert_vgg19_torchvision_checkpoint import convert_checkpoint, convert_vgg19_state_dict
+from tests.models.model_tester import ModelTesterMixin
 
 # torchvision vgg19: the 16 convolutions sit at these indices of `features`
 TORCHVISION_CONV_INDICES = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
@@ -19,7 +20,7 @@ TINY_BLOCK_CHANNELS = (4, 6, 8, 8, 8)
 
 
 def tiny_config(**kwargs):
-    return VGG19Config(block_channels=TINY_BLOCK_CHANNELS, **kwargs)
+    return VGG19Config(**{"block_channels": TINY_BLOCK_CHANNELS, **kwargs})
 
 
 def keyed_tensor(key, shape):
@@ -91,9 +92,13 @@ def test_layer_names_and_indices():
             config.layer_index(bad)
 
 
-@pytest.mark.parametrize(
-    "kwargs, field",
-    [
+# --- forward --------------------------------------------------------------------------------------------------
+
+
+class TestVGG19Model(ModelTesterMixin):
+    model_class = VGG19Model
+    output_names = ("feature_maps", "logits")
+    bad_configs = (
         ({"block_channels": (64, 128, 256, 512)}, "block_channels"),
         ({"convs_per_block": (2, 2, 0, 4, 4)}, "convs_per_block"),
         ({"image_std": (0.2, 0.0, 0.2)}, "image_std"),
@@ -102,14 +107,24 @@ def test_layer_names_and_indices():
         ({"perceptual_layer_weights": (1.0, 1.0)}, "perceptual_layer_weights"),
         ({"perceptual_layer_weights": (1.0, 1.0, -1.0, 1.0, 1.0)}, "perceptual_layer_weights"),
         ({"classifier_dropout": 1.0}, "classifier_dropout"),
-    ],
-)
-def test_bad_config_raises(kwargs, field):
-    with pytest.raises(ValueError, match=field):
-        VGG19Config(**kwargs)
+    )
 
+    def get_config(self, **overrides):
+        return tiny_config(**{"use_classifier": True, "classifier_hidden_size": 8, "num_classes": 5, **overrides})
 
-# --- forward --------------------------------------------------------------------------------------------------
+    def get_inputs(self, batch_size, seed=0):
+        images = torch.rand(batch_size, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+        return {"pixel_values": images, "return_logits": True}
+
+    def outputs(self, model, inputs):
+        with torch.no_grad():
+            output = model(**inputs, return_dict=True)
+        return {**{f"feature_maps[{i}]": maps for i, maps in enumerate(output.feature_maps)}, "logits": output.logits}
+
+    def expected_shapes(self, batch_size):
+        maps = [(batch_size, 4, 32, 32), (batch_size, 6, 16, 16), (batch_size, 8, 8, 8), (batch_size, 8, 4, 4),
+                (batch_size, 8, 2, 2)]
+        return {**{f"feature_maps[{i}]": shape for i, shape in enumerate(maps)}, "logits": (batch_size, 5)}
 
 
 def test_forward_feature_shapes():
@@ -171,30 +186,6 @@ def test_normalize_input_flag():
     images = torch.rand(1, 3, 32, 32)
     torch.testing.assert_close(model(images).feature_maps[2], raw(model.normalize(images)).feature_maps[2])
     assert not torch.allclose(model(images).feature_maps[2], raw(images).feature_maps[2])
-
-
-def test_batch_equals_single_and_determinism():
-    model = VGG19Model(tiny_config()).eval()
-    images = torch.rand(3, 3, 32, 32)
-    batch = model(images).feature_maps[-1]
-    single = torch.cat([model(images[i : i + 1]).feature_maps[-1] for i in range(3)])
-    torch.testing.assert_close(batch, single, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(model(images).feature_maps[-1], batch, rtol=0, atol=0)
-
-
-def test_save_load_round_trip(tmp_path):
-    model = VGG19Model(tiny_config(use_classifier=True, classifier_hidden_size=8, num_classes=5)).eval()
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").is_file()
-    from transformers import AutoModel
-
-    reloaded = AutoModel.from_pretrained(tmp_path)
-    assert isinstance(reloaded, VGG19Model)
-    assert reloaded.config.feature_layers == model.config.feature_layers
-    reference, loaded = model.state_dict(), reloaded.state_dict()
-    assert reference.keys() == loaded.keys()
-    for key in reference:
-        assert torch.equal(reference[key], loaded[key]), key
 
 
 # --- converter ------------------------------------------------------------------------------------------------

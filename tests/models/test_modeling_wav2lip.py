@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig
 
 from talkface.models.wav2lip.feature_extraction_wav2lip import SamplingRateMismatchError, TalkingFaceAudioFeatureExtractor
 from talkface.models.wav2lip import (
@@ -17,6 +17,7 @@ from talkface.models.wav2lip import (
 )
 from talkface.pipelines.lipsync.adapters.wav2lip import Wav2LipGenerator
 from talkface.pipelines.lipsync.generator import load_generator
+from tests.models.model_tester import ModelTesterMixin, randomise_batch_norm
 from tests.utils import KEYS_DIR, golden_file
 
 TINY_IMG = 24
@@ -63,17 +64,6 @@ def tiny_discriminator_config(**overrides) -> Wav2LipVisualDiscriminatorConfig:
     return Wav2LipVisualDiscriminatorConfig(**values)
 
 
-def randomise_batch_norm(model, seed=0):
-    """Give BatchNorm non-trivial statistics so eval-mode tests exercise them."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.copy_(0.1 * torch.randn(module.running_mean.shape, generator=generator))
-                module.running_var.copy_(1 + 0.1 * torch.rand(module.running_var.shape, generator=generator))
-    return model
-
-
 @pytest.fixture
 def model():
     return randomise_batch_norm(Wav2LipModel(tiny_config())).eval()
@@ -88,14 +78,52 @@ def inputs(batch=3, seed=0, image_size=TINY_IMG):
 
 
 # --- generator ----------------------------------------------------------------------------------------------------
-def test_output_shapes_and_range(model):
+class TestWav2LipModel(ModelTesterMixin):
+    model_class = Wav2LipModel
+    output_names = ("generated_faces", "audio_embeds")
+    former_field_names = {"img_size": "image_size"}
+    bad_configs = (
+        ({"image_size": 100}, "image_size"),
+        ({"face_encoder_strides": [2, 2, 2, 1]}, "face_encoder_strides"),
+        ({"face_encoder_residual_layers": [0, 1]}, "face_encoder_residual_layers"),
+        ({"decoder_channels": [16, 8, 8]}, "decoder_channels"),
+        ({"audio_encoder_strides": [[1, 1], [3, 1], [3, 3], [3, 3]]}, "audio_encoder_strides"),
+        ({"mel_step_size": 20}, "mel_step_size"),
+        ({"kernel_size": 4}, "kernel_size"),
+        ({"hidden_size": 0}, "hidden_size"),
+    )
+
+    def get_config(self, **overrides):
+        return tiny_config(**overrides)
+
+    def prepare_model(self, model):
+        return randomise_batch_norm(model)
+
+    def get_inputs(self, batch_size, seed=0):
+        faces, mels = inputs(batch_size, seed)
+        return {"masked_and_reference_faces": faces, "mel_chunks": mels}
+
+    def expected_shapes(self, batch_size):
+        return {"generated_faces": (batch_size, 3, TINY_IMG, TINY_IMG), "audio_embeds": (batch_size, 16, 1, 1)}
+
+
+def test_output_range_and_no_loss_without_targets(model):
     faces, mels = inputs()
     with torch.no_grad():
         output = model(masked_and_reference_faces=faces, mel_chunks=mels)
-    assert output.generated_faces.shape == (3, 3, TINY_IMG, TINY_IMG)
-    assert output.audio_embeds.shape == (3, 16, 1, 1)
     assert (output.generated_faces > 0).all() and (output.generated_faces < 1).all()
     assert output.loss is None
+
+
+def test_former_input_keyword_still_works_with_a_warning(model):
+    faces, mels = inputs(2)
+    with torch.no_grad():
+        expected = model(faces, mels).generated_faces
+        with pytest.warns(FutureWarning, match="masked_and_reference_faces"):
+            old = model(face_frames=faces, mel_chunks=mels).generated_faces
+    torch.testing.assert_close(old, expected, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="both"):
+        model(faces, mels, face_frames=faces)
 
 
 def test_sequence_input_folds_time_into_batch(model):
@@ -109,27 +137,6 @@ def test_sequence_input_folds_time_into_batch(model):
         flat = model(masked_and_reference_faces=faces, mel_chunks=mels).generated_faces
     assert sequence.shape == (batch, 3, frames, TINY_IMG, TINY_IMG)
     torch.testing.assert_close(sequence.transpose(1, 2).reshape(batch * frames, 3, TINY_IMG, TINY_IMG), flat)
-
-
-def test_batch_equals_single(model):
-    faces, mels = inputs(3)
-    with torch.no_grad():
-        batched = model(faces, mels).generated_faces
-        singles = torch.cat([model(faces[i : i + 1], mels[i : i + 1]).generated_faces for i in range(3)])
-    torch.testing.assert_close(batched, singles, rtol=0, atol=1e-6)
-
-
-def test_determinism():
-    torch.manual_seed(42)
-    first = Wav2LipModel(tiny_config()).eval()
-    torch.manual_seed(42)
-    second = Wav2LipModel(tiny_config()).eval()
-    faces, mels = inputs()
-    with torch.no_grad():
-        torch.testing.assert_close(first(faces, mels).generated_faces, second(faces, mels).generated_faces,
-                                   rtol=0, atol=0)
-        torch.testing.assert_close(first(faces, mels).generated_faces, first(faces, mels).generated_faces,
-                                   rtol=0, atol=0)
 
 
 def test_audio_changes_the_output(model):
@@ -157,23 +164,6 @@ def test_loss_is_l1_to_targets(model):
     torch.testing.assert_close(generated, output.generated_faces)
 
 
-def test_save_load_round_trip(model, tmp_path):
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").is_file()
-    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "wav2lip"
-    loaded = Wav2LipModel.from_pretrained(tmp_path).eval()
-    for key, value in model.state_dict().items():
-        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
-    faces, mels = inputs()
-    with torch.no_grad():
-        # weights are bit-identical; CPU conv kernels may still round differently (1 ulp) with another memory
-        # alignment of the loaded tensors
-        torch.testing.assert_close(loaded(faces, mels).generated_faces, model(faces, mels).generated_faces,
-                                   rtol=0, atol=1e-6)
-    auto = AutoModel.from_pretrained(tmp_path)
-    assert isinstance(auto, Wav2LipModel)
-
-
 def test_default_config_is_the_released_architecture():
     config = Wav2LipConfig()
     assert AutoConfig.for_model("wav2lip").__class__ is Wav2LipConfig
@@ -182,24 +172,6 @@ def test_default_config_is_the_released_architecture():
     assert sum(p.numel() for p in model.parameters()) == 36_298_035
     expected = {key: tuple(shape) for key, shape in json.loads(golden_file("wav2lip_generator_keys.json").read_text())}
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
-
-
-@pytest.mark.parametrize(
-    "overrides, field",
-    [
-        ({"image_size": 100}, "image_size"),
-        ({"face_encoder_strides": [2, 2, 2, 1]}, "face_encoder_strides"),
-        ({"face_encoder_residual_layers": [0, 1]}, "face_encoder_residual_layers"),
-        ({"decoder_channels": [16, 8, 8]}, "decoder_channels"),
-        ({"audio_encoder_strides": [[1, 1], [3, 1], [3, 3], [3, 3]]}, "audio_encoder_strides"),
-        ({"mel_step_size": 20}, "mel_step_size"),
-        ({"kernel_size": 4}, "kernel_size"),
-        ({"hidden_size": 0}, "hidden_size"),
-    ],
-)
-def test_bad_config_raises(overrides, field):
-    with pytest.raises(ValueError, match=field):
-        tiny_config(**overrides)
 
 
 def test_bad_input_shape_raises(model):
@@ -238,15 +210,7 @@ def test_discriminator_losses():
     torch.testing.assert_close(real_labels.loss, -torch.log(1 - real_labels.probabilities).mean())
 
 
-def test_discriminator_round_trip_and_default_keys(tmp_path):
-    discriminator = Wav2LipVisualDiscriminator(tiny_discriminator_config()).eval()
-    discriminator.save_pretrained(tmp_path)
-    loaded = AutoModel.from_pretrained(tmp_path).eval()
-    assert isinstance(loaded, Wav2LipVisualDiscriminator)
-    faces = torch.rand(2, 3, TINY_IMG, TINY_IMG)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(faces).probabilities, discriminator(faces).probabilities, rtol=0, atol=1e-6)
-
+def test_discriminator_default_keys_are_the_original():
     text = (KEYS_DIR / "syncnet_wav2lip_resnet.txt")
     if not text.is_file():
         pytest.skip("../shared/reference/keys is absent")
@@ -258,11 +222,29 @@ def test_discriminator_round_trip_and_default_keys(tmp_path):
     assert {k: tuple(v.shape) for k, v in default.state_dict().items()} == expected
 
 
-def test_discriminator_bad_config_raises():
-    with pytest.raises(ValueError, match="stage_strides"):
-        tiny_discriminator_config(stage_strides=[1, 2, 2, 2])
-    with pytest.raises(ValueError, match="stage_kernel_sizes"):
-        tiny_discriminator_config(stage_kernel_sizes=[7, 5, 3])
+class TestWav2LipVisualDiscriminator(ModelTesterMixin):
+    model_class = Wav2LipVisualDiscriminator
+    output_names = ("probabilities", "logits")
+    former_field_names = {"img_size": "image_size"}
+    bad_configs = (
+        ({"stage_strides": [1, 2, 2, 2]}, "stage_strides"),
+        ({"stage_kernel_sizes": [7, 5, 3]}, "stage_kernel_sizes"),
+        ({"image_size": 23}, "image_size"),
+        ({"hidden_size": 0}, "hidden_size"),
+    )
+
+    def get_config(self, **overrides):
+        return tiny_discriminator_config(**overrides)
+
+    def prepare_model(self, model):
+        return randomise_batch_norm(model)
+
+    def get_inputs(self, batch_size, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        return {"face_frames": torch.rand(batch_size, 3, TINY_IMG, TINY_IMG, generator=generator)}
+
+    def expected_shapes(self, batch_size):
+        return {"probabilities": (batch_size, 1), "logits": (batch_size, 1)}
 
 
 # --- generator adapter --------------------------------------------------------------------------------------------
