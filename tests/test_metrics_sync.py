@@ -144,7 +144,8 @@ class TestLSEScorer:
         golden = load_golden("syncnet_lse.npz")
         scorer = tiny_scorer()
         as_int = scorer.score_frames(golden["frames_bgr"][:20], golden["audio_int16"], channel_order="bgr")
-        as_float = scorer.score_frames(golden["frames_bgr"][:20], golden["audio_int16"] / 32768.0, channel_order="bgr")
+        as_float = scorer.score_frames(golden["frames_bgr"][:20], golden["audio_int16"] / 32768.0,
+                                       channel_order="bgr")
         np.testing.assert_array_equal(as_int.mean_distances, as_float.mean_distances)
 
     def test_too_short_clip_is_a_user_error(self):
