@@ -498,7 +498,7 @@ def toy_generator_folder(tmp_path):
     class ToyTintGenerator(LipSyncGenerator):
         def __init__(self, model, feature_extractor):
             super().__init__(model, feature_extractor)
-            self.img_size = model.config.image_size
+            self.img_size = model.config.img_size
 
         @classmethod
         def from_pretrained(cls, path_or_repo_id, **kwargs):

@@ -49,7 +49,8 @@ class ToyWav2LipRecipe(TrainingRecipe):
         # Wav2Lip sees each frame on its own: 6-channel BGR (masked target + reference), one mel window
         faces = torch.cat([batch.masked_frames.flip(2), batch.reference_frames.flip(2)], dim=2)
         mel_chunks = batch.mel_chunks.reshape(batch_size * k, *batch.mel_chunks.shape[2:])
-        output = generator(masked_and_reference_faces=faces.reshape(batch_size * k, 2 * channels, size, size), mel_chunks=mel_chunks)
+        faces = faces.reshape(batch_size * k, 2 * channels, size, size)
+        output = generator(masked_and_reference_faces=faces, mel_chunks=mel_chunks)
         return output.generated_faces.flip(1).reshape(batch_size, k, channels, size, size), {}
 
     def inference_generator(self, model):
