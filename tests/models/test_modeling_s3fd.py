@@ -17,6 +17,7 @@ from talkface.faces.backends import S3FDFaceBackend, get_face_backend
 from talkface.models.s3fd import S3FDConfig, S3FDDetector, S3FDFeatureExtractor, S3FDModel
 from talkface.models.s3fd.convert_s3fd_original_checkpoint import convert_checkpoint
 from talkface.models.s3fd.feature_extraction_s3fd import greedy_nms, numpy_nms
+from tests.models.model_tester import ModelTesterMixin
 from tests.utils import formula_state_dict, golden_file, load_golden
 
 MAP_ATOL = 1e-5  # s3fd_keys README: maps/output atol 1e-5 (the issue asks 1e-4), boxes 1e-3 px, same box count
@@ -37,6 +38,33 @@ def model():
     model = S3FDModel(S3FDConfig()).eval()
     model.load_state_dict(formula_state_dict("s3fd_keys.json"), strict=True)
     return model
+
+
+class TestS3FDModel(ModelTesterMixin):
+    """The full-size network (its VGG-16 trunk has no width settings) on 64x64 inputs."""
+
+    model_class = S3FDModel
+    output_names = ("box_offsets", "scores", "boxes")
+    bad_configs = (
+        ({"anchor_sizes": [16, 32, 64]}, "anchor_sizes"),
+        ({"anchor_strides": [4, 8, 16, 32, 64, 0]}, "anchor_strides"),
+        ({"box_variances": [0.1, 0.0]}, "box_variances"),
+        ({"l2_norm_scales": [10.0, 8.0]}, "l2_norm_scales"),
+        ({"max_out_background": 0}, "max_out_background"),
+        ({"l2_norm_eps": 0.0}, "l2_norm_eps"),
+    )
+    batch_size = 2
+
+    def get_config(self, **overrides):
+        return S3FDConfig(**overrides)
+
+    def get_inputs(self, batch_size, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        return {"pixel_values": torch.rand(batch_size, 3, 64, 64, generator=generator) * 255 - 117}
+
+    def expected_shapes(self, batch_size):
+        # anchors of a 64x64 input: 16x16 + 8x8 + 4x4 + 2x2 + 1x1 + 1x1 cells (strides 4 ... 128) = 342
+        return {"box_offsets": (batch_size, 342, 4), "scores": (batch_size, 342, 2), "boxes": (batch_size, 342, 4)}
 
 
 def test_keys_and_shapes_match_the_original():
