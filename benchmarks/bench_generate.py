@@ -1,24 +1,26 @@
-"""Throughput and memory of `LipSyncPipeline` with the full-size Wav2Lip architecture (random weights).
+"""Speed of `talkface generate` on a real clip: generator floor, end to end per precision, start-up, stages, RSS.
 
-    python benchmarks/bench_generate.py               # 10 s clip: end-to-end vs generator-only fps; RSS 10 s vs 60 s
-    python benchmarks/bench_generate.py --quick       # smoke check: 1 s and 3 s inputs
-    python benchmarks/bench_generate.py --skip-rss    # throughput only
-    python benchmarks/bench_generate.py --clip ../shared/data/clip09_styletalk_feifeili_clip1_muxed.mkv
+    python benchmarks/bench_generate.py                       # clip01 (512x512), 8 s, every figure
+    python benchmarks/bench_generate.py --seconds 3 --quick   # fewer repeats (smoke check)
+    python benchmarks/bench_generate.py --precisions fp32 bf16 --skip-stages
 
-Figures printed:
-  * generator-only fps: `Wav2LipGenerator.generate` on batches of 96x96 faces (the network + its BGR/stacking
-    glue), as many frames as the clip has, same batch size;
-  * end-to-end fps: the whole pipeline call on the clip and its own audio (decode, face detection + tracking,
-    crops, generation, paste-back, H.264/AAC encoding), model loading excluded; target >= 0.7 x generator-only;
-  * peak RSS of a 10 s and a 60 s run, each in a fresh subprocess (resource.getrusage of the child); the 60 s input
-    is the clip looped six times (video and audio). Target: 60 s within 15% of 10 s.
-Random weights cost exactly what the real ones do (same shapes, same operations).
-Targets are about CPU runs (--device cpu, the default).
+Figures printed (CPU unless --device cuda; full-size Wav2Lip with the golden formula weights when ../shared has
+them, random weights otherwise: both cost exactly what the released weights do):
+  * generator-only fps, fp32 eager: the unoptimised network on real 96x96 crops of the clip, batch 16 (the floor
+    issue 14 measures against);
+  * end-to-end fps for each precision: the whole pipeline call (decode, detection every --detect-every frames +
+    tracking, crops, generation, paste-back, watermark, H.264/AAC encode), model loading excluded, with the share
+    spent outside the generator in ms/frame; targets: bf16 >= 1.7x and fp32 >= 1.0x the fp32 eager floor;
+  * drift of each reduced precision against fp32 on the generated faces (max / mean abs diff, values in [0, 1]);
+  * the pipeline's other stages alone, in ms/frame, at the clip's size and at 1080p (the clip scaled and padded):
+    decode, detection (stride --detect-every) + tracking, paste-back, watermark, encode; target: < 15 ms in all;
+  * start-up: `talkface --help`, and process start -> first generated frame written (model already converted);
+  * peak RSS of one end-to-end run in a fresh process.
+Timings depend on the machine's load: run on an idle machine for figures to quote.
 """
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,160 +30,261 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from talkface import media  # noqa: E402
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEFAULT_CLIP = DATA_DIR / "clip07_edtalk_mouth_source_muxed.mkv"
+DATA_DIR = ROOT.parent / "shared" / "data"
+DEFAULT_CLIP = DATA_DIR / "clip01_sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"
 
 
-def save_random_wav2lip(folder: Path) -> Path:
-    from talkface.models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
+def save_wav2lip(folder: Path) -> Path:
     from talkface.models.wav2lip import Wav2LipConfig, Wav2LipModel
+    from talkface.models.wav2lip.convert_wav2lip_original_checkpoint import convert_wav2lip_state_dict
+    from talkface.models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 
     torch.manual_seed(0)
-    Wav2LipModel(Wav2LipConfig()).save_pretrained(folder)  # the default config is the released architecture
+    model = Wav2LipModel(Wav2LipConfig()).eval()  # the default config is the released architecture
+    try:
+        from tests.utils import formula_state_dict
+
+        model.load_state_dict(convert_wav2lip_state_dict(formula_state_dict("wav2lip_generator_keys.json")))
+        print("weights: golden formula (../shared/reference/golden)")
+    except BaseException:  # ../shared absent (pytest.skip raises a BaseException): random weights cost the same
+        print("weights: random")
+    model.save_pretrained(folder)
     TalkingFaceAudioFeatureExtractor().save_pretrained(folder)
     return folder
 
 
-def make_input(clip: Path, seconds: float, out: Path, fps: float = 25.0) -> Path:
-    """The clip's first `seconds` (looped when longer than the clip), video + its audio, as an mp4."""
+def make_input(clip: Path, seconds: float, out: Path, size=None, fps: float = 25.0) -> Path:
+    """The clip's first `seconds` (looped if needed) with its audio; `size` (w, h): scaled to fit and padded."""
+    import cv2
+
     audio = media.read_audio(clip)
     num_samples = int(round(seconds * 16000))
     audio = np.tile(audio, int(np.ceil(num_samples / len(audio))))[:num_samples]
-    num_frames = int(round(seconds * fps))
     info = media.probe(clip)
-    with media.VideoWriter(out, fps=fps, width=info.width, height=info.height, audio=audio) as writer:
+    width, height = size or (info.width, info.height)
+    num_frames = int(round(seconds * fps))
+    with media.VideoWriter(out, fps=fps, width=width, height=height, audio=audio) as writer:
         written = 0
         while written < num_frames:
             for frame in media.iter_frames(clip, fps=fps):
                 if written == num_frames:
                     break
+                if size:
+                    scale = min(width / frame.shape[1], height / frame.shape[0])
+                    small = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)))
+                    canvas = np.zeros((height, width, 3), np.uint8)
+                    y, x = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+                    canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+                    frame = canvas
                 writer.write(frame)
                 written += 1
     return out
 
 
-def generator_only_fps(model_dir: Path, num_frames: int, batch_size: int, device: str) -> float:
+def real_crops(video: Path, count: int, size: int = 96):
+    """(masked, reference) float crops of the tracked face in the first `count` frames, and the tracked faces."""
+    from talkface.faces import FaceTracker, crop_face, get_face_backend
+
+    backend = get_face_backend("mediapipe")
+    frames = media.read_frames(video, max_frames=count)
+    faces = [face for _, face in FaceTracker(backend).track(iter(frames))]
+    backend.close()
+    crops = np.stack([crop_face(f, face.box, size) for f, face in zip(frames, faces) if face is not None])
+    reference = torch.from_numpy(crops.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    masked = reference.clone()
+    masked[:, :, size // 2:] = 0
+    return masked, reference, frames, faces
+
+
+def generator_only_fps(model_dir: Path, video: Path, batch_size: int, repeats: int) -> float:
+    """fp32 eager: the network as loaded (no folding), on real crops."""
     from talkface.pipelines.lipsync.generator import load_generator
 
-    generator = load_generator(model_dir).to(device=torch.device(device))
-    size = generator.img_size
-    waveform = np.random.default_rng(0).uniform(-0.3, 0.3, int(num_frames / 25 * 16000)).astype(np.float32)
-    prepared = generator.prepare_audio(waveform, 16000, 25.0)
-    faces = torch.rand(batch_size, 3, size, size)
-    masked = faces.clone()
-    masked[:, :, size // 2:] = 0
+    generator = load_generator(model_dir)
+    masked, reference, _, _ = real_crops(video, batch_size)
+    prepared = generator.prepare_audio(media.read_audio(video), 16000, 25.0)
+    indices = torch.arange(len(masked))
     with torch.no_grad():
-        generator.generate(masked[:2], faces[:2], prepared, torch.arange(2))  # warm-up
+        generator.generate(masked[:2], reference[:2], prepared, indices[:2])  # warm-up
         start = time.perf_counter()
-        done = 0
-        while done < num_frames:
-            count = min(batch_size, num_frames - done)
-            indices = torch.arange(done, done + count).clamp(max=prepared.num_frames - 1)
-            generator.generate(masked[:count], faces[:count], prepared, indices)
-            done += count
-        if device == "cuda":
-            torch.cuda.synchronize()
-    return num_frames / (time.perf_counter() - start)
+        for _ in range(repeats):
+            generator.generate(masked, reference, prepared, indices)
+    return repeats * len(masked) / (time.perf_counter() - start)
 
 
-def run_pipeline(model_dir: Path, face: Path, out: Path, batch_size: int, device: str) -> dict:
+def end_to_end(model_dir: Path, video: Path, out: Path, precision: str, batch_size: int, detect_every: int,
+               device: str) -> dict:
     from talkface.pipelines.lipsync.pipeline import LipSyncPipeline
 
-    pipeline = LipSyncPipeline.from_pretrained(model_dir, device=device)
+    pipeline = LipSyncPipeline.from_pretrained(model_dir, device=device, precision=precision)
     generate = pipeline.generator.generate
-    generator_seconds = 0.0
+    spent = {"generator": 0.0}
 
-    def timed_generate(*args, **kwargs):
-        nonlocal generator_seconds
+    def timed(*args, **kwargs):
         start = time.perf_counter()
         result = generate(*args, **kwargs)
-        generator_seconds += time.perf_counter() - start
+        spent["generator"] += time.perf_counter() - start
         return result
 
-    pipeline.generator.generate = timed_generate
+    pipeline.generator.generate = timed
     start = time.perf_counter()
-    result = pipeline(face=face, audio=face, out=out, batch_size=batch_size, progress=False)
+    result = pipeline(face=video, audio=video, out=out, batch_size=batch_size, detect_every=detect_every,
+                      progress=False)
     seconds = time.perf_counter() - start
-    return {"frames": result.num_frames, "seconds": seconds, "fps": result.num_frames / seconds,
-            "generator_seconds": generator_seconds, "frames_without_face": result.frames_without_face}
+    pipeline.close()
+    return {"precision": pipeline.precision, "frames": result.num_frames, "seconds": seconds,
+            "fps": result.num_frames / seconds, "generator_seconds": spent["generator"],
+            "other_ms": 1000 * (seconds - spent["generator"]) / result.num_frames}
 
 
-def child_main(args) -> None:
-    """Run one pipeline call and print its figures and this process's peak RSS as JSON (for the parent)."""
-    figures = run_pipeline(Path(args.model_dir), Path(args.face), Path(args.out), args.batch_size, args.device)
-    figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    print("RESULT " + json.dumps(figures))
+def drift(model_dir: Path, video: Path, precisions, count: int = 32) -> dict:
+    """max / mean abs diff of the generated faces of each precision against fp32, on real crops."""
+    from talkface.pipelines.lipsync.pipeline import LipSyncPipeline
+
+    masked, reference, _, _ = real_crops(video, count)
+    waveform = media.read_audio(video)
+    faces = {}
+    for precision in ("fp32", *[p for p in precisions if p != "fp32"]):
+        pipeline = LipSyncPipeline.from_pretrained(model_dir, device="cpu", precision=precision, watermark=False)
+        prepared = pipeline.generator.prepare_audio(waveform, 16000, 25.0)
+        indices = torch.arange(len(masked))
+        with torch.no_grad(), pipeline._autocast():
+            if precision == "int8":
+                pipeline.generator.generate(masked[:8], reference[:8], prepared, indices[:8])  # calibration
+            faces[precision] = pipeline.generator.generate(masked, reference, prepared, indices).float()
+    return {p: ((f - faces["fp32"]).abs().max().item(), (f - faces["fp32"]).abs().mean().item())
+            for p, f in faces.items() if p != "fp32"}
 
 
-def measure_in_subprocess(model_dir, face, out, batch_size, device) -> dict:
-    command = [sys.executable, __file__, "--child", "--model-dir", str(model_dir), "--face", str(face), "--out",
-               str(out), "--batch-size", str(batch_size), "--device", device]
-    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+def stages(video: Path, detect_every: int) -> dict:
+    """ms/frame of each stage other than the generator, run alone on the video's frames."""
+    from talkface.faces import FaceTracker, get_face_backend, paste_face
+    from talkface.pipelines.lipsync.watermark import Watermarker
+
+    info = media.probe(video)
+    figures = {}
+    start = time.perf_counter()
+    frames = list(media.iter_frames(video, fps=25.0))
+    figures["decode"] = 1000 * (time.perf_counter() - start) / len(frames)
+    backend = get_face_backend("mediapipe")
+    tracker = FaceTracker(backend, detect_every=detect_every)
+    start = time.perf_counter()
+    faces = [face for _, face in tracker.track(iter(frames))]
+    figures[f"detect+track (every {detect_every})"] = 1000 * (time.perf_counter() - start) / len(frames)
+    backend.close()
+    generated = np.random.default_rng(0).random((96, 96, 3)).astype(np.float32)
+    start = time.perf_counter()
+    pasted = [paste_face(f, generated, face.box) if face is not None else f for f, face in zip(frames, faces)]
+    figures["paste-back (feather)"] = 1000 * (time.perf_counter() - start) / len(frames)
+    marker = Watermarker()
+    start = time.perf_counter()
+    marked = [marker.embed(f, i) for i, f in enumerate(pasted)]
+    figures["watermark"] = 1000 * (time.perf_counter() - start) / len(frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        with media.VideoWriter(Path(tmp) / "e.mp4", fps=25, width=info.width, height=info.height, threads=1) as w:
+            for frame in marked:
+                w.write(frame)
+        figures["encode (x264, 1 thread)"] = 1000 * (time.perf_counter() - start) / len(frames)
+    figures["total"] = sum(figures.values())
+    return figures
+
+
+def startup(model_dir: Path, video: Path) -> dict:
+    command = [sys.executable, "-m", "talkface", "--help"]
+    start = time.perf_counter()
+    subprocess.run(command, capture_output=True, check=True, cwd=ROOT)
+    help_seconds = time.perf_counter() - start
+    code = ("import sys, time, json; t0 = float(sys.argv[1]);"
+            "from talkface.pipelines.lipsync.pipeline import LipSyncPipeline;"
+            "p = LipSyncPipeline.from_pretrained(sys.argv[2], device='cpu');"
+            "first = []\n"
+            "def report(done, total):\n"
+            "    first.append(time.time() - t0) if not first else None\n"
+            "p(face=sys.argv[3], audio=sys.argv[3], out=sys.argv[4], batch_size=1, progress=report);"
+            "print('RESULT', json.dumps(first[0]))")
+    with tempfile.TemporaryDirectory() as tmp:
+        completed = subprocess.run([sys.executable, "-c", code, repr(time.time()), str(model_dir), str(video),
+                                    str(Path(tmp) / "s.mp4")], capture_output=True, text=True, check=True, cwd=ROOT,
+                                   env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return {"help": help_seconds, "first_frame": json.loads(line[len("RESULT "):])}
+
+
+def peak_rss(model_dir: Path, video: Path, precision: str, batch_size: int) -> float:
+    code = ("import sys, resource; from talkface.pipelines.lipsync.pipeline import LipSyncPipeline;"
+            "p = LipSyncPipeline.from_pretrained(sys.argv[1], device='cpu', precision=sys.argv[4]);"
+            "p(face=sys.argv[2], audio=sys.argv[2], out=sys.argv[3], batch_size=int(sys.argv[5]), progress=False);"
+            "print('RESULT', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    with tempfile.TemporaryDirectory() as tmp:
+        completed = subprocess.run([sys.executable, "-c", code, str(model_dir), str(video), str(Path(tmp) / "r.mp4"),
+                                    precision, str(batch_size)], capture_output=True, text=True, check=True,
+                                   cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    return float(next(line for line in completed.stdout.splitlines() if line.startswith("RESULT ")).split()[1])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="a 25 fps talking-face clip with audio")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the throughput / short RSS input")
-    parser.add_argument("--long-seconds", type=float, default=60.0, help="length of the long RSS input")
+    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="a talking-face clip with its audio")
+    parser.add_argument("--seconds", type=float, default=8.0, help="input length for the end-to-end runs")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--detect-every", type=int, default=5, help="face detection stride of the runs")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--quick", action="store_true", help="smoke check: 1 s and 3 s inputs")
-    parser.add_argument("--skip-rss", action="store_true", help="skip the two peak-RSS subprocess runs")
-    parser.add_argument("--skip-throughput", action="store_true",
-                        help="only the peak-RSS runs (memory does not depend on CPU load; timings do)")
-    # internal: one measured run in a child process
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
-    parser.add_argument("--face", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--precisions", nargs="+", default=None,
+                        help="end-to-end precisions (default fp32 bf16 int8 on CPU, fp32 fp16 bf16 on CUDA)")
+    parser.add_argument("--quick", action="store_true", help="fewer generator repeats")
+    parser.add_argument("--skip-stages", action="store_true")
+    parser.add_argument("--skip-startup", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.child:
-        child_main(args)
-        return
     if not args.clip.is_file():
         sys.exit(f"clip not found: {args.clip} (pass --clip)")
-    if args.quick:
-        args.seconds, args.long_seconds = 1.0, 3.0
+    precisions = args.precisions or (["fp32", "fp16", "bf16"] if args.device == "cuda" else ["fp32", "bf16", "int8"])
 
     with tempfile.TemporaryDirectory(prefix="bench_generate_") as tmp:
         tmp = Path(tmp)
-        model_dir = save_random_wav2lip(tmp / "wav2lip")
-        short_input = make_input(args.clip, args.seconds, tmp / "short.mp4")
-        print(f"clip {args.clip.name}: {args.seconds:g} s at 25 fps, batch {args.batch_size}, device {args.device}, "
-              f"{torch.get_num_threads()} torch threads")
+        model_dir = save_wav2lip(tmp / "wav2lip")
+        video = make_input(args.clip, args.seconds, tmp / "input.mp4")
+        info = media.probe(video)
+        print(f"clip {args.clip.name}: {args.seconds:g} s, {info.width}x{info.height}, batch {args.batch_size}, "
+              f"detect every {args.detect_every}, device {args.device}, {torch.get_num_threads()} torch threads")
 
-        if not args.skip_throughput:
-            num_frames = int(round(args.seconds * 25))
-            generator_fps = generator_only_fps(model_dir, num_frames, args.batch_size, args.device)
-            end_to_end = run_pipeline(model_dir, short_input, tmp / "out.mp4", args.batch_size, args.device)
-            ratio = end_to_end["fps"] / generator_fps
-            overhead = end_to_end["seconds"] - end_to_end["generator_seconds"]
-            print(f"generator-only        {generator_fps:8.2f} frames/s")
-            print(f"end-to-end            {end_to_end['fps']:8.2f} frames/s  ({end_to_end['frames']} frames in "
-                  f"{end_to_end['seconds']:.1f} s; generator calls {end_to_end['generator_seconds']:.1f} s, everything "
-                  f"else {overhead:.1f} s = {1000 * overhead / end_to_end['frames']:.1f} ms/frame)")
-            print(f"end-to-end / generator-only = {ratio:.2f}  (target >= 0.70: {'PASS' if ratio >= 0.7 else 'FAIL'})")
+        floor = generator_only_fps(model_dir, video, args.batch_size, 2 if args.quick else 6)
+        print(f"generator-only, fp32 eager   {floor:7.2f} frames/s  (the floor)")
+        for precision in precisions:
+            run = end_to_end(model_dir, video, tmp / f"out_{precision}.mp4", precision, args.batch_size,
+                             args.detect_every, args.device)
+            target = {"bf16": 1.7, "fp32": 1.0}.get(run["precision"])
+            verdict = f"; target >= {target:.1f}x: {'PASS' if run['fps'] >= target * floor else 'FAIL'}" if target \
+                else ""
+            print(f"end-to-end {run['precision']:5s}             {run['fps']:7.2f} frames/s  = "
+                  f"{run['fps'] / floor:.2f}x the floor{verdict} ({run['frames']} frames in {run['seconds']:.1f} s; "
+                  f"outside the generator {run['other_ms']:.1f} ms/frame)")
+        reduced = [p for p in precisions if p in ("bf16", "int8")]
+        if reduced and args.device == "cpu":
+            for precision, (largest, mean) in drift(model_dir, video, reduced).items():
+                print(f"drift {precision} vs fp32 on the generated faces: max {largest:.4f}, mean {mean:.5f}")
 
-        if args.skip_rss:
-            return
-        long_input = make_input(args.clip, args.long_seconds, tmp / "long.mp4")
-        short_run = measure_in_subprocess(model_dir, short_input, tmp / "rss_short.mp4", args.batch_size,
-                                          args.device)
-        long_run = measure_in_subprocess(model_dir, long_input, tmp / "rss_long.mp4", args.batch_size, args.device)
-        growth = long_run["peak_rss_mib"] / short_run["peak_rss_mib"] - 1
-        for seconds, run in ((args.seconds, short_run), (args.long_seconds, long_run)):
-            print(f"peak RSS {seconds:g} s input   {run['peak_rss_mib']:8.1f} MiB ({run['frames']} frames)")
-        print(f"growth {100 * growth:+.1f}%  (target <= +15%: {'PASS' if growth <= 0.15 else 'FAIL'})")
+        if not args.skip_stages:
+            for label, size in ((f"{info.width}x{info.height}", None), ("1920x1080", (1920, 1080))):
+                clip = video if size is None else make_input(args.clip, min(args.seconds, 4.0), tmp / "hd.mp4", size)
+                figures = stages(clip, args.detect_every)
+                print(f"stages at {label} (ms/frame): " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items())
+                      + f"  (target < 15: {'PASS' if figures['total'] < 15 else 'FAIL'})")
+        if not args.skip_startup:
+            short = make_input(args.clip, 1.0, tmp / "one_second.mp4")
+            figures = startup(model_dir, short)
+            print(f"start-up: talkface --help {figures['help']:.2f} s; process start -> first frame "
+                  f"{figures['first_frame']:.2f} s (target <= 3 s)")
+            rss = peak_rss(model_dir, video, precisions[-1], args.batch_size)
+            print(f"peak RSS, {precisions[-1]} end-to-end run: {rss:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from ..faces.backends import FACE_BACKENDS
 from ..faces.blending import BLEND_MODES
 from ..pipelines.lipsync.options import (DEFAULT_BATCH_SIZE, DEVICE_BATCH_SIZES, DURATION_POLICIES, LipSyncOptions,
                                          option_names)
+from ..pipelines.lipsync.precision import DEFAULT_PRECISION, PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,11 @@ def register(subparsers):
                         f"it (loop), or stop at the video's end and cut the audio (cut); default "
                         f"{DEFAULTS.duration_policy}")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                        help="where the generator runs (auto: cuda, then mps, then cpu); fp16 on cuda")
+                        help="where the generator runs (auto: cuda, then mps, then cpu)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                        help="generator arithmetic: auto (fp16 on CUDA, bf16 on a CPU with AVX512_BF16/AMX, else "
+                        "fp32), fp32 (exact), bf16, fp16 or int8 (CPU); reduced modes drift by about a grey level, "
+                        f"see docs/generation.md (default {DEFAULT_PRECISION})")
     parser.add_argument("--blend", choices=BLEND_MODES, default=DEFAULTS.blend,
                         help="how the generated face is pasted back (feather: soft mask over the lower face; "
                         "hard: Wav2Lip's square paste; poisson: gradient-domain cloning; none: nothing pasted); "
@@ -123,10 +128,12 @@ def run(args) -> int:
     _check_device(args.device)
     if options.face_backend == "s3fd" and options.box is None:
         options = options.replace(face_backend=load_s3fd_backend(args.s3fd, args.device))
-    pipeline = LipSyncPipeline.from_pretrained(args.model, device=args.device, options=options,
-                                               enhance=args.enhance, enhance_model=args.enhance_model)
+    pipeline = LipSyncPipeline.from_pretrained(args.model, device=args.device, precision=args.precision,
+                                               options=options, enhance=args.enhance, enhance_model=args.enhance_model)
+    print(f"generator precision: {pipeline.precision} ({pipeline.precision_reason})")
     result = pipeline(face=args.face, audio=args.audio, out=args.out, progress=not args.no_progress)
-    message = f"wrote {result.out_path} ({result.num_frames} frames at {result.fps:g} fps, {result.duration:.2f} s)"
+    message = (f"wrote {result.out_path} ({result.num_frames} frames at {result.fps:g} fps, {result.duration:.2f} s, "
+               f"precision {result.precision})")
     if result.frames_without_face:
         message += f"; {result.frames_without_face} frames without a detectable face were left unchanged"
     print(message)

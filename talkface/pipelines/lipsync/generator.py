@@ -17,6 +17,7 @@ that package is imported. Adding a generator means writing one adapter class, ne
 """
 
 import abc
+import itertools
 import json
 import logging
 from dataclasses import dataclass
@@ -55,13 +56,22 @@ class LipSyncGenerator(abc.ABC):
         self.model = model.eval()
         self.feature_extractor = feature_extractor
 
+    def _first_tensor(self) -> torch.Tensor | None:
+        for tensor in itertools.chain(self.model.parameters(), self.model.buffers()):
+            if tensor.is_floating_point():
+                return tensor
+        return None  # e.g. every layer quantized to int8
+
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        tensor = self._first_tensor()
+        return torch.device("cpu") if tensor is None else tensor.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        """The dtype the network's inputs are cast to (float32 for an int8 network: it quantizes them itself)."""
+        tensor = self._first_tensor()
+        return torch.float32 if tensor is None else tensor.dtype
 
     @property
     def sampling_rate(self) -> int:
@@ -79,6 +89,16 @@ class LipSyncGenerator(abc.ABC):
         `prepare_audio` of the same audio must give exactly this many frames; the pipeline checks it.
         """
         return int(self.feature_extractor.num_video_frames(int(num_samples), fps))
+
+    def optimize_for_inference(self):
+        """The exact fast path: BatchNorms folded into the convolutions, channels-last weights (in place).
+
+        Outputs change only by float rounding; the model can no longer be trained or saved (load it again).
+        """
+        from ...models.optimization import optimize_for_inference
+
+        optimize_for_inference(self.model)
+        return self
 
     def to(self, device=None, dtype=None):
         self.model.to(device=device, dtype=dtype)

@@ -24,6 +24,10 @@ A photo is held for the whole audio. A video longer than the audio is cut to the
 The generator sees each face crop as float RGB [0, 1] (batch, 3, S, S): the pose input with its lower half
 zeroed, and the same crop unmasked as the identity reference (as Wav2Lip's inference does).
 
+Precision (`precision.py`): `from_pretrained(..., precision="auto")` loads the generator on the exact fp32 path
+(BatchNorms folded, channels-last) and runs it in fp32, bf16 (autocast), fp16 or int8; `auto` picks fp16 on CUDA,
+bf16 on a CPU with native bf16 and fp32 otherwise. The mode is logged, returned and written into the metadata.
+
 Hooks (for other parts of talkface; both optional):
   * `enhancer(frame_rgb, face) -> frame_rgb`: applied after paste-back to frames with a face (GFPGAN); `face` is
     the tracker's `FaceDetection` for the frame: its box and, when the tracker fitted them, its 68 landmarks
@@ -36,6 +40,7 @@ Hooks (for other parts of talkface; both optional):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -54,6 +59,7 @@ from ...faces.blending import crop_face, paste_face
 from ...faces.tracking import FaceTracker
 from .generator import LipSyncGenerator, load_generator
 from .options import DURATION_POLICIES, InvalidInputError, LipSyncOptions, default_batch_size
+from .precision import DEFAULT_PRECISION, check_precision, resolve_precision
 from .watermark import generation_metadata
 
 logger = logging.getLogger(__name__)
@@ -72,6 +78,7 @@ class LipSyncOutput:
         audio_duration: length of the audio track in the output, in seconds.
         source_frames: frames of the face input on the fps grid (1 for a photo).
         options: the options the call ran with.
+        precision: the generator's numeric precision ("fp32", "bf16", "fp16" or "int8").
     """
 
     out_path: Path
@@ -82,6 +89,7 @@ class LipSyncOutput:
     audio_duration: float
     source_frames: int
     options: LipSyncOptions | None = None
+    precision: str = "fp32"
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -161,14 +169,22 @@ class LipSyncPipeline:
         frame_cache_bytes: when the duration policy revisits video frames, a video whose decoded frames fit in
             this many bytes is kept in memory instead of being decoded again.
         options: the default `LipSyncOptions` of this pipeline's calls.
+        precision: how the generator computes: "fp32" (as loaded), "bf16" / "fp16" (autocast around the generator
+            on the CPU; `from_pretrained` casts the weights to fp16 on CUDA) or "int8" (a generator quantized by
+            `from_pretrained`); never "auto" here (`from_pretrained` resolves it).
         **option_defaults: `LipSyncOptions` fields changed on top of `options` (e.g. `face_backend=`,
             `detect_every=`).
     """
 
     def __init__(self, generator: LipSyncGenerator, enhancer: Callable | None = None,
                  watermarker: Callable | None = None, model_name: str | None = None,
-                 frame_cache_bytes: int = 512 * 2**20, options: LipSyncOptions | None = None, **option_defaults):
+                 frame_cache_bytes: int = 512 * 2**20, options: LipSyncOptions | None = None,
+                 precision: str = "fp32", **option_defaults):
+        if check_precision(precision) == "auto":
+            raise InvalidInputError("LipSyncPipeline needs a resolved precision; use from_pretrained(precision='auto')")
         self.generator = generator
+        self.precision = precision
+        self.precision_reason = "requested"
         self.enhancer = enhancer
         self.watermarker = watermarker
         self.model_name = model_name or type(generator.model).__name__
@@ -177,17 +193,22 @@ class LipSyncPipeline:
         self._backends: dict[str, FaceBackend] = {}  # face backends this pipeline built, by name
 
     @classmethod
-    def from_pretrained(cls, model, device="auto", dtype: torch.dtype | None = None, enhance: str | None = None,
-                        enhance_model=None, watermark: bool = True, **kwargs) -> "LipSyncPipeline":
-        """Load the generator of a model folder or Hub id; fp16 on CUDA unless `dtype` says otherwise.
+    def from_pretrained(cls, model, device="auto", precision: str = DEFAULT_PRECISION, dtype: torch.dtype | None = None,
+                        enhance: str | None = None, enhance_model=None, watermark: bool = True,
+                        **kwargs) -> "LipSyncPipeline":
+        """Load the generator of a model folder or Hub id, optimised for inference, in `precision`.
 
-        enhance: "gfpgan" to restore each generated face with GFPGAN v1.4 (weights from `enhance_model`, a folder,
-        Hub id or the original GFPGANv1.4.pth); watermark: embed the talkface watermark in generated frames.
-        Other keyword arguments go to the constructor (`options=`, `LipSyncOptions` fields, hooks, ...).
+        precision: "auto" (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), "fp32", "bf16", "fp16" or
+        "int8" (see precision.py); `dtype` (torch.float32 / bfloat16 / float16), if given, names the precision
+        instead. enhance: "gfpgan" to restore each generated face with GFPGAN v1.4 (weights from `enhance_model`,
+        a folder, Hub id or the original GFPGANv1.4.pth); watermark: embed the talkface watermark in generated
+        frames. Other keyword arguments go to the constructor (`options=`, `LipSyncOptions` fields, hooks, ...).
         """
         device = resolve_device(device)
-        if dtype is None:
-            dtype = torch.float16 if device.type == "cuda" else torch.float32
+        if dtype is not None:
+            precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+        precision, reason = resolve_precision(precision, device.type)
+        logger.info("generator precision: %s (%s)", precision, reason)
         if enhance and enhance != "none" and "enhancer" not in kwargs:
             from .enhancer import load_enhancer
 
@@ -198,8 +219,17 @@ class LipSyncPipeline:
 
             kwargs["watermarker"] = Watermarker().embed
         generator = load_generator(model)
-        generator.to(device=device, dtype=dtype)
-        return cls(generator, model_name=kwargs.pop("model_name", str(model)), **kwargs)
+        generator.to(device=device)
+        generator.optimize_for_inference()
+        if precision == "fp16" and device.type != "cpu":
+            generator.to(dtype=torch.float16)  # GPUs run half-precision weights natively
+        elif precision == "int8":
+            from .quantization import quantize_generator
+
+            quantize_generator(generator)
+        pipeline = cls(generator, model_name=kwargs.pop("model_name", str(model)), precision=precision, **kwargs)
+        pipeline.precision_reason = reason
+        return pipeline
 
     @property
     def device(self) -> torch.device:
@@ -271,7 +301,7 @@ class LipSyncPipeline:
                               face_index=options.face_index, box=options.box, pads=options.pads,
                               detect_every=options.detect_every, landmarks=self.enhancer is not None)
         width, height = face_info.width, face_info.height
-        tags = generation_metadata(self.model_name, _version())
+        tags = generation_metadata(self.model_name, _version(), precision=self.precision)
         tags.update(metadata or {})
         bar, report = _progress(progress, num_frames)
         frames_with_face = 0
@@ -311,7 +341,7 @@ class LipSyncPipeline:
                         num_written)
         return LipSyncOutput(out_path=Path(out), num_frames=num_written, frames_without_face=frames_without_face,
                              fps=fps, duration=num_written / fps, audio_duration=len(waveform) / sampling_rate,
-                             source_frames=num_source_frames, options=options)
+                             source_frames=num_source_frames, options=options, precision=self.precision)
 
     # ------------------------------------------------------------------------------------------------------
     def _source_stream(self, face, face_info, fps, num_frames, num_source_frames, policy, tracker):
@@ -375,6 +405,13 @@ class LipSyncPipeline:
                 yield chunk_first + offset, frames[offset]
             chunk_last = chunk_first - 1
 
+    def _autocast(self):
+        """bf16 everywhere and fp16 on the CPU run under autocast (fp16 GPU weights are cast at load time)."""
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        if dtype is None or self.generator.dtype == dtype:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
     def _process_batch(self, batch, prepared_audio, writer, options: LipSyncOptions, same_source_crop) -> int:
         """Generate the faces of one batch, paste them back, run the hooks and write the frames. Returns #faces."""
         size = self.generator.img_size
@@ -392,7 +429,7 @@ class LipSyncPipeline:
             masked = reference.copy()
             masked[:, :, size // 2:] = 0.0  # the lower half is what the generator must produce
             frame_indices = torch.tensor([item[0] for item in with_face], dtype=torch.long)
-            with torch.no_grad():
+            with torch.no_grad(), self._autocast():
                 faces = self.generator.generate(torch.from_numpy(masked), torch.from_numpy(reference),
                                                 prepared_audio, frame_indices)
             faces = np.clip(faces.detach().float().cpu().numpy().transpose(0, 2, 3, 1), 0.0, 1.0)  # (batch, S, S, 3)
