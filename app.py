@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "models/syncnet-lse when it exists)")
     models.add_argument("--avhubert", metavar="MODEL", help="AV-HuBERT for AVS (env TALKFACE_AVHUBERT; default "
                         "models/avhubert when it exists)")
+    models.add_argument("--s3fd", metavar="MODEL", help="S3FD face detector for LSE with syncnet_python's procedure "
+                        "(env TALKFACE_S3FD; default models/s3fd when it exists)")
     models.add_argument("--gfpgan", metavar="MODEL", help="GFPGAN for face enhancement (env TALKFACE_GFPGAN; "
                         "default models/gfpgan-v1.4 when it exists)")
     models.add_argument("--demo-tiny-models", action="store_true",

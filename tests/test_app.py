@@ -132,12 +132,12 @@ def generate(client, face=None, photo=None, audio=None, generator="tiny", enhanc
                           enhance=enhance, api_name="/generate")
 
 
-def score(client, videos, audios=None, references=None, face_mode="track"):
+def score(client, videos, audios=None, references=None, face_mode="track", lse_protocol="default", box=""):
     handle = gradio_client.handle_file
     return client.predict(videos=[handle(str(v)) for v in videos],
                           audios=[handle(str(a)) for a in audios] if audios else None,
                           references=[handle(str(r)) for r in references] if references else None,
-                          face_mode=face_mode, api_name="/score")
+                          face_mode=face_mode, lse_protocol=lse_protocol, box=box, api_name="/score")
 
 
 def check_mp4(path, seconds):
@@ -255,6 +255,37 @@ def test_score_errors(served, files):
         score(served.client, [files["face"]] * 4)
     with pytest.raises(gradio_client.exceptions.AppError, match="none is named like"):
         score(served.client, [files["face"], files["no_face"]], audios=[files["speech"], files["speech_1s"]])
+
+
+def test_score_with_the_syncnet_python_protocol(served, files):
+    """The page's protocol choice reaches the LSE metric: a short clip is too short for syncnet_python's tracks
+    (more than 100 frames), which the row's notes say; a box without the protocol is refused."""
+    table, note, _, _ = score(served.client, [files["face"]], face_mode="precropped", lse_protocol="syncnet_python",
+                              box="0 0 40 40")
+    notes = dict(zip(table["headers"], table["data"][0]))["notes"]
+    assert "lse_d" not in table["headers"] and "lse: no face track" in notes and "min_track=100" in notes
+    with pytest.raises(gradio_client.exceptions.AppError, match="syncnet_python LSE protocol only"):
+        score(served.client, [files["face"]], box="0 0 40 40")
+    with pytest.raises(gradio_client.exceptions.AppError, match="four numbers"):
+        score(served.client, [files["face"]], lse_protocol="syncnet_python", box="1 2 3")
+
+
+def test_demo_scores_lse_as_syncnet_python_prints_it(tmp_path, tiny_models):
+    """TalkFaceDemo.score with syncnet_python's procedure and the golden box on clip05 (4.9 s): the LSE of
+    `talkface score --lse-protocol syncnet_python` with the same SyncNet."""
+    from talkface.metrics.sync import LSEScorer
+    from talkface.metrics.syncnet_protocol import SyncNetPythonProtocol
+
+    clip = data_file("clip05_retalking_face5_woman_glasses.mp4")
+    config = DemoConfig(syncnet=str(tiny_models["syncnet"]), max_video_seconds=10, cache_dir=tmp_path / "cache",
+                        score_metrics=("lse",), tiny_random=True)
+    result = TalkFaceDemo(config).score([clip], face_mode="precropped", lse_protocol="syncnet_python",
+                                        box="140 160 400 450")
+    column = dict(zip(result.headers, zip(*result.rows)))
+    expected = SyncNetPythonProtocol(LSEScorer.from_pretrained(tiny_models["syncnet"])).score_video(
+        clip, box=(140, 160, 400, 450))
+    assert float(column["lse_d"][0]) == pytest.approx(expected.lse_d, rel=1e-3)
+    assert int(float(column["offset"][0])) == expected.offset
 
 
 # ---------------------------------------------------------------------------------- without models (offline)
@@ -547,6 +578,9 @@ def test_config_from_flags_environment_and_tiny_models(tmp_path, tiny_models, mo
     (name, source), = config.generators.items()
     assert "random weights" in name and Path(source) == tiny_models["generator"]
     assert config.syncnet == str(tiny_models["syncnet"]) and config.gfpgan is None and config.tiny_random
+    config = config_from_args(parser.parse_args(["--s3fd", "models/x", "--cache-dir", str(tmp_path)]), {})
+    assert config.s3fd == "models/x"
+    assert config_from_args(parser.parse_args(["--cache-dir", str(tmp_path)]), {"TALKFACE_S3FD": "e"}).s3fd == "e"
 
 
 def test_server_name_ffmpeg_check_and_bad_flags(monkeypatch, capsys):

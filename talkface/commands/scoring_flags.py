@@ -12,6 +12,7 @@ from ..errors import TalkFaceUserError
 from ..evaluation.evaluate import EvaluationOptions
 from ..metrics import get_metric
 from ..metrics.sync import TrackingOptions
+from ..metrics.syncnet_protocol import LSE_PROTOCOLS
 
 DEFAULTS = EvaluationOptions()
 TRACKING_DEFAULTS = TrackingOptions()
@@ -24,11 +25,22 @@ def add_model_flags(group, metric_names):
         flag = "--" + metric.model_option.replace("_", "-")
         group.add_argument(flag, dest=metric.model_option, metavar="MODEL",
                            help=f"model folder or Hub id for {metric.name} ({metric.model_env}); {metric.description}")
+    if "lse" in metric_names:
+        group.add_argument("--s3fd", metavar="MODEL", default=DEFAULTS.s3fd,
+                           help="S3FD face detector folder for --lse-protocol syncnet_python without --box "
+                           "(`talkface convert s3fd`; TALKFACE_S3FD)")
     group.add_argument("--device", default=DEFAULTS.device, help="torch device (default: %(default)s)")
 
 
 def add_lse_flags(parser):
     sync = parser.add_argument_group("lip sync (lse)")
+    sync.add_argument("--lse-protocol", choices=LSE_PROTOCOLS, default=DEFAULTS.lse_protocol,
+                      help="default: talkface's own decode and --face-mode (fast); syncnet_python: syncnet_python's "
+                      "whole procedure on each video file (its re-encodes, S3FD, scene cuts, tracks, crops and JPEG "
+                      "round trips), giving the LSE it prints (docs/evaluation.md; default: %(default)s)")
+    sync.add_argument("--box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"), default=DEFAULTS.lse_box,
+                      help="with --lse-protocol syncnet_python: this face box (source pixels) on every frame instead "
+                      "of S3FD")
     sync.add_argument("--face-mode", choices=("precropped", "track"), default=DEFAULTS.face_mode,
                       help="precropped: videos are face crops, resized to 224 (the LRS2 protocol); track: detect, "
                       "track and crop faces as syncnet_python does for in-the-wild video (default: %(default)s)")
@@ -83,6 +95,7 @@ _CONVERSIONS = {
     "plots": ("no_plots", lambda value: not value),
     "avs_layer": ("layer", None),
     "avs_landmark_stride": ("landmark_stride", None),
+    "lse_box": ("box", lambda value: tuple(value) if value else None),
 }
 
 

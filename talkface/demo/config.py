@@ -46,6 +46,7 @@ DEFAULT_MODEL_FOLDERS = {
     "syncnet": "models/syncnet-lse",
     "avhubert": "models/avhubert",
     "gfpgan": "models/gfpgan-v1.4",
+    "s3fd": "models/s3fd",
 }
 TINY_RANDOM_LABEL = "random weights, for testing the UI only"
 
@@ -68,6 +69,7 @@ class DemoConfig:
 
     generators: display name -> generator folder or Hub id (Wav2Lip, TalkLip, our generator).
     syncnet / avhubert / gfpgan: SyncNet LSE, AV-HuBERT and GFPGAN folders or Hub ids (None: not configured).
+    s3fd: S3FD folder for LSE with syncnet_python's protocol (None: that protocol needs a face box).
     device: torch device for every model ("auto": cuda, then mps, then cpu).
     face_backend: talkface.faces backend for tracking and landmarks.
     max_video_seconds / max_audio_seconds: longest accepted face video / audio.
@@ -84,6 +86,7 @@ class DemoConfig:
     syncnet: str | None = None
     avhubert: str | None = None
     gfpgan: str | None = None
+    s3fd: str | None = None
     device: str = "auto"
     face_backend: str = "mediapipe"
     max_video_seconds: float = DEFAULT_MAX_SECONDS
@@ -145,6 +148,7 @@ def config_from_args(args, environ=None) -> DemoConfig:
         "syncnet": args.syncnet or environ.get("TALKFACE_SYNCNET_LSE") or None,
         "avhubert": args.avhubert or environ.get("TALKFACE_AVHUBERT") or None,
         "gfpgan": args.gfpgan or environ.get("TALKFACE_GFPGAN") or None,
+        "s3fd": getattr(args, "s3fd", None) or environ.get("TALKFACE_S3FD") or None,
     }
     config = DemoConfig(generators=generators, device=args.device, face_backend=args.face_backend,
                         max_video_seconds=args.max_video_seconds, max_audio_seconds=args.max_audio_seconds,
@@ -163,7 +167,7 @@ def config_from_args(args, environ=None) -> DemoConfig:
     if not config.generators:
         config.generators = {name: folder for name, folder in DEFAULT_MODEL_FOLDERS["generators"].items()
                              if (Path(folder) / "config.json").is_file()}
-    for role in ("syncnet", "avhubert", "gfpgan"):
+    for role in ("syncnet", "avhubert", "gfpgan", "s3fd"):
         folder = DEFAULT_MODEL_FOLDERS[role]
         if getattr(config, role) is None and (Path(folder) / "config.json").is_file():
             setattr(config, role, folder)

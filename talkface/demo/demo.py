@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..errors import ModelLoadError, TalkFaceUserError
 from ..metrics import get_metric
+from ..metrics.lse import S3FD_HINT
 from ..pipelines.lipsync.watermark import Watermarker
 from . import uploads
 from .config import (  # noqa: F401  (re-exported: these names lived here first)
@@ -90,6 +91,8 @@ class TalkFaceDemo:
             ModelStatus("lip-sync scorer (AVS)", "AV-HuBERT", config.avhubert,
                         missing_reason(config.avhubert, avs.model_hint)),
             ModelStatus("face enhancer", "GFPGAN", config.gfpgan, missing_reason(config.gfpgan, GFPGAN_HINT)),
+            ModelStatus("face detector (LSE, syncnet_python protocol)", "S3FD", config.s3fd,
+                        missing_reason(config.s3fd, S3FD_HINT)),
         ]
         return rows
 

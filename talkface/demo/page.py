@@ -164,29 +164,32 @@ class PageActions:
                                                       feather, enhance, progress)
 
     # -- score ------------------------------------------------------------------------------------------------
-    def _score(self, videos, audios, references, face_mode, progress):
+    def _score(self, videos, audios, references, face_mode, lse_protocol, box, progress):
         eta = Eta()
         result = self.demo.score(videos, audios=audios, references=references, face_mode=face_mode,
+                                 lse_protocol=lse_protocol, box=box,
                                  progress=lambda f, text: progress(f, desc=f"{text} ({eta.describe(f, 1.0)})"))
         table = pd.DataFrame(result.rows, columns=result.headers)
         count = len(result.rows) - (len(result.rows) > 1)  # without the mean row
         status = status_line("ok", f"{count} video{'s' * (count != 1)} scored in {eta.elapsed():.1f} s")
         return table, status, result.note, [str(p) for p in result.plots], [str(p) for p in result.downloads]
 
-    def score(self, videos, audios, references, face_mode, progress=gr.Progress()):  # noqa: B008 (Gradio)
+    def score(self, videos, audios, references, face_mode, lse_protocol=SCORE_DEFAULTS.lse_protocol, box=None,
+              progress=gr.Progress()):  # noqa: B008 (Gradio)
         """The Score button: (table, status line, note, plots, downloads); a failure is the status line."""
         try:
-            return self._score(videos, audios, references, face_mode, progress)
+            return self._score(videos, audios, references, face_mode, lse_protocol, box, progress)
         except TalkFaceUserError as err:
             message = err
         except Exception as err:  # noqa: BLE001  (a bug: said as such on the page)
             message = unexpected_error_message("scoring", err)
         return pd.DataFrame(), status_line("error", message), "", [], []
 
-    def score_api(self, videos, audios, references, face_mode, progress=gr.Progress()):  # noqa: B008 (Gradio)
+    def score_api(self, videos, audios, references, face_mode, lse_protocol=SCORE_DEFAULTS.lse_protocol, box=None,
+                  progress=gr.Progress()):  # noqa: B008 (Gradio)
         """The `/score` endpoint: (table, note, plots, downloads); a failure raises its message."""
         table, _, note, plots, downloads = _raising(self._score, "scoring")(videos, audios, references, face_mode,
-                                                                            progress)
+                                                                            lse_protocol, box, progress)
         return table, note, plots, downloads
 
 
@@ -332,6 +335,12 @@ def build_score_tab(demo: TalkFaceDemo, actions: PageActions):
                 [("find and track the face (any video)", "track"),
                  ("the whole frame is the face (pre-cropped, LRS2 protocol)", "precropped")],
                 value=SCORE_DEFAULTS.face_mode, label="Faces for LSE")  # the default of `talkface evaluate`
+            lse_protocol = gr.Radio(
+                [("talkface (fast, decodes the video directly)", "default"),
+                 ("syncnet_python's procedure (the numbers papers print; slower)", "syncnet_python")],
+                value=SCORE_DEFAULTS.lse_protocol, label="LSE protocol", elem_id="lse-protocol")
+            box = gr.Textbox(label="Face box for syncnet_python's procedure (optional): x1 y1 x2 y2 in pixels; "
+                             "empty: S3FD finds the faces", elem_id="lse-box")
             score_button = gr.Button("Score", variant="primary", elem_id="score-button")
         with gr.Column():
             status = gr.Markdown(elem_id="score-status")
@@ -341,7 +350,7 @@ def build_score_tab(demo: TalkFaceDemo, actions: PageActions):
                                height="auto", elem_id="score-plots")
             downloads = gr.File(label="Download the results", file_count="multiple", interactive=False,
                                 elem_id="score-downloads")
-    inputs = [videos, audios, references, face_mode]
+    inputs = [videos, audios, references, face_mode, lse_protocol, box]
     score_button.click(actions.score, inputs=inputs, outputs=[table, status, note, plots, downloads],
                        concurrency_id="compute", show_progress_on=table, api_name="page_score",
                        api_visibility="private")

@@ -39,8 +39,8 @@ def scoring_options(demo, **settings) -> EvaluationOptions:
     """`EvaluationOptions` of a scoring request: the demo's models, device and face backend, the defaults of
     `talkface evaluate` for everything else unless given."""
     config = demo.config
-    return EvaluationOptions(syncnet=config.syncnet, avhubert=config.avhubert, device=str(demo.device()),
-                             face_backend=config.face_backend, use_cache=False, **settings)
+    return EvaluationOptions(syncnet=config.syncnet, avhubert=config.avhubert, s3fd=config.s3fd,
+                             device=str(demo.device()), face_backend=config.face_backend, use_cache=False, **settings)
 
 
 def run_scoring(demo, pairs, metrics, options: EvaluationOptions, progress: ProgressCallback) -> EvaluationReport:
@@ -75,11 +75,29 @@ def score_generated(demo, video: Path, progress: ProgressCallback = no_progress)
     return rows, "\n\n".join(notes)
 
 
+def parse_box(text) -> tuple | None:
+    """The page's face box field ("x1 y1 x2 y2", commas allowed; empty: none) -> 4 floats or None."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    if not isinstance(text, str):
+        return tuple(text)
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise TalkFaceUserError(f"face box {text!r}: write four numbers x1 y1 x2 y2 (pixels), or leave it empty")
+    return values
+
+
 def score(demo, videos, audios=None, references=None, face_mode: str = SCORE_DEFAULTS.face_mode,
-          progress: ProgressCallback = no_progress) -> ScoreResult:
+          progress: ProgressCallback = no_progress, lse_protocol: str = SCORE_DEFAULTS.lse_protocol,
+          box=None) -> ScoreResult:
     """Every available metric of each video, with per-frame sync curves and downloadable results.
 
-    face_mode: LSE's face mode, "precropped" (the default of `talkface evaluate`) or "track"."""
+    face_mode: LSE's face mode, "precropped" (the default of `talkface evaluate`) or "track".
+    lse_protocol "syncnet_python" scores LSE with syncnet_python's whole procedure (faces from S3FD, or `box`:
+    "x1 y1 x2 y2" in source pixels); face_mode then does not apply to LSE."""
     config = demo.config
     videos = as_list(videos)
     if not videos:
@@ -99,7 +117,11 @@ def score(demo, videos, audios=None, references=None, face_mode: str = SCORE_DEF
     reference_for = match_files(references, videos, stems, "ground-truth videos")
     pairs = [FilePair(stem=stem, generated=Path(video), reference=reference_for[i], audio=audio_for[i])
              for i, (stem, video) in enumerate(zip(stems, videos))]
-    options = scoring_options(demo, face_mode=face_mode)
+    box = parse_box(box)
+    if box is not None and lse_protocol != "syncnet_python":
+        raise TalkFaceUserError("a face box is used by the syncnet_python LSE protocol only; choose it, or leave the "
+                                "box empty")
+    options = scoring_options(demo, face_mode=face_mode, lse_protocol=lse_protocol, lse_box=box)
     demo.prune_outputs()
     report = run_scoring(demo, pairs, config.score_metrics, options, lambda f, d: progress(0.95 * f, d))
     runnable = [get_metric(m) for m in config.score_metrics if m not in report.unavailable]

@@ -41,6 +41,7 @@ from ..metrics import DEFAULT_METRICS, REFERENCE, get_metric, parse_metric_names
 from ..metrics.avs import DEFAULT_LANDMARK_STRIDE
 from ..metrics.image_quality import DEFAULT_PSNR_CAP_DB
 from ..metrics.sync import DEFAULT_VSHIFT, TrackingOptions
+from ..metrics.syncnet_protocol import LSE_PROTOCOLS, validate_lse_box
 from .cache import atomic_write_bytes, cache_key, cache_read, cache_write, safe_name
 from .pairing import (  # noqa: F401  (re-exported: these names lived here first)
     AUDIO_EXTENSIONS,
@@ -75,6 +76,11 @@ class EvaluationOptions:
         face_mode: "precropped" (whole frame = face, the LRS2 protocol) or "track" (detect + track + crop).
         tracking: `TrackingOptions` of track mode (min track length, crop scale, ...).
         vshift: offsets searched on each side.
+        lse_protocol: "default" (talkface's decode, face modes above) or "syncnet_python" (syncnet_python's whole
+            procedure on the video file, re-encodes included: `talkface.metrics.syncnet_protocol`; face_mode and
+            tracking do not apply).
+        lse_box: (x1, y1, x2, y2) face box in source pixels standing in for S3FD in the syncnet_python protocol.
+        s3fd: S3FD folder (`talkface convert s3fd`) for the syncnet_python protocol without a box (TALKFACE_S3FD).
     AVS:
         avs_layer: AV-HuBERT encoder layer compared (None: the last layer with its final LayerNorm).
         avs_landmark_stride: mouth landmarks on every n-th frame, interpolated between.
@@ -101,6 +107,9 @@ class EvaluationOptions:
     face_mode: str = "precropped"
     tracking: TrackingOptions = field(default_factory=TrackingOptions)
     vshift: int = DEFAULT_VSHIFT
+    lse_protocol: str = "default"
+    lse_box: tuple | None = None
+    s3fd: str | None = None
     image_region: str = "full"
     ssim_window: str = "gaussian"
     psnr_cap_db: float | None = DEFAULT_PSNR_CAP_DB
@@ -118,6 +127,13 @@ class EvaluationOptions:
     def __post_init__(self):
         if self.face_mode not in ("precropped", "track"):
             raise TalkFaceUserError(f"face mode must be 'precropped' or 'track', got {self.face_mode!r}")
+        if self.lse_protocol not in LSE_PROTOCOLS:
+            raise TalkFaceUserError(f"LSE protocol must be one of {', '.join(LSE_PROTOCOLS)}, got {self.lse_protocol!r}")
+        if self.lse_box is not None:
+            if self.lse_protocol != "syncnet_python":
+                raise TalkFaceUserError("--box gives the face of --lse-protocol syncnet_python; add that option (the "
+                                        "default protocol finds faces with --face-mode)")
+            self.lse_box = validate_lse_box(self.lse_box)
         if self.image_region not in ("full", "face"):
             raise TalkFaceUserError(f"image region must be 'full' or 'face', got {self.image_region!r}")
         if self.ssim_window not in ("gaussian", "uniform"):

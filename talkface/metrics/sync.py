@@ -570,12 +570,26 @@ class LSEScorer:
         return lse_from_embeddings(video_embeddings, audio_embeddings, self.vshift, start_frame)
 
     def score_video(self, video_path, audio_path=None, face_mode: str = "precropped",
-                    tracking: TrackingOptions | None = None, face_backend=None) -> VideoSyncResult:
+                    tracking: TrackingOptions | None = None, face_backend=None, protocol: str = "default",
+                    box=None) -> VideoSyncResult:
         """LSE of a video file with its own audio track (or `audio_path`); see `score_clip`.
 
         Frames are read on a 25 fps grid (the reference converts in-the-wild video to 25 fps too).
+        `protocol="syncnet_python"` runs syncnet_python's whole procedure on the file instead
+        (`talkface.metrics.syncnet_protocol`; face_mode and tracking do not apply): faces come from `box`
+        (x1, y1, x2, y2) or from `face_backend`, which must then be an S3FD backend
+        (`talkface.faces.S3FDFaceBackend`).
         """
         from .. import media
+
+        if protocol == "syncnet_python":
+            from .syncnet_protocol import SyncNetPythonOptions, SyncNetPythonProtocol
+
+            return SyncNetPythonProtocol(self, face_backend, SyncNetPythonOptions(box=box)).score_video(
+                video_path, audio_path=audio_path)
+        if protocol != "default" or box is not None:
+            raise TalkFaceUserError(f"protocol must be 'default' or 'syncnet_python' (box only with the latter), "
+                                    f"got {protocol!r}")
 
         extractor = self.feature_extractor
         frames = media.read_frames(video_path, fps=extractor.fps)  # RGB (frames, H, W, 3)
