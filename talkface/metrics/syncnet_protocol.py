@@ -138,9 +138,13 @@ def _detect_scenes(avi_path, options: SyncNetPythonOptions) -> tuple[list[tuple[
     return detector.scenes(), detector.num_frames
 
 
-def _detect_faces(jpegs: list[bytes], face_backend, options: SyncNetPythonOptions, batch: int = 32
+def _detect_faces(jpegs: list[bytes], face_backend, options: SyncNetPythonOptions, needed, batch: int = 32
                   ) -> list[list[dict]]:
-    """Per JPEG, run_pipeline's face list: {"frame", "bbox", "conf"} in the detector's order."""
+    """Per JPEG, run_pipeline's face list: {"frame", "bbox", "conf"} in the detector's order.
+
+    The reference runs S3FD on every JPEG; only the frames in `needed` (those of scenes long enough to be tracked)
+    are detected here, and a JPEG byte-identical to an earlier one (step 2's duplicates) reuses its faces: the
+    lists the tracking reads are the same."""
     if options.box is not None:
         return [[{"frame": index, "bbox": list(options.box), "conf": 1.0}] for index in range(len(jpegs))]
     if face_backend is None or not hasattr(face_backend, "scored_boxes"):
@@ -149,13 +153,22 @@ def _detect_faces(jpegs: list[bytes], face_backend, options: SyncNetPythonOption
             "convert s3fd --checkpoint sfd_face.pth --out DIR`) or one fixed face box with --box X1 Y1 X2 Y2")
     import cv2
 
-    faces = []
-    for start in range(0, len(jpegs), batch):
-        frames = [cv2.cvtColor(steps.decode_jpeg(data), cv2.COLOR_BGR2RGB) for data in jpegs[start : start + batch]]
+    first_copy = {}  # JPEG bytes -> the first frame index with them
+    to_detect = []
+    for index in sorted(i for i in set(needed) if 0 <= i < len(jpegs)):
+        if first_copy.setdefault(jpegs[index], index) == index:
+            to_detect.append(index)
+    found = {}
+    for start in range(0, len(to_detect), batch):
+        chunk = to_detect[start : start + batch]
+        frames = [cv2.cvtColor(steps.decode_jpeg(jpegs[i]), cv2.COLOR_BGR2RGB) for i in chunk]
         rows = face_backend.scored_boxes(frames, scale=options.facedet_scale, threshold=options.detection_threshold)
-        for offset, frame_rows in enumerate(rows):
-            faces.append([{"frame": start + offset, "bbox": row[:4].tolist(), "conf": float(row[4])}
-                          for row in frame_rows])
+        found.update(zip(chunk, rows))
+    faces = [[] for _ in jpegs]
+    for index in needed:
+        if 0 <= index < len(jpegs):
+            rows = found[first_copy[jpegs[index]]]
+            faces[index] = [{"frame": index, "bbox": row[:4].tolist(), "conf": float(row[4])} for row in rows]
     return faces
 
 
@@ -218,7 +231,9 @@ class SyncNetPythonProtocol:
                 scenes, num_avi_frames = scenes_job.result()
             timer.add("frames_audio_scenes", started)
             started = time.perf_counter()
-            faces = _detect_faces(jpegs, self.face_backend, options)
+            tracked_scenes = [(a, b) for a, b in scenes if b - a >= options.min_track]
+            needed = sorted({i for a, b in tracked_scenes for i in range(a, b)})
+            faces = _detect_faces(jpegs, self.face_backend, options, needed)
             timer.add("detect", started)
             if stages is not None:
                 stages.update(n_pyframes=len(jpegs), n_avi_frames=num_avi_frames, scenes=scenes,
