@@ -5,7 +5,7 @@
 
 Each card is `talkface.hub.cards.render_model_card(kind)`: the reference card of a model kind, with parameter counts
 computed from the default configurations and preprocessing tables from the feature extractors' defaults. Edit the
-templates (or MODEL_FACTS in talkface/hub.py), never the rendered files; tests/test_hub.py checks they agree.
+templates (or MODEL_FACTS in talkface/hub.py), never the rendered files; tests/hub/test_hub.py checks they agree.
 """
 
 import argparse

@@ -17,7 +17,7 @@ video into the 96x96 mouth crops AV-HuBERT was trained on:
 Steps 1-3 (the geometry) live in `talkface.faces.mouth_alignment` and are re-exported here; step 4, the landmark
 detection over a clip and `prepare_mouth_video` live here. Everything is vectorised over frames, and only the 96x96
 output pixels are ever sampled (the 256x256 frame is never materialised). The warp reproduces scikit-image's
-`warp(order=1)` arithmetic, so crops match the reference within one grey level (see tests/test_mouth_roi.py and
+`warp(order=1)` arithmetic, so crops match the reference within one grey level (see tests/faces/test_mouth_roi.py and
 docs/avs.md).
 
 `crop_mouth_differentiable` is the same crop on float images with `torch.nn.functional.grid_sample`, for losses

@@ -11,7 +11,7 @@ The reference is syncnet_python's `SyncNetInstance.evaluate` (and its copies in 
 4. A data set's LSE-D / LSE-C are the arithmetic means of the per-video values.
 
 Here every window is embedded in a few batched forward passes and the 2*vshift+1 distances of all windows come
-from one tensor computation; the numbers equal the reference loop's (tests/test_metrics_sync.py checks this
+from one tensor computation; the numbers equal the reference loop's (tests/metrics/test_metrics_sync.py checks this
 against golden outputs of the original code).
 
 Two ways to get the face frames (docs/evaluation.md):
@@ -437,7 +437,7 @@ class _FoldedVideoStream:
     Every layer after the first has a temporal kernel of 1, so the stream is 2-D convolutions on each window; the
     first 3-D convolution is a 2-D convolution over the window's 5 frames stacked on the channel axis. Batch norm
     (eval mode) is folded into the preceding convolution and tensors are channels-last, which oneDNN runs faster.
-    Results equal the model's `get_video_embeddings` to float32 round-off (tests/test_metrics_sync.py).
+    Results equal the model's `get_video_embeddings` to float32 round-off (tests/metrics/test_metrics_sync.py).
     """
 
     def __init__(self, model):

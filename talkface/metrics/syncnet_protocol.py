@@ -23,7 +23,7 @@ Here steps 1-3 and 10 run the same ffmpeg command lines (pipes instead of files 
 step 7's encoder is configured as OpenCV configures it (`syncnet_protocol_media`), steps 5-7 are the reference's
 rules (`talkface.faces.syncnet_tracks`), S3FD is `talkface.models.s3fd`, batched, and `--box` replaces step 4 by
 one fixed box for every frame. Steps 8, 9 and 11 change no sample or pixel and are done in memory. The result
-equals syncnet_python's on the golden clips (tests/test_syncnet_protocol.py).
+equals syncnet_python's on the golden clips (tests/metrics/test_syncnet_protocol.py).
 """
 
 from __future__ import annotations

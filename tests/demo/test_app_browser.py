@@ -22,7 +22,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "demo"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "demo"
 SR = 16000
 TIMEOUT_MS = 240_000  # generation and scoring on a busy 2-core CI machine
 
