@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from talkface.cli import main
-from tests.test_avs import SAMPLES_PER_FRAME, make_offline_hub_cache, tiny_config, write_clip
+from tests.metrics.test_avs import SAMPLES_PER_FRAME, make_offline_hub_cache, tiny_config, write_clip
 from tests.utils import data_file, shared_file
 
 NUM_FRAMES = 24  # short clips keep the face-landmark passes cheap

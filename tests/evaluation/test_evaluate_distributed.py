@@ -17,7 +17,7 @@ from talkface.cli import main
 from talkface.commands.evaluate import _without_option
 from talkface.evaluation.distributed import process_device, shard_bounds
 from talkface.metrics import METRICS
-from tests.test_evaluate import clips, models, write_clip  # noqa: F401  (module fixtures)
+from tests.evaluation.test_evaluate import clips, models, write_clip  # noqa: F401  (module fixtures)
 from tests.utils import REPO_ROOT, shared_file
 
 PYTHON = sys.executable

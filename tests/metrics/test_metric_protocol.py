@@ -10,7 +10,7 @@ from talkface.cli import main
 from talkface.errors import TalkFaceUserError
 from talkface.evaluation.evaluate import EvaluationOptions, evaluate
 from talkface.metrics import METRICS, Metric, get_metric, register_metric, unregister_metric
-from tests.test_evaluate import make_dirs, write_clip
+from tests.evaluation.test_evaluate import make_dirs, write_clip
 from tests.utils import data_file
 
 CALLS = []  # stems the toy metric computed
