@@ -81,6 +81,26 @@ def test_fresh_l2_norm_scales_are_the_reference_init():
     assert torch.all(model.L2Norm3_3.weight == 10) and torch.all(model.L2Norm5_3.weight == 5)
 
 
+
+def assert_same_detections(found, expected, atol):
+    """Detect's (classes, top_k, 5) rows equal: scores in the same order; rows equal where their neighbours' scores
+    are farther apart than `atol`, and within a run of near-tied scores equal as a set."""
+    assert found.shape == expected.shape
+    np.testing.assert_allclose(found[..., 0], expected[..., 0], atol=atol, rtol=0)
+    for cls in range(expected.shape[0]):
+        rows, want = found[cls], expected[cls]
+        start = 0
+        while start < len(want):  # runs of consecutive rows whose golden scores are within atol of each other
+            stop = start + 1
+            while stop < len(want) and abs(want[stop, 0] - want[stop - 1, 0]) < atol:
+                stop += 1
+            got_run, want_run = rows[start:stop], want[start:stop]
+            distance = np.abs(got_run[:, None, :] - want_run[None, :, :]).max(axis=2)
+            assert (distance.min(axis=0) <= atol).all() and (distance.min(axis=1) <= atol).all(), \
+                f"class {cls} rows {start}..{stop - 1} differ"
+            start = stop
+
+
 @pytest.mark.parametrize("tag,scale,name", RUNS)
 def test_golden_parity(golden, model, tag, scale, name):
     prefix = f"{tag}_{name}_"
@@ -97,9 +117,10 @@ def test_golden_parity(golden, model, tag, scale, name):
     np.testing.assert_array_equal(outputs.anchors.numpy(), golden[prefix + "priors"])
     np.testing.assert_allclose(outputs.box_offsets[0].numpy(), golden[prefix + "det_loc"], atol=MAP_ATOL, rtol=0)
     np.testing.assert_allclose(outputs.scores[0].numpy(), golden[prefix + "det_conf_softmax"], atol=1e-6, rtol=0)
-    # Detect: the same rows in the same order (ties between anchors are ordered by the same sort)
+    # Detect: the same rows in the same order, except that rows whose scores differ by less than float32 round-off
+    # may swap places (two anchors 3e-8 apart swap on some CPUs: the sort sees the round-off of the conv kernels)
     detections = extractor.post_process(outputs)[0].numpy()
-    np.testing.assert_allclose(detections, golden[prefix + "output"], atol=MAP_ATOL, rtol=0)
+    assert_same_detections(detections, golden[prefix + "output"], atol=MAP_ATOL)
     faces = extractor.merge_faces([extractor.face_rows(torch.from_numpy(detections), golden[f"{tag}_image_rgb"].shape[:2],
                                                        threshold=float(golden["conf_th_used"]))])
     expected = golden[prefix + "bboxes"]
