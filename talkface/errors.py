@@ -25,3 +25,8 @@ class MediaError(TalkFaceUserError):
 
 class ModelLoadError(TalkFaceUserError):
     """A model folder or Hub id is missing or holds the wrong kind of model."""
+
+
+class InvalidInputError(TalkFaceUserError, ValueError):
+    """An option or argument is out of range for the input it is used on (a bad fps, pads that leave no face,
+    a face index beyond the faces found)."""

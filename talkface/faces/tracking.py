@@ -11,13 +11,16 @@ How a box is found for each frame:
    longer side is at most `detection_max_side` first; the boxes are scaled back.
 2. The tracked face is the detection overlapping the previous tracked box most (IoU >= `min_iou`). With no
    previous box, or when no detection overlaps it (a cut, the face reappearing elsewhere), the tracker
-   (re)acquires the `face_index`-th largest face (0 = largest).
+   (re)acquires the `face_index`-th largest face (0 = largest). The first frame in which faces are found fixes
+   whether `face_index` makes sense: fewer faces than that raise `InvalidInputError` with the count, at once.
 3. Between two key frames that both hold the same face (IoU >= `interpolate_min_iou`), with no abrupt picture
    change in between (32x32 thumbnails of consecutive frames differ by less than `scene_change_threshold` grey
    levels), boxes (and landmarks) are interpolated linearly. Otherwise (face appears/disappears, a cut, a black
    or inserted frame, fast motion) every frame in between is detected too. Occlusions that change little of the picture (a hand
    over the mouth for a few frames) can be missed with `detect_every` > 1; use 1 for such videos.
-4. Wav2Lip-style pads (top, bottom, left, right, in pixels) are added and the box clipped to the frame.
+4. Wav2Lip-style pads (top, bottom, left, right, in pixels) are added and the box clipped to the frame. Pads
+   that leave no face region (negative pads larger than the face) raise `InvalidInputError` at the first face
+   found, instead of pasting a sliver.
 5. Boxes and landmarks are averaged over `smooth_window` frames centred on each frame (Wav2Lip averages a forward
    window of 5), within runs of frames that hold the face without a jump (IoU >= `min_iou`), so smoothing never
    blends across a cut or into a face-less frame. Landmarks are averaged over the frames of the window that have
@@ -35,6 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from .backends import FaceBackend, FaceDetection, box_iou, get_face_backend
 
 logger = logging.getLogger(__name__)
@@ -130,6 +134,7 @@ class FaceTracker:
         self.frames_without_face = 0
         self.num_detections = 0
         self._last_box = None
+        self._faces_seen = False  # whether any frame so far had a face (the face index is checked on the first)
 
     # -- detection + association --------------------------------------------------------------------------
     def detect_faces(self, frame: np.ndarray) -> list[FaceDetection]:
@@ -148,7 +153,21 @@ class FaceTracker:
         """All face boxes in a frame (largest first), in full-frame pixels."""
         return [face.box for face in self.detect_faces(frame)]
 
+    def _check_face_index(self, candidates: list[FaceDetection]):
+        """On the first frame with faces: refuse a face index beyond them (the same faces follow in most videos,
+        so finding out after the whole video would only waste the run)."""
+        if self._faces_seen or not candidates:
+            return
+        self._faces_seen = True
+        count = len(candidates)
+        if self.face_index >= count:
+            where = "the first frame" if self.num_detections == 1 else "the first frame where faces were found"
+            raise InvalidInputError(
+                f"--face-index {self.face_index} but only {count} face{'s were' if count != 1 else ' was'} found in "
+                f"{where}; use 0..{count - 1} (0 = the largest)")
+
     def _associate(self, candidates: list[FaceDetection]) -> FaceDetection | None:
+        self._check_face_index(candidates)
         face = None
         if candidates and self._last_box is not None:
             overlaps = [box_iou(c.box, self._last_box) for c in candidates]
@@ -200,10 +219,18 @@ class FaceTracker:
 
     # -- padding + smoothing ------------------------------------------------------------------------------
     def _pad(self, box: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        """The padded box clipped to the frame; `InvalidInputError` when the pads leave less than 2 x 2 pixels."""
         top, bottom, left, right = self.pads
         height, width = frame.shape[:2]
-        return np.array([max(0.0, box[0] - left), max(0.0, box[1] - top), min(float(width), box[2] + right),
-                         min(float(height), box[3] + bottom)], dtype=np.float32)
+        padded = np.array([max(0.0, box[0] - left), max(0.0, box[1] - top), min(float(width), box[2] + right),
+                           min(float(height), box[3] + bottom)], dtype=np.float32)
+        if padded[2] - padded[0] < 2 or padded[3] - padded[1] < 2:
+            size = f"{box[2] - box[0]:.0f}x{box[3] - box[1]:.0f}"
+            raise InvalidInputError(
+                f"--pads {' '.join(map(str, self.pads))} (top bottom left right) leave no face region around the "
+                f"{size} face found at ({box[0]:.0f}, {box[1]:.0f}); negative pads shrink the box, so use smaller "
+                "ones (the default is " + " ".join(map(str, DEFAULT_PADS)) + ")")
+        return padded
 
     def track(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, FaceDetection | None]]:
         """Yield (frame, face) for every frame: a `FaceDetection` whose box is the float32 (4,) padded, smoothed

@@ -92,7 +92,7 @@ ERROR_CASES = {
     "face without picture": ({"--face": "@speech.wav"}, "no video stream"),
     "empty audio": ({"--audio": "@empty.wav"}, "no audio samples"),
     "no face anywhere": ({"--face": "@black.mp4"}, "no face found"),
-    "face index": ({"--face-index": 4}, "no face found"),
+    "face index": ({"--face-index": 4}, "--face-index 4 but only 1 face was found in the first frame; use 0..0"),
     "missing model": ({"--model": "@missing_model"}, "not found"),
     "wrong model kind": ({"--model": "@not_a_generator"}, "not a generator"),
     "model is a file": ({"--model": "@speech.wav"}, "is a file"),
@@ -101,6 +101,12 @@ ERROR_CASES = {
     "not mp4": ({"--out": "#out.avi"}, ".mp4"),
     "box outside": ({"--box": [0, 0, 999, 999]}, "outside"),
     "bad fps": ({"--fps": 0}, "fps"),
+    "fps inf": ({"--fps": "inf"}, "fps must be a number > 0 and <= 240"),
+    "fps nan": ({"--fps": "nan"}, "fps must be a number > 0 and <= 240"),
+    "fps negative": ({"--fps": -1}, "fps must be"),
+    "fps huge": ({"--fps": 1000}, "<= 240"),
+    "pads beyond the frame": ({"--pads": [-500, 0, 0, 0]}, "leave no face region in a 256x256 frame"),
+    "pads beyond the face": ({"--pads": [0, 0, -120, -120]}, "leave no face region around the"),
     "gfpgan weights missing": ({"--enhance": "gfpgan", "--enhance-model": "nowhere/gfpgan"}, "GFPGANv1.4.pth"),
 }
 

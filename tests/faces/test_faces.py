@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from talkface import media
-from talkface.errors import MissingDependencyError, TalkFaceUserError
+from talkface.errors import InvalidInputError, MissingDependencyError, TalkFaceUserError
 from talkface.faces import (
     MEDIAPIPE_TO_IBUG68,
     FaceBackend,
@@ -194,9 +194,31 @@ def test_tracker_follows_the_same_face_and_face_index():
     script = {i: [[20, 20, 120, 120], [180, 40, 180 + (60 if i < 3 else 120), 160]] for i in range(6)}
     _, boxes = track(ScriptedBackend(script), numbered_frames(6), pads=(0, 0, 0, 0), smooth_window=1)
     assert all(b[0] == 20 for b in boxes)
-    # a face index beyond the faces present: no face anywhere
-    tracker, boxes = track(ScriptedBackend(script), numbered_frames(6), face_index=5)
-    assert boxes == [None] * 6 and tracker.frames_without_face == 6
+    # a face index beyond the faces present: refused at the first frame with faces, with the count
+    backend = ScriptedBackend(script)
+    with pytest.raises(InvalidInputError, match=r"--face-index 5 but only 2 faces were found in the first frame; "
+                                                r"use 0\.\.1"):
+        track(backend, numbered_frames(6), face_index=5)
+    assert backend.calls == [0]
+    # faces appearing only from frame 2 on: checked there
+    late = {i: v for i, v in script.items() if i >= 2}
+    with pytest.raises(InvalidInputError, match="only 2 faces were found in the first frame where faces were found"):
+        track(ScriptedBackend(late), numbered_frames(6), face_index=2)
+    # fewer faces later on (the second face leaves): that frame has no tracked face, nothing is raised
+    leaving = {i: v[:1] if i >= 3 else v for i, v in script.items()}
+    tracker, boxes = track(ScriptedBackend(leaving), numbered_frames(6), pads=(0, 0, 0, 0), smooth_window=1,
+                           face_index=1)
+    assert [b is None for b in boxes] == [False] * 3 + [True] * 3 and tracker.frames_without_face == 3
+
+
+def test_tracker_refuses_pads_that_leave_no_face():
+    script = {i: [[20, 20, 120, 120]] for i in range(4)}
+    backend = ScriptedBackend(script)
+    with pytest.raises(InvalidInputError, match=r"--pads -100 0 0 0 .* leave no face region around the 100x100 face"):
+        track(backend, numbered_frames(4), pads=(-100, 0, 0, 0))
+    assert backend.calls == [0]
+    _, boxes = track(ScriptedBackend(script), numbered_frames(4), pads=(-90, 0, 0, 0), smooth_window=1)
+    assert all(b[3] - b[1] == pytest.approx(10) for b in boxes)
 
 
 def test_tracker_detection_stride_interpolates_and_refines():

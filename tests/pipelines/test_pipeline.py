@@ -237,12 +237,68 @@ def test_forced_box_pads_and_face_index(tmp_path, short_clip, speech):
     assert np.abs(frame[245:].astype(int) - source[245:].astype(int)).mean() < 3  # below the box: untouched
 
 
-def test_face_index_beyond_the_faces_is_no_face(tmp_path, short_clip, speech, mediapipe_backend):
+class FixedFaces(FaceBackend):
+    """Test-only backend: the same boxes in every frame; counts the frames it was asked about."""
+
+    def __init__(self, *boxes):
+        self.boxes = [np.asarray(b, dtype=np.float32) for b in boxes]
+        self.calls = 0
+
+    def _detect(self, frame_rgb, landmarks):
+        from talkface.faces.backends import FaceDetection
+
+        self.calls += 1
+        return [FaceDetection(box=box.copy(), landmarks=None, score=1.0) for box in self.boxes]
+
+
+def test_face_index_beyond_the_faces_fails_early_with_the_count(tmp_path, short_clip, speech):
     out = tmp_path / "none.mp4"
-    with pytest.raises(NoFaceError, match="no face"):
-        LipSyncPipeline(PaintingGenerator(), face_backend=mediapipe_backend)(
+    backend = FixedFaces((60, 60, 200, 220))
+    with pytest.raises(InvalidInputError, match=r"--face-index 3 but only 1 face was found in the first frame; "
+                                                r"use 0\.\.0"):
+        LipSyncPipeline(PaintingGenerator(), face_backend=backend)(
             face=short_clip, audio=speech[0.8], out=out, face_index=3, progress=False)
+    assert backend.calls == 1  # the first detection, not after the whole video
     assert list(tmp_path.iterdir()) == []
+    backend = FixedFaces((60, 60, 200, 220), (10, 10, 40, 50))
+    with pytest.raises(InvalidInputError, match=r"only 2 faces were found in the first frame; use 0\.\.1"):
+        LipSyncPipeline(PaintingGenerator(), face_backend=backend)(
+            face=short_clip, audio=speech[0.8], out=out, face_index=2, progress=False)
+    result = LipSyncPipeline(PaintingGenerator(), face_backend=backend)(
+        face=short_clip, audio=speech[0.8], out=out, face_index=1, progress=False)
+    assert result.frames_without_face == 0  # the smaller face is followed
+
+
+def test_face_index_with_a_real_detector(tmp_path, short_clip, speech, mediapipe_backend):
+    with pytest.raises(InvalidInputError, match="--face-index 3 but only 1 face was found"):
+        LipSyncPipeline(PaintingGenerator(), face_backend=mediapipe_backend)(
+            face=short_clip, audio=speech[0.8], out=tmp_path / "o.mp4", face_index=3, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("pads,needle", [
+    ((-500, 0, 0, 0), "in a 256x256 frame"),          # more than the frame: refused before anything is decoded
+    ((-170, 0, 0, 0), "around the 140x160 face"),     # more than this face: refused at the first detection
+    ((0, 0, -70, -70), "around the 140x160 face"),
+])
+def test_pads_that_leave_no_face_region_fail_instead_of_writing(tmp_path, short_clip, speech, pads, needle):
+    backend = FixedFaces((60, 60, 200, 220))
+    out = tmp_path / "out.mp4"
+    pipeline = LipSyncPipeline(PaintingGenerator(), face_backend=backend)
+    with pytest.raises(InvalidInputError, match=needle) as caught:
+        pipeline(face=short_clip, audio=speech[0.8], out=out, pads=pads, progress=False)
+    assert "--pads " + " ".join(map(str, pads)) in str(caught.value) and "\n" not in str(caught.value)
+    assert backend.calls <= 1 and list(tmp_path.iterdir()) == []
+    # pads that still leave a region are fine, also negative ones
+    result = pipeline(face=short_clip, audio=speech[0.8], out=out, pads=(-20, 0, -10, -10), progress=False)
+    assert result.frames_without_face == 0 and result.num_frames == 20
+
+
+def test_fps_must_be_finite_positive_and_sane():
+    for value in ("inf", float("nan"), 0, -1, 241, "-inf", "fast"):
+        with pytest.raises(InvalidInputError, match="fps must be"):
+            LipSyncOptions(fps=value)
+    assert LipSyncOptions(fps=240).fps == 240.0 and LipSyncOptions(fps="29.97").fps == pytest.approx(29.97)
 
 
 def test_no_face_anywhere(tmp_path, speech, mediapipe_backend):
@@ -395,7 +451,7 @@ def test_options_defaults_validation_and_replace():
     changed = options.replace(pads=[1, 2, 3, 4], box=np.array([1, 2, 30, 40]), fps="30")
     assert changed.pads == (1, 2, 3, 4) and changed.box == (1.0, 2.0, 30.0, 40.0) and changed.fps == 30.0
     assert options.pads == (0, 10, 0, 0)  # replace makes a copy
-    bad = {"fps": (0, "fps must be > 0"), "batch_size": (0, "batch size"), "face_index": (-1, "face index"),
+    bad = {"fps": (0, "fps must be a number > 0"), "batch_size": (0, "batch size"), "face_index": (-1, "face index"),
            "box": ((5, 5, 1, 1), "x2 > x1"), "pads": ((1, 2, 3), "pads must be 4"),
            "duration_policy": ("stretch", "duration_policy must be one of pingpong, loop, cut"),
            "blend": ("alpha", "blend must be one of"), "feather": (0.0, "feather"), "detect_every": (0, "detect_every"),

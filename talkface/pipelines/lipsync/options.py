@@ -12,9 +12,10 @@ their checks from this dataclass; nothing else spells them out.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
-from ...errors import TalkFaceUserError
+from ...errors import InvalidInputError
 from ...faces.backends import FACE_BACKENDS, FaceBackend
 from ...faces.blending import BLEND_MODES
 from ...faces.tracking import DEFAULT_PADS, validate_box, validate_pads
@@ -23,10 +24,9 @@ DURATION_POLICIES = ("pingpong", "loop", "cut")
 #: faces per generator call when `batch_size` is None, by device type (anything else: `DEFAULT_BATCH_SIZE`)
 DEVICE_BATCH_SIZES = {"cuda": 128}
 DEFAULT_BATCH_SIZE = 16
-
-
-class InvalidInputError(TalkFaceUserError, ValueError):
-    """A pipeline argument is out of range (a ValueError that the CLI reports as a user error)."""
+#: the highest output frame rate accepted (players and encoders handle more, but no talking-face model was trained
+#: anywhere near it; a larger value is a typo or a unit mix-up)
+MAX_FPS = 240.0
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,14 @@ class LipSyncOptions:
     """How one lip-sync call runs. Every field is checked when the object is made (`InvalidInputError`).
 
     Attributes:
-        fps: output frame rate; the face video is read on this grid. None: the generator's own rate (25 for every
-            released model).
+        fps: output frame rate, finite, in (0, `MAX_FPS`]; the face video is read on this grid. None: the
+            generator's own rate (25 for every released model).
         batch_size: faces per generator call. None: 128 on a GPU, 16 on a CPU (`default_batch_size`).
         face_index: which face to follow when several are visible, by size (0 = largest).
         box: a forced (x1, y1, x2, y2) face box in pixels for every frame; no detection, no pads.
-        pads: (top, bottom, left, right) pixels added around detected boxes (Wav2Lip's --pads).
+        pads: (top, bottom, left, right) pixels added around detected boxes (Wav2Lip's --pads); negative pads
+            shrink the box. Pads that leave no face region are refused: against the frame by `check_frame_size`,
+            against the first face found by the face tracker.
         duration_policy: what the video does when the audio outlasts it: "pingpong", "loop" or "cut".
         blend: paste-back mode, one of `talkface.faces.blending.BLEND_MODES`.
         feather: width of the blend's soft edge, as a fraction of the face box, in (0, 0.5].
@@ -64,8 +66,8 @@ class LipSyncOptions:
 
         if self.fps is not None:
             fix("fps", _number("fps", self.fps))
-            if not self.fps > 0:
-                raise InvalidInputError(f"fps must be > 0, got {self.fps:g}")
+            if not (math.isfinite(self.fps) and 0 < self.fps <= MAX_FPS):
+                raise InvalidInputError(f"fps must be a number > 0 and <= {MAX_FPS:g}, got {self.fps:g} (--fps)")
         if self.batch_size is not None:
             fix("batch_size", _whole("batch size", self.batch_size))
             if self.batch_size < 1:
@@ -103,10 +105,20 @@ class LipSyncOptions:
         return dataclasses.replace(self, **changes) if changes else self
 
     def check_frame_size(self, width: int, height: int):
-        """Raise `InvalidInputError` when the forced box reaches outside a width x height frame."""
-        if self.box is not None and width and (self.box[2] > width or self.box[3] > height):
-            raise InvalidInputError(f"box {[round(v, 2) for v in self.box]} reaches outside the {width}x{height} "
-                                    "frame; give x1 y1 x2 y2 inside it")
+        """Raise `InvalidInputError` when the forced box reaches outside a width x height frame, or when the pads
+        shrink any face box of such a frame to nothing (a box is never taller or wider than the frame)."""
+        if not width or not height:
+            return
+        if self.box is not None:
+            if self.box[2] > width or self.box[3] > height:
+                raise InvalidInputError(f"box {[round(v, 2) for v in self.box]} reaches outside the {width}x{height} "
+                                        "frame; give x1 y1 x2 y2 inside it")
+            return  # a forced box gets no pads
+        top, bottom, left, right = self.pads
+        if -(top + bottom) >= height or -(left + right) >= width:
+            raise InvalidInputError(f"--pads {' '.join(map(str, self.pads))} (top bottom left right) leave no face "
+                                    f"region in a {width}x{height} frame; negative pads shrink the face box, so use "
+                                    "smaller ones (the default is " + " ".join(map(str, DEFAULT_PADS)) + ")")
 
 
 def option_names() -> tuple[str, ...]:
@@ -131,4 +143,4 @@ def _whole(name, value) -> int:
     return int(value)
 
 
-__all__ = ["DURATION_POLICIES", "InvalidInputError", "LipSyncOptions", "default_batch_size", "option_names"]
+__all__ = ["DURATION_POLICIES", "InvalidInputError", "MAX_FPS", "LipSyncOptions", "default_batch_size", "option_names"]
