@@ -60,25 +60,10 @@ def register(subparsers):
     return parser
 
 
-def _without_option(argv, flag: str) -> list[str]:
-    """argv without `flag VALUE` / `flag=VALUE` (or an abbreviation argparse accepted)."""
-    result, skip = [], False
-    for token in argv:
-        if skip:
-            skip = False
-            continue
-        name = token.split("=", 1)[0]
-        if name.startswith("--") and len(name) > 2 and flag.startswith(name):
-            skip = "=" not in token
-            continue
-        result.append(token)
-    return result
-
-
 def run(args):
     from ..errors import TalkFaceUserError
-    from ..evaluation.distributed import is_main_process, launch_local, launched_processes
     from ..evaluation.evaluate import evaluate, pair_files, prepare_output
+    from ..utils.distributed import is_main_process, launch_local, launched_processes, without_option
 
     if args.num_processes < 1:
         raise TalkFaceUserError(f"--num-processes must be at least 1, got {args.num_processes}")
@@ -92,7 +77,7 @@ def run(args):
         pair_files(args.generated, args.reference, args.audio, args.text)
         prepare_output(args.output, options)
         argv = getattr(args, "argv", None) or sys.argv[1:]
-        return launch_local(_without_option(argv, "--num-processes"), args.num_processes)
+        return launch_local(without_option(argv, "--num-processes"), args.num_processes)
     report = evaluate(args.generated, reference=args.reference, audio=args.audio, text=args.text,
                       metrics=args.metrics, output=args.output, options=options, progress=not args.quiet)
     if not is_main_process():  # one summary, from the process that wrote the report

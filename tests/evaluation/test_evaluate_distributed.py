@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from talkface.cli import main
-from talkface.commands.evaluate import _without_option
 from talkface.evaluation.distributed import process_device, shard_bounds
 from talkface.metrics import METRICS
+from talkface.utils.distributed import without_option
 from tests.evaluation.test_evaluate import clips, models, write_clip  # noqa: F401  (module fixtures)
 from tests.utils import REPO_ROOT, shared_file
 
@@ -45,11 +45,23 @@ def test_shards_cover_every_item_once_in_order():
 
 
 def test_flags_of_the_worker_processes():
-    assert _without_option(["-v", "evaluate", "--num-processes", "2", "--quiet"], "--num-processes") == [
+    assert without_option(["-v", "evaluate", "--num-processes", "2", "--quiet"], "--num-processes") == [
         "-v", "evaluate", "--quiet"]
-    assert _without_option(["evaluate", "--num-processes=3", "--num-proc", "2"], "--num-processes") == ["evaluate"]
+    assert without_option(["evaluate", "--num-processes=3", "--num-proc", "2"], "--num-processes") == ["evaluate"]
     assert process_device("cuda", 3) == "cuda:3" and process_device("cuda:0", 3) == "cuda:0"
     assert process_device("cpu", 1) == "cpu"
+
+
+def test_a_single_process_group_needs_no_launcher():
+    import torch.distributed as dist
+
+    from talkface.utils.distributed import ProcessGroup
+
+    with ProcessGroup() as group:  # no WORLD_SIZE, MASTER_ADDR or MASTER_PORT: nothing to initialise
+        assert (group.rank, group.world_size, group.is_main) == (0, 1, True)
+        assert group.broadcast({"a": 1}) == {"a": 1} and group.gather(3) == [3]
+        group.barrier()
+    assert not (dist.is_available() and dist.is_initialized())
 
 
 def assert_same_values(one, two, path="report"):
