@@ -1,4 +1,4 @@
-"""Shared fixtures: seeds and the RUN_SLOW gate. Helpers live in tests/utils.py."""
+"""Shared fixtures: seeds and the RUN_SLOW gate. Helpers live in tests/utils/__init__.py (`from tests.utils import ...`)."""
 
 import os
 

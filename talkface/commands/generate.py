@@ -4,7 +4,6 @@ Inputs are checked before the model is loaded, so a wrong path fails in a second
 """
 
 import logging
-from pathlib import Path
 
 from ..errors import ModelLoadError, TalkFaceUserError
 from ..faces.backends import FACE_BACKENDS
@@ -12,6 +11,7 @@ from ..faces.blending import BLEND_MODES
 from ..pipelines.lipsync.options import (DEFAULT_BATCH_SIZE, DEVICE_BATCH_SIZES, DURATION_POLICIES, LipSyncOptions,
                                          option_names)
 from ..pipelines.lipsync.precision import DEFAULT_PRECISION, PRECISIONS
+from ..utils.sources import resolve_source
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +77,11 @@ def register(subparsers):
 
 def _check_model_location(model: str):
     """Fail fast on a local-looking model path that does not exist (instead of asking the Hub about it)."""
-    path = Path(model).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ModelLoadError(f"--model {model} is a file; pass the model folder made by `talkface convert` "
-                                 "(it holds config.json and model.safetensors)")
-        return
-    looks_local = (model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
-                   or (path.parent != Path(".") and path.parent.exists()))
-    if looks_local:
-        raise ModelLoadError(f"model folder {model} not found; check --model or create it with "
-                             "`talkface convert wav2lip --checkpoint wav2lip_gan.pth --out " + model + "`")
+    source = resolve_source(model, what="model folder", hint="check --model or create it with `talkface convert "
+                            f"wav2lip --checkpoint wav2lip_gan.pth --out {model}`")
+    if source.is_file:
+        raise ModelLoadError(f"--model {model} is a file; pass the model folder made by `talkface convert` "
+                             "(it holds config.json and model.safetensors)")
 
 
 def _check_device(device: str):

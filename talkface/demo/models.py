@@ -8,10 +8,10 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, TalkFaceUserError
 from ..evaluation.evaluate import EvaluationContext
+from ..utils.sources import resolve_source
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,11 @@ def missing_reason(source: str | None, hint: str) -> str | None:
     """Why a model cannot be used, judged without loading it (None: looks usable)."""
     if not source:
         return f"not configured; {hint}"
-    path = Path(source).expanduser()
-    # "org/name" may be a Hub id; anything else, or a path whose parent folder exists here, is a local folder
-    looks_local = (path.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1
-                   or "\\" in source or path.parent.is_dir())
-    if looks_local and not (path / "config.json").is_file():
+    try:
+        resolved = resolve_source(source)
+    except TalkFaceUserError:  # a local-looking path that is not there (not looked up on the Hub)
+        return f"no converted model at {source}; {hint}"
+    if resolved.is_local and not (resolved.path / "config.json").is_file():
         return f"no converted model at {source}; {hint}"
     return None
 

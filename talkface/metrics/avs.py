@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from ..errors import MediaError, ModelLoadError, TalkFaceUserError
 from ..faces.mouth_roi import MouthVideo, prepare_mouth_video
+from ..utils.sources import resolve_source
 from .base import AUDIO, GENERATED, REFERENCE, Metric, register_metric
 
 logger = logging.getLogger(__name__)
@@ -118,30 +119,12 @@ def load_avhubert(path_or_id, lip_reading: bool = False, device="cpu"):
     from ..models.avhubert import AVHubertForLipReading, AVHubertModel
     from ..models.avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
 
-    source = str(path_or_id)
-    folder = Path(source).expanduser()
-    looks_local = folder.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1
-    if looks_local:
-        if not folder.is_dir():
-            raise ModelLoadError(f"AV-HuBERT model folder {folder} not found; " + CONVERT_HINT.format(path=folder))
-        config_path = folder / "config.json"
-        if not config_path.is_file():
-            raise ModelLoadError(f"{folder} has no config.json, so it is not a converted model folder; "
-                                 + CONVERT_HINT.format(path=folder))
-        _check_model_type(config_path, folder, lip_reading)
-        load_from = folder
-    else:
-        load_from = source
-        try:
-            from huggingface_hub import hf_hub_download
-
-            _check_model_type(Path(hf_hub_download(source, "config.json")), source, lip_reading)
-        except ModelLoadError:
-            raise
-        except Exception as err:  # the Hub raises many error types; all mean "cannot get the files"
-            raise ModelLoadError(f"{source} is neither a local model folder nor a loadable Hub id "
-                                 f"({type(err).__name__}); check the id and your connection, or "
-                                 + CONVERT_HINT.format(path=source)) from err
+    source = resolve_source(path_or_id, what="AV-HuBERT model folder",
+                            hint=CONVERT_HINT.format(path=Path(str(path_or_id)).expanduser()))
+    config_path = source.config_file(what="converted AV-HuBERT model", hint=CONVERT_HINT.format(path=source))
+    _check_model_type(config_path, source, lip_reading)
+    load_from = source.location
+    source = source.spec
     model_class = AVHubertForLipReading if lip_reading else AVHubertModel
     try:
         with _quiet_progress_bars():

@@ -15,7 +15,6 @@ can be scored from a generator that decodes one video at a time.
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelLoadError, TalkFaceUserError
+from ..utils.sources import resolve_source
 from .base import GENERATED, REFERENCE, Metric, register_metric
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ SQRTM_EPS = 1e-6
 # Largest imaginary part on the diagonal of the matrix square root still put down to round-off.
 MAX_IMAGINARY_COMPONENT = 1e-3
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -223,13 +222,20 @@ def load_fid_model(path_or_hub_id=None, device=None):
 
     source = path_or_hub_id or os.environ.get(FID_MODEL_ENV_VAR) or DEFAULT_FID_MODEL_DIR
     path = Path(source)
-    if path.is_file():
+    # only a Hub id the user named: the default folder is never looked up on the Hub
+    try:
+        resolved = resolve_source(source, what="FID Inception weights", allow_hub=source != DEFAULT_FID_MODEL_DIR)
+    except ModelLoadError as err:
+        raise ModelLoadError(_missing_weights_message(path)) from err
+    if resolved.is_file:
+        path = resolved.path
         if path.suffix not in (".pth", ".pt"):
             raise ModelLoadError(
                 f"{path} is not a model folder nor {FID_WEIGHTS_FILENAME}; {_missing_weights_message(path)}"
             )
         model = model_from_state_dict(unwrap_state_dict(load_original_checkpoint(path)))
-    elif path.is_dir():
+    elif resolved.is_local:
+        path = resolved.path
         config_file = path / "config.json"
         if not config_file.is_file():
             raise ModelLoadError(_missing_weights_message(path))
@@ -239,13 +245,11 @@ def load_fid_model(path_or_hub_id=None, device=None):
                 f"{path} holds a {model_type!r} model, not the FID Inception network; {_missing_weights_message(path)}"
             )
         model = FIDInceptionModel.from_pretrained(path)
-    elif source != DEFAULT_FID_MODEL_DIR and _HUB_ID.match(str(source)):  # only a Hub id the user named
+    else:
         try:
-            model = FIDInceptionModel.from_pretrained(str(source))
+            model = FIDInceptionModel.from_pretrained(resolved.location)
         except Exception as err:  # missing repo, no network, wrong kind: all mean "no FID weights here"
             raise ModelLoadError(f"{_missing_weights_message(source)} ({type(err).__name__})") from err
-    else:
-        raise ModelLoadError(_missing_weights_message(path))
 
     config = model.config
     if config.channel_divisor != 1 or config.image_size != 299 or not config.resize_input:

@@ -34,6 +34,9 @@ import torch
 from ..errors import MediaError, NoFaceError, TalkFaceUserError
 from ..faces.backends import box_iou as _box_iou
 
+#: how to make a SyncNet LSE model folder (appended to load errors)
+SYNCNET_CONVERT_HINT = "create it with: talkface convert syncnet-lse --checkpoint syncnet_v2.model --out DIR"
+
 logger = logging.getLogger(__name__)
 
 #: reference default: distances are compared over offsets -15..15 video frames
@@ -509,15 +512,17 @@ class LSEScorer:
     def from_pretrained(cls, path_or_id, device="cpu", **kwargs) -> "LSEScorer":
         """Load a converted SyncNet folder (`talkface convert syncnet-lse ...`) or a Hub id."""
         from ..models.syncnet_lse import SyncNetLSEFeatureExtractor, SyncNetLSEModel
+        from ..utils.sources import resolve_source
 
+        path_or_id = resolve_source(path_or_id, what="SyncNet LSE model", hint=SYNCNET_CONVERT_HINT).location
         try:
             model = SyncNetLSEModel.from_pretrained(path_or_id)
         except (OSError, ValueError) as err:
             from ..errors import ModelLoadError
 
             raise ModelLoadError(
-                f"cannot load a SyncNet LSE model from {path_or_id} ({str(err).splitlines()[0][:200]}); create it "
-                "with: talkface convert syncnet-lse --checkpoint syncnet_v2.model --out DIR"
+                f"cannot load a SyncNet LSE model from {path_or_id} ({str(err).splitlines()[0][:200]}); "
+                + SYNCNET_CONVERT_HINT
             ) from err
         try:
             extractor = SyncNetLSEFeatureExtractor.from_pretrained(path_or_id)

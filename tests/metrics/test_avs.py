@@ -253,7 +253,7 @@ def offline_hub_cache(monkeypatch, tmp_path):
 
 
 def test_load_unreachable_hub_id(offline_hub_cache):
-    with pytest.raises(ModelLoadError, match="neither a local model folder nor a loadable Hub id.*talkface convert"):
+    with pytest.raises(ModelLoadError, match="neither a local folder nor a reachable Hub repository.*talkface convert"):
         avs.load_avhubert("nobody-has/this-avhubert-repo")
 
 

@@ -66,8 +66,11 @@ class AVHubertTokenizer:
     @classmethod
     def from_pretrained(cls, path_or_repo_id, **hub_kwargs) -> "AVHubertTokenizer":
         """Load from a folder written by `save_pretrained` (or a Hub repository holding one)."""
-        folder = Path(path_or_repo_id)
-        if folder.is_dir():
+        from ...utils.sources import resolve_source
+
+        source = resolve_source(path_or_repo_id, what="AV-HuBERT tokenizer folder")
+        if source.is_local:
+            folder = source.path
             model_path, config_path = folder / TOKENIZER_MODEL_FILE, folder / TOKENIZER_CONFIG_FILE
             if not model_path.is_file():
                 raise ModelLoadError(
@@ -77,8 +80,8 @@ class AVHubertTokenizer:
             from huggingface_hub import hf_hub_download
 
             try:
-                model_path = Path(hf_hub_download(str(path_or_repo_id), TOKENIZER_MODEL_FILE, **hub_kwargs))
-                config_path = Path(hf_hub_download(str(path_or_repo_id), TOKENIZER_CONFIG_FILE, **hub_kwargs))
+                model_path = Path(hf_hub_download(source.location, TOKENIZER_MODEL_FILE, **hub_kwargs))
+                config_path = Path(hf_hub_download(source.location, TOKENIZER_CONFIG_FILE, **hub_kwargs))
             except Exception as err:  # the hub raises many error types; all mean "cannot get the files"
                 raise ModelLoadError(
                     f"cannot load an AV-HuBERT tokenizer from {path_or_repo_id!r} ({type(err).__name__}); "

@@ -21,6 +21,9 @@ from transformers.utils import ModelOutput
 
 from .configuration_s3fd import S3FDConfig
 
+#: how to make an S3FD model folder (appended to load errors)
+S3FD_CONVERT_HINT = "create it with: talkface convert s3fd --checkpoint sfd_face.pth --out DIR"
+
 # VGG-16 as the original `vgg` ModuleList: ("conv", in, out, kernel, padding, dilation) / ("relu",) / ("pool", ceil)
 # fmt: off
 _VGG_LAYOUT = (
@@ -262,12 +265,15 @@ class S3FDDetector:
             raise TalkFaceUserError(
                 "no S3FD model given: convert syncnet_python's sfd_face.pth with `talkface convert s3fd --checkpoint "
                 "sfd_face.pth --out DIR`, then pass --s3fd DIR (or set TALKFACE_S3FD=DIR)")
+        from ...utils.sources import resolve_source
+
+        source = resolve_source(source, what="S3FD model", hint=S3FD_CONVERT_HINT).location
         try:
             model = S3FDModel.from_pretrained(source)
         except (OSError, ValueError) as err:
             raise ModelLoadError(
-                f"cannot load an S3FD model from {source} ({str(err).splitlines()[0][:200]}); create it with: "
-                "talkface convert s3fd --checkpoint sfd_face.pth --out DIR") from err
+                f"cannot load an S3FD model from {source} ({str(err).splitlines()[0][:200]}); " + S3FD_CONVERT_HINT
+            ) from err
         try:
             feature_extractor = S3FDFeatureExtractor.from_pretrained(source)
         except OSError:

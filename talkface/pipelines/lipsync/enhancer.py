@@ -15,7 +15,6 @@ Only the bounding box of the warped-back square is touched; pixels outside it ar
 """
 
 import logging
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 
 from ...errors import ModelLoadError, TalkFaceUserError
 from ...faces.backends import box_iou as _box_iou
+from ...utils.sources import resolve_source
 
 logger = logging.getLogger(__name__)
 
@@ -240,24 +240,18 @@ def load_gfpgan_model(path_or_hub_id, device=None):
 
     if path_or_hub_id is None or str(path_or_hub_id).strip() == "":
         raise ModelLoadError(f"no GFPGAN weights given; {CONVERT_HINT}")
-    path = Path(path_or_hub_id)
-    if path.is_file() and path.suffix in (".pth", ".pt"):
+    source = resolve_source(path_or_hub_id, what="GFPGAN weights", hint=CONVERT_HINT)
+    if source.is_file and source.path.suffix in (".pth", ".pt"):
         # the original release file: convert in memory (weights_only loading, strict key check)
         from ...models.gfpgan.convert_gfpgan_original_checkpoint import load_converted_model
         from ...models.convert_utils import load_original_checkpoint
 
-        model = load_converted_model(load_original_checkpoint(path))
+        model = load_converted_model(load_original_checkpoint(source.path))
     else:
-        if path.exists() and not (path / "config.json").is_file():
-            raise ModelLoadError(f"{path} is not a converted GFPGAN model folder (no config.json); {CONVERT_HINT}")
-        text = str(path_or_hub_id)
-        # a Hub id is "owner/name"; anything else that does not exist is a missing local path
-        looks_local = text.startswith((".", "/", "~", "\\")) or text.count("/") != 1 or path.suffix in (
-            ".pth", ".pt", ".bin", ".safetensors")
-        if looks_local and not path.exists():
-            raise ModelLoadError(f"GFPGAN weights not found at {path}; {CONVERT_HINT}")
+        if source.is_local and not (source.path / "config.json").is_file():
+            raise ModelLoadError(f"{source} is not a converted GFPGAN model folder (no config.json); {CONVERT_HINT}")
         try:
-            config_dict, _ = GFPGANConfig.get_config_dict(str(path_or_hub_id))
+            config_dict, _ = GFPGANConfig.get_config_dict(source.location)
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"cannot load GFPGAN from {path_or_hub_id} ({str(err).splitlines()[0][:200]}); "
                                  f"{CONVERT_HINT}") from err
@@ -265,7 +259,7 @@ def load_gfpgan_model(path_or_hub_id, device=None):
             raise ModelLoadError(f"{path_or_hub_id} holds a {config_dict.get('model_type')!r} model, not GFPGAN; "
                                  f"{CONVERT_HINT}")
         try:
-            model = GFPGANModel.from_pretrained(str(path_or_hub_id))
+            model = GFPGANModel.from_pretrained(source.location)
         except OSError as err:
             raise ModelLoadError(f"cannot load GFPGAN weights from {path_or_hub_id} "
                                  f"({str(err).splitlines()[0][:200]}); {CONVERT_HINT}") from err

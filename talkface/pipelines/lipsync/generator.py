@@ -18,15 +18,14 @@ that package is imported. Adding a generator means writing one adapter class, ne
 
 import abc
 import itertools
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...errors import ModelLoadError
+from ...utils.sources import resolve_source
 
 logger = logging.getLogger(__name__)
 
@@ -156,40 +155,21 @@ def generator_adapters() -> dict[str, type[LipSyncGenerator]]:
     return dict(GENERATOR_ADAPTERS)
 
 
-def _read_model_type(path_or_repo_id) -> str:
-    path = Path(path_or_repo_id)
-    if path.exists():
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise ModelLoadError(f"{path} is not a model folder (no config.json); convert a checkpoint first: "
-                                 "talkface convert wav2lip --checkpoint wav2lip_gan.pth --out models/wav2lip")
-    else:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            config_file = hf_hub_download(str(path_or_repo_id), "config.json")
-        except Exception as err:  # network errors, missing repo, bad id: all mean "cannot get the model"
-            raise ModelLoadError(
-                f"model {path_or_repo_id!r} is neither a local folder nor a reachable Hub repository "
-                f"({type(err).__name__}); pass a folder made by `talkface convert` or a Hub id"
-            ) from err
-    try:
-        model_type = json.loads(Path(config_file).read_text())["model_type"]
-    except (ValueError, KeyError) as err:
-        raise ModelLoadError(f"{config_file} has no valid model_type; is this a talkface model folder?") from err
-    return model_type
+GENERATOR_HINT = ("pass a folder made by `talkface convert` or a Hub id, e.g. talkface convert wav2lip --checkpoint "
+                  "wav2lip_gan.pth --out models/wav2lip")
 
 
 def load_generator(path_or_repo_id, **kwargs) -> LipSyncGenerator:
     """Load the generator adapter for the model folder or Hub id, chosen by its config's model_type."""
-    model_type = _read_model_type(path_or_repo_id)
+    source = resolve_source(path_or_repo_id, what="generator model", hint=GENERATOR_HINT)
+    model_type = source.model_type(what="generator model", hint=GENERATOR_HINT)
     adapters = generator_adapters()
     if model_type not in adapters:
         raise ModelLoadError(
             f"{path_or_repo_id} holds a {model_type!r} model, which is not a generator; "
             f"use one of: {', '.join(sorted(adapters))}"
         )
-    return adapters[model_type].from_pretrained(path_or_repo_id, **kwargs)
+    return adapters[model_type].from_pretrained(source.location, **kwargs)
 
 
 __all__ = ["GENERATOR_ADAPTERS", "LipSyncGenerator", "PreparedAudio", "generator_adapters", "load_generator",

@@ -327,7 +327,9 @@ def load_frozen_network(spec, model_cls, config_cls, what: str):
                        model_cls.__name__)
         model = model_cls(config_cls(**spec["config"]))
     elif isinstance(spec, str) and spec:
-        model = model_cls.from_pretrained(spec)
+        from ...utils.sources import resolve_source
+
+        model = model_cls.from_pretrained(resolve_source(spec, what=f"{what} model").location)
     else:
         from ...errors import TalkFaceUserError
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DIR = Path(os.environ.get("TALKFACE_SHARED", REPO_ROOT.parent / "shared"))
 DATA_DIR = SHARED_DIR / "data"
 REFERENCE_DIR = SHARED_DIR / "reference"
