@@ -30,3 +30,8 @@ class ModelLoadError(TalkFaceUserError):
 class InvalidInputError(TalkFaceUserError, ValueError):
     """An option or argument is out of range for the input it is used on (a bad fps, pads that leave no face,
     a face index beyond the faces found)."""
+
+
+class OutputError(MediaError):
+    """An output cannot be written where it was asked for (writing it would harm an input, the folder is missing or
+    read-only, the disk is full, ...)."""

@@ -13,8 +13,6 @@ Timing model:
 """
 
 import logging
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MediaError
+from .utils.io import SafeOutput, check_output, disk_full_error
 
 logger = logging.getLogger(__name__)
 
@@ -394,13 +393,15 @@ class VideoWriter:
     at time 0 and stay interleaved. Write round(audio_seconds * fps) frames to get a video exactly as long as the
     audio (within one frame). Odd sizes are padded by one pixel (edge replicated), since yuv420p needs even sizes.
 
-    The file is written to a temporary name beside `out_path` and renamed on a successful close; on an exception
-    inside the `with` block (or `abort()`), the temporary file is deleted and nothing appears at `out_path`.
+    The file goes through `talkface.utils.io.SafeOutput`: a temporary name beside `out_path`, renamed on a successful
+    close; on an exception inside the `with` block, `abort()`, SIGINT, SIGTERM or SIGHUP the temporary file is
+    deleted and nothing appears at `out_path`. `inputs` ({flag: path} or paths) are refused as `out_path`, also
+    through links; a full disk is a one-line `OutputError`.
     """
 
     def __init__(self, out_path, fps: float, width: int, height: int, audio: np.ndarray | None = None,
                  sampling_rate: int = 16000, metadata: dict | None = None, crf: int = 18, preset: str = "veryfast",
-                 threads: int | None = None):
+                 threads: int | None = None, inputs=None):
         self.out_path = Path(out_path)
         self.fps = Fraction(fps).limit_denominator(10_000)
         self.width, self.height = int(width), int(height)
@@ -414,8 +415,9 @@ class VideoWriter:
         self.frames_written = 0
         self._audio_cursor = 0
         self._container = None
-        check_writable(self.out_path)
-        self._tmp_path = self.out_path.with_name(f".{self.out_path.stem}.partial-{uuid.uuid4().hex[:8]}.mp4")
+        self._inputs = inputs
+        self._output = None  # the SafeOutput (temporary file beside out_path) while the file is open
+        check_output(self.out_path, inputs)
 
     # -- context manager --------------------------------------------------------------------------------------
     def __enter__(self):
@@ -425,17 +427,23 @@ class VideoWriter:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             self.close()
-        else:
-            self.abort()
+            return False
+        self.abort()
+        full = disk_full_error(exc, self.out_path) if isinstance(exc, OSError) else None
+        if full is not None:
+            raise full from exc
         return False
 
     def open(self):
         av = _av()
+        self._output = SafeOutput(self.out_path, self._inputs, suffix=".mp4", example="result.mp4")
         try:
-            self._container = av.open(str(self._tmp_path), mode="w", format="mp4",
+            self._container = av.open(str(self._output.tmp_path), mode="w", format="mp4",
                                       options={"movflags": "+faststart"})
         except (av.error.FFmpegError, OSError) as err:
-            raise MediaError(f"cannot write {self.out_path} ({err}); choose a writable output path") from err
+            self.abort()
+            raise (disk_full_error(err, self.out_path) or
+                   MediaError(f"cannot write {self.out_path} ({err}); choose a writable output path")) from err
         for key, value in self.metadata.items():
             self._container.metadata[key] = str(value)
         video = self._container.add_stream("libx264", rate=self.fps)
@@ -501,9 +509,12 @@ class VideoWriter:
                 self._container.mux(self._audio_stream.encode(None))
             self._container.close()
             self._container = None
-            os.replace(self._tmp_path, self.out_path)
-        except BaseException:
+            self._output.commit()
+        except BaseException as err:
             self.abort()
+            full = disk_full_error(err, self.out_path) if isinstance(err, OSError) else None
+            if full is not None:
+                raise full from err
             raise
 
     def abort(self):
@@ -514,19 +525,10 @@ class VideoWriter:
             except Exception as err:  # closing a half-written file may fail; it is deleted just below anyway
                 logger.debug("ignored error while closing an aborted video: %s", err)
             self._container = None
-        self._tmp_path.unlink(missing_ok=True)
+        if self._output is not None:
+            self._output.abort()
 
 
-def check_writable(out_path) -> Path:
-    """Raise `MediaError` unless a file can be created at `out_path` (its folder exists and is writable)."""
-    out_path = Path(out_path)
-    folder = out_path.parent if str(out_path.parent) else Path(".")
-    if out_path.is_dir():
-        raise MediaError(f"output {out_path} is a folder; pass a file name such as {out_path / 'result.mp4'}")
-    if not folder.is_dir():
-        raise MediaError(f"output folder {folder} does not exist; create it or choose another --out")
-    if not os.access(folder, os.W_OK):
-        raise MediaError(f"output folder {folder} is not writable; choose another --out")
-    if out_path.exists() and not os.access(out_path, os.W_OK):
-        raise MediaError(f"output file {out_path} exists and is not writable; choose another --out")
-    return out_path
+def check_writable(out_path, inputs=None) -> Path:
+    """Raise a one-line `OutputError` unless a file can be created at `out_path` without touching `inputs`."""
+    return check_output(out_path, inputs, example="result.mp4")

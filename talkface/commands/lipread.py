@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from ..errors import MediaError, TalkFaceUserError
-from .score import write_json_atomic
+from ..utils.io import check_output, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,9 @@ def run(args):
             raise TalkFaceUserError(f"--reference-text was given {len(args.reference_text)} times for "
                                     f"{len(args.videos)} videos; give one per video, in the same order")
         references = [read_reference_text(value) for value in args.reference_text]
-    if args.output and not Path(args.output).expanduser().resolve().parent.is_dir():
-        raise TalkFaceUserError(f"cannot write {args.output}: its folder does not exist")
+    inputs = {"VIDEO": args.videos, "--reference-text": [t for t in args.reference_text or [] if Path(t).is_file()]}
+    if args.output:
+        check_output(args.output, inputs, flag="--output", example="transcripts.json")
 
     reader = LipReader.from_pretrained(args.avhubert, device=args.device, face_backend=args.face_backend,
                                        landmark_stride=args.landmark_stride)
@@ -83,6 +84,6 @@ def run(args):
         else:
             print(f"WER (corpus): {corpus_wer:.2f}% ({total_errors} errors / {total_words} reference words)")
     if args.output:
-        write_json_atomic(args.output, data)
+        write_json(args.output, data, inputs=inputs, flag="--output")
         print(f"wrote {args.output}")
     return 0

@@ -6,14 +6,13 @@ same file). Prints one row per video (and the mean) and optionally writes the sc
 Inputs are checked before a model is loaded, so a wrong path fails at once with one line naming the fix.
 """
 
-import json
 import logging
 import math
-import os
 from pathlib import Path
 
 from ..errors import MediaError, TalkFaceUserError
 from ..metrics import AUDIO, GENERATED, METRICS, get_metric
+from ..utils.io import check_output, write_json
 from .scoring_flags import add_avs_flags, add_face_backend_flag, add_lse_flags, add_model_flags, options_from_args
 
 logger = logging.getLogger(__name__)
@@ -90,9 +89,11 @@ def _check_inputs(args):
         if not Path(path).is_file():
             raise MediaError(f"file not found: {path}; check the path")
     if args.output:
-        out_dir = Path(args.output).expanduser().resolve().parent
-        if not out_dir.is_dir() or not os.access(out_dir, os.W_OK):
-            raise TalkFaceUserError(f"cannot write {args.output}: {out_dir} is not a writable folder")
+        check_output(args.output, _inputs(args), flag="--output", example="scores.json")
+
+
+def _inputs(args) -> dict:
+    return {"VIDEO": args.videos, "--audio": args.audio or [], "--reference": args.reference or []}
 
 
 def _format(value) -> str:
@@ -117,13 +118,6 @@ def format_table(videos, fields) -> str:
 def mean_score(videos, field):
     values = [v["scores"][field] for v in videos if field in v["scores"]]
     return sum(values) / len(values) if values else None
-
-
-def write_json_atomic(path, data):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _video_entry(row, names, fields) -> dict:
@@ -184,6 +178,6 @@ def run(args):
             "settings": report.settings,
             "videos": videos,
         }
-        write_json_atomic(args.output, data)
+        write_json(args.output, data, inputs=_inputs(args), flag="--output")
         print(f"wrote {args.output}")
     return 0

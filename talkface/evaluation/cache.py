@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..metrics.base import AUDIO, REFERENCE, TEXT
+from ..utils.io import write_text
 
 #: bump when the format of cached results changes
 CACHE_VERSION = 1
@@ -87,21 +86,7 @@ def cache_write(cache_dir: Path | None, stem: str, metric, key: str, entry: dict
     if cache_dir is None:
         return
     text = json.dumps({"key": key, **entry}, default=json_default)
-    atomic_write_bytes(entry_path(cache_dir, stem, metric.name), lambda f: f.write(text.encode("utf-8")))
-
-
-def atomic_write_bytes(path: Path, write):
-    """Write through a temporary file in the same folder, renamed at the end (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    write_text(entry_path(cache_dir, stem, metric.name), text, make_parents=True)
 
 
 def json_default(value):

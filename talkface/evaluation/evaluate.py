@@ -42,7 +42,8 @@ from ..metrics.avs import DEFAULT_LANDMARK_STRIDE
 from ..metrics.image_quality import DEFAULT_PSNR_CAP_DB
 from ..metrics.sync import DEFAULT_VSHIFT, TrackingOptions
 from ..metrics.syncnet_protocol import LSE_PROTOCOLS, validate_lse_box
-from .cache import atomic_write_bytes, cache_key, cache_read, cache_write, safe_name
+from ..utils.io import write_bytes
+from .cache import cache_key, cache_read, cache_write, safe_name
 from .pairing import (  # noqa: F401  (re-exported: these names lived here first)
     AUDIO_EXTENSIONS,
     EVALUATION_FPS,
@@ -200,7 +201,7 @@ class EvaluationContext:
             self._arrays[(metric_name, stem)] = arrays
             return None
         path = self.cache_dir / f"{safe_name(stem)}.{metric_name}.npz"
-        atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
+        write_bytes(path, lambda f: np.savez(f, **arrays), make_parents=True)
         return path.name
 
     def load_arrays(self, stem: str, metric_name: str, artifact: str | None) -> dict | None:

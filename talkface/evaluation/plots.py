@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import METRICS, is_number
+from ..utils.io import write_with
 from .cache import safe_name
 from .pairing import EVALUATION_FPS
 
@@ -40,7 +41,7 @@ def write_plots(report, plots_dir, max_curve_plots: int = 20) -> dict:
         axis.set_title(f"{field_name} over {len(values)} files")
         figure.tight_layout()
         path = plots_dir / f"distribution_{field_name}.png"
-        figure.savefig(path, dpi=100)
+        write_with(path, lambda tmp: figure.savefig(tmp, dpi=100))
         plt.close(figure)
         written[f"plot_{field_name}"] = path
 
@@ -59,7 +60,7 @@ def write_plots(report, plots_dir, max_curve_plots: int = 20) -> dict:
         figure.tight_layout()
         path = plots_dir / "sync_curves" / f"{safe_name(row['stem'])}.png"
         path.parent.mkdir(exist_ok=True)
-        figure.savefig(path, dpi=100)
+        write_with(path, lambda tmp: figure.savefig(tmp, dpi=100))
         plt.close(figure)
         written[f"curve_{row['stem']}"] = path
     return written

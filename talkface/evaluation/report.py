@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import MissingDependencyError
 from ..metrics import get_metric
-from .cache import atomic_write_bytes, json_default
+from ..utils.io import write_bytes
+from .cache import json_default
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def write_report(report: EvaluationReport, output_dir, options=None) -> dict:
     output_dir = Path(output_dir)
     written = {}
     text = json.dumps(sanitise(report.to_dict()), indent=2)
-    atomic_write_bytes(output_dir / "results.json", lambda f: f.write(text.encode("utf-8")))
+    write_bytes(output_dir / "results.json", lambda f: f.write(text.encode("utf-8")), make_parents=True)
     written["json"] = output_dir / "results.json"
 
     fields = report.fields
@@ -108,11 +109,11 @@ def write_report(report: EvaluationReport, output_dir, options=None) -> dict:
                              row["reference"] or "", row["audio"] or "", skipped_here])
         f.write(buffer.getvalue().encode("utf-8"))
 
-    atomic_write_bytes(output_dir / "results.csv", write_csv)
+    write_bytes(output_dir / "results.csv", write_csv, make_parents=True)
     written["csv"] = output_dir / "results.csv"
 
     markdown = render_markdown(report)
-    atomic_write_bytes(output_dir / "report.md", lambda f: f.write(markdown.encode("utf-8")))
+    write_bytes(output_dir / "report.md", lambda f: f.write(markdown.encode("utf-8")), make_parents=True)
     written["markdown"] = output_dir / "report.md"
 
     if getattr(options, "plots", True):

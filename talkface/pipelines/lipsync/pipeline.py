@@ -152,7 +152,7 @@ def check_lipsync_inputs(face, audio, out, options: LipSyncOptions | None = None
     if not audio_info.has_audio:
         raise MediaError(f"{audio} has no audio stream; pass a speech recording (wav, mp3, ...) or a video with "
                          "sound as the audio input")
-    media.check_writable(out)
+    media.check_writable(out, inputs={"--face": face, "--audio": audio})  # never overwrite an input
     if Path(out).suffix.lower() != ".mp4":
         raise MediaError(f"output {out} must be an .mp4 file; give an output path ending in .mp4")
     options.check_frame_size(face_info.width, face_info.height)
@@ -308,7 +308,8 @@ class LipSyncPipeline:
         try:
             with media.VideoWriter(out, fps=fps, width=width, height=height, audio=waveform,
                                    sampling_rate=sampling_rate, metadata=tags,
-                                   threads=1 if self.device.type == "cpu" else None) as writer:
+                                   threads=1 if self.device.type == "cpu" else None,
+                                   inputs={"--face": face, "--audio": audio}) as writer:
                 batch = []
                 stream = self._source_stream(face, face_info, fps, num_frames, num_source_frames,
                                              options.duration_policy, tracker)

@@ -18,14 +18,13 @@ Frames are resampled to a constant `fps` (25 by default), so frame i is at i / f
 """
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import TalkFaceUserError
+from ...utils.io import write_text, write_with
 
 MANIFEST_NAME = "manifest.jsonl"
 FAILURES_NAME = "failures.jsonl"
@@ -71,31 +70,12 @@ def video_folder(root, video_id: str) -> Path:
 
 
 def atomic_write_text(path, text: str):
-    """Write through a temporary file and rename, so a killed process never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a dataset is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a text file atomically (`talkface.utils.io`: temporary + rename, umask modes, removed on signals)."""
+    write_text(path, text, make_parents=True)
 
 
 def atomic_save_npy(path, array: np.ndarray):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
-    os.close(fd)
-    try:
-        np.save(tmp, array)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_with(path, lambda tmp: np.save(tmp, array))
 
 
 def write_manifest(root, records: list[VideoRecord]):
@@ -181,15 +161,7 @@ def write_wav(path, waveform: np.ndarray, sampling_rate: int = 16000):
 
     path = Path(path)
     samples = np.clip(np.round(np.asarray(waveform, dtype=np.float64) * 32767.0), -32768, 32767).astype(np.int16)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".wav")
-    os.close(fd)
-    try:
-        wavfile.write(tmp, sampling_rate, samples)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_with(path, lambda tmp: wavfile.write(tmp, sampling_rate, samples))
 
 
 def read_wav(path) -> tuple[np.ndarray, int]:
