@@ -1,4 +1,4 @@
-"""The `talkface` command: generate / score / lipread / evaluate / convert / detect.
+"""The `talkface` command: generate / score / lipread / evaluate / convert / detect / download.
 
 Each sub-command lives in `talkface/commands/<name>.py` and exposes `register(subparsers)`, which adds its
 parser and sets `func` (a callable taking the parsed args and returning an exit code or None). Modules are
@@ -22,6 +22,7 @@ COMMANDS = {
     "evaluate": ("talkface.commands.evaluate", "evaluate a folder of generated videos against references"),
     "convert": ("talkface.commands.convert", "convert an original checkpoint into a talkface model folder"),
     "detect": ("talkface.commands.detect", "check a video for the talkface watermark (exit 0: found, 1: not)"),
+    "download": ("talkface.commands.download", "download a public release by name, convert it and keep the folder"),
 }
 
 EXIT_USER_ERROR = 2

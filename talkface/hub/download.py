@@ -1,0 +1,346 @@
+"""Download a public release by its registry name, check it, convert it, and keep the model folder.
+
+    from talkface.hub.download import download
+    folder = download("wav2lip-gan", accept_license=True)     # ~/.cache/talkface/models/wav2lip-gan
+
+What happens, in order:
+1. the licence: a non-commercial one must be accepted (`accept_license=True`, or `confirm` answers yes);
+2. the original file is fetched from each source in turn until one works: `TALKFACE_DOWNLOAD_MIRROR/<name>/<file>`
+   first when that variable is set, then the registry's sources. Plain URLs stream to
+   `<models dir>/.incomplete/<name>/<file>.part` and resume with HTTP Range requests after a dropped connection
+   (also in a later run); `hf://` sources go through huggingface_hub (its cache, resume, token, `HF_ENDPOINT`);
+3. the file's size must lie in the registry's range and, where its name carries the start of its sha256
+   (`vgg19-dcbb9e9d.pth`), the hash must match; the sha256 is computed either way;
+4. the converter of the entry's kind turns it into a model folder, written atomically with its model card and
+   `download.json` (name, source, file, size, sha256, licence) to `<models dir>/<name>`.
+
+A failure is one `TalkFaceUserError` line, and nothing is left in the models dir except a partial download that a
+network failure interrupted (the next run resumes it). The models dir is `~/.cache/talkface/models`, or
+`TALKFACE_MODELS_DIR`.
+"""
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..errors import TalkFaceUserError
+from . import registry
+from ..models.convert_utils import push_folder_to_hub, save_model_folder
+from ..models.converters import converter_for
+
+logger = logging.getLogger(__name__)
+
+MODELS_DIR_ENV = "TALKFACE_MODELS_DIR"
+MIRROR_ENV = "TALKFACE_DOWNLOAD_MIRROR"
+DEFAULT_MODELS_DIR = Path("~/.cache/talkface/models")
+RECORD_FILE = "download.json"
+INCOMPLETE_DIR = ".incomplete"
+CHUNK_SIZE = 1 << 20
+ATTEMPTS_PER_SOURCE = 5  # connections per source while each one makes progress
+TIMEOUT_S = 60
+
+
+class LicenseNotAcceptedError(TalkFaceUserError):
+    """A non-commercial licence was not accepted."""
+
+
+class DownloadError(TalkFaceUserError):
+    """No source gave a usable file."""
+
+
+class _SourceFailed(Exception):
+    """One source did not give a usable file; the next one is tried."""
+
+
+def models_dir(path=None) -> Path:
+    """The models dir: `path`, else `TALKFACE_MODELS_DIR`, else ~/.cache/talkface/models."""
+    return Path(path or os.environ.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR).expanduser()
+
+
+def entry_for(name: str) -> "registry.RegistryEntry":
+    entry = registry.get(name)
+    if entry is None:
+        raise TalkFaceUserError(f"unknown model name {name!r}; `talkface download --list` shows the names "
+                                f"({', '.join(registry.NAMES)})")
+    return entry
+
+
+def model_folder(name: str, models_dir_path=None) -> Path:
+    return models_dir(models_dir_path) / name
+
+
+def is_downloaded(name: str, models_dir_path=None) -> bool:
+    return (model_folder(name, models_dir_path) / "config.json").is_file()
+
+
+def download_command(name: str, models_dir_path=None) -> str:
+    """The exact command that downloads `name` (with --accept-license where its licence needs it)."""
+    entry = entry_for(name)
+    command = f"talkface download {name}"
+    if models_dir_path is not None:
+        command += f" --models-dir {models_dir_path}"
+    return command + (" --accept-license" if entry.license.must_accept else "")
+
+
+def format_size(num_bytes: int) -> str:
+    if not num_bytes:
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{num_bytes} B"
+
+
+def list_models(models_dir_path=None) -> list:
+    """One dict per registry entry: name, description, size, license, must_accept, downloaded, path."""
+    rows = []
+    for entry in registry.REGISTRY.values():
+        folder = model_folder(entry.name, models_dir_path)
+        downloaded = is_downloaded(entry.name, models_dir_path)
+        record = read_record(folder) if downloaded else {}
+        rows.append({
+            "name": entry.name, "description": entry.description,
+            "size": format_size(record["size"]) if record.get("size") else "~" + format_size(entry.approximate_size),
+            "license": entry.license.name, "license_url": entry.license.url, "must_accept": entry.license.must_accept,
+            "downloaded": downloaded, "path": str(folder) if downloaded else "",
+            "manual": bool(entry.manual_page),
+        })
+    return rows
+
+
+def read_record(folder) -> dict:
+    path = Path(folder) / RECORD_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def source_urls(entry) -> list:
+    """The mirror's URL for the entry (when `TALKFACE_DOWNLOAD_MIRROR` is set), then the registry's sources."""
+    urls = []
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if mirror:
+        urls.append(f"{mirror.rstrip('/')}/{entry.name}/{entry.file_name}")
+    return urls + list(entry.sources)
+
+
+def check_license(entry, accept_license: bool = False, confirm=None):
+    """Raise unless the entry's licence needs no acceptance, was accepted, or `confirm(text)` answers True."""
+    licence = entry.license
+    if not licence.must_accept or accept_license:
+        return
+    text = f"{entry.name} is under {licence.name}: {licence.summary} ({licence.url})"
+    if confirm is not None and confirm(text):
+        return
+    raise LicenseNotAcceptedError(f"{text}; to accept it, run: {download_command(entry.name)}")
+
+
+# --- fetching ----------------------------------------------------------------------------------------------------
+
+
+def _user_agent() -> str:
+    from .. import __version__
+
+    return f"talkface/{__version__}"
+
+
+def _fetch_http(url: str, part: Path, progress=None) -> Path:
+    """Stream `url` into `part`, resuming with Range requests; return `part` once the whole body arrived."""
+    part.parent.mkdir(parents=True, exist_ok=True)
+    last_error = "no answer"
+    for _ in range(ATTEMPTS_PER_SOURCE):
+        have = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(url, headers={"User-Agent": _user_agent()})
+        if have:
+            request.add_header("Range", f"bytes={have}-")
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+                length = response.headers.get("Content-Length")
+                if have and response.status == 206:
+                    mode, done = "ab", have
+                else:  # a 200 is the whole file, whatever was there before
+                    mode, done = "wb", 0
+                total = done + int(length) if length and length.isdigit() else 0
+                with open(part, mode) as out:
+                    while True:
+                        chunk = response.read(CHUNK_SIZE)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, total)
+            if total and done < total:
+                last_error = f"connection closed at {format_size(done)} of {format_size(total)}"
+                if done > have:
+                    continue  # progress was made: resume
+                raise _SourceFailed(f"{url}: {last_error}")
+            return part
+        except urllib.error.HTTPError as err:
+            if err.code == 416 and have:  # the partial file is as long as (or longer than) the file: start again
+                part.unlink(missing_ok=True)
+                continue
+            raise _SourceFailed(f"{url}: HTTP {err.code} {err.reason}") from err
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+            reason = getattr(err, "reason", None) or err
+            last_error = f"{type(err).__name__}: {reason}"
+            now = part.stat().st_size if part.exists() else 0
+            if now > have:
+                continue
+            raise _SourceFailed(f"{url}: {last_error}") from err
+    raise _SourceFailed(f"{url}: {last_error} (gave up after {ATTEMPTS_PER_SOURCE} connections)")
+
+
+def _fetch_hub(source: str) -> Path:
+    """Fetch `hf://OWNER/REPO/PATH` with huggingface_hub (its cache, resume, token and HF_ENDPOINT)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import HfHubHTTPError
+
+    owner, repo, filename = source[len(registry.HUB_SCHEME):].split("/", 2)
+    try:
+        return Path(hf_hub_download(f"{owner}/{repo}", filename))
+    except (HfHubHTTPError, OSError, ValueError) as err:  # LocalEntryNotFoundError (offline) is an OSError
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise _SourceFailed(f"{source}: {first_line}") from err
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify(entry, path: Path, source: str) -> tuple:
+    """(size, sha256) of the fetched file, or _SourceFailed when it is not the release."""
+    size = path.stat().st_size
+    if entry.size_range and not entry.size_range[0] <= size <= entry.size_range[1]:
+        low, high = entry.size_range
+        raise _SourceFailed(f"{source}: got {format_size(size)} ({size} bytes), but {entry.file_name} is "
+                            f"{format_size(low)}-{format_size(high)}: truncated or another file")
+    sha256 = sha256_of(path)
+    if entry.sha256_prefix and not sha256.startswith(entry.sha256_prefix):
+        raise _SourceFailed(f"{source}: sha256 {sha256[:12]}... does not start with {entry.sha256_prefix} "
+                            f"as {entry.file_name} says: a damaged or different file")
+    return size, sha256
+
+
+class _DownloadRecord:
+    """Writes download.json into the model folder, alongside the converted objects (so it is atomic with them)."""
+
+    def __init__(self, values: dict):
+        self.values = values
+
+    def save_pretrained(self, folder):
+        Path(folder, RECORD_FILE).write_text(json.dumps(self.values, indent=2) + "\n")
+
+
+def _remove_incomplete(root: Path, name: str):
+    shutil.rmtree(root / INCOMPLETE_DIR / name, ignore_errors=True)
+    try:
+        (root / INCOMPLETE_DIR).rmdir()  # only when empty
+    except OSError:
+        pass
+
+
+def download(name: str, models_dir_path=None, accept_license: bool = False, force: bool = False,
+             confirm=None, progress=None, status=None, push_to_hub: str | None = None,
+             private: bool = False) -> Path:
+    """Download, check and convert the registry model `name`; return its model folder.
+
+    accept_license: accept a non-commercial licence (else `confirm(text) -> bool` is asked, else the download
+    stops with `LicenseNotAcceptedError`). force: download and convert again over an existing folder.
+    progress(done_bytes, total_bytes): called while a plain URL streams. status(text): one line per step.
+    push_to_hub: also upload the folder (with its card) to this Hub repository.
+    """
+    entry = entry_for(name)
+    say = status or logger.info
+    root = models_dir(models_dir_path)
+    folder = root / name
+    if is_downloaded(name, root) and not force:
+        say(f"{name} is already downloaded at {folder} (--force downloads it again)")
+        if push_to_hub:
+            _push(folder, push_to_hub, private, say)
+        return folder
+    if entry.manual_page:
+        raise DownloadError(
+            f"{name} cannot be downloaded by a script: get {entry.file_name} from {entry.manual_page}, then run "
+            f"`talkface convert {entry.converter} --checkpoint FILE --out {folder}`")
+    check_license(entry, accept_license, confirm)
+
+    failures = []
+    incomplete = root / INCOMPLETE_DIR / name
+    for source in source_urls(entry):
+        say(f"{name}: fetching {entry.file_name} from {source}")
+        try:
+            if source.startswith(registry.HUB_SCHEME):
+                path = _fetch_hub(source)
+            else:
+                path = _fetch_http(source, incomplete / (entry.file_name + ".part"), progress)
+        except _SourceFailed as err:  # a network failure: a partial file stays for the next source / run
+            failures.append(str(err))
+            say(f"{name}: {err}")
+            continue
+        try:
+            size, sha256 = _verify(entry, path, source)
+        except _SourceFailed as err:  # a whole but wrong file: never resumed
+            failures.append(str(err))
+            say(f"{name}: {err}")
+            _remove_incomplete(root, name)
+            continue
+        say(f"{name}: {format_size(size)}, sha256 {sha256[:16]}...; converting with `talkface convert "
+            f"{entry.converter}`")
+        try:
+            folder = _convert(entry, path, folder, source, size, sha256, force, push_to_hub)
+        finally:
+            _remove_incomplete(root, name)
+        say(f"{name}: wrote {folder}")
+        if push_to_hub:
+            _push(folder, push_to_hub, private, say)
+        return folder
+
+    kept = incomplete / (entry.file_name + ".part")
+    if kept.exists() and kept.stat().st_size:
+        note = f"; {format_size(kept.stat().st_size)} kept in {kept}, the next run resumes it"
+    else:
+        _remove_incomplete(root, name)
+        note = ""
+    raise DownloadError(f"could not download {name}: {' | '.join(failures) or 'no source'}{note}")
+
+
+def _convert(entry, path: Path, folder: Path, source: str, size: int, sha256: str, force: bool,
+             repo_id: str | None = None) -> Path:
+    try:
+        objects = converter_for(entry.converter).convert_checkpoint(str(path), None)
+    except TalkFaceUserError as err:
+        raise DownloadError(f"{entry.name}: the file from {source} does not convert as {entry.file_name} "
+                            f"(`talkface convert {entry.converter}`), nothing was kept: {err}") from err
+    record = _DownloadRecord({
+        "name": entry.name, "file_name": entry.file_name, "source": source, "size": size, "sha256": sha256,
+        "license": entry.license.name, "license_url": entry.license.url, "converter": entry.converter,
+        "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+    return save_model_folder([*objects, record], folder, kind=entry.converter, overwrite=force,
+                             card_info={"source_checkpoint": f"{entry.file_name} ({source})",
+                                        **({"repo_id": repo_id} if repo_id else {})})
+
+
+def _push(folder: Path, repo_id: str, private: bool, say):
+    push_folder_to_hub(folder, repo_id, private=private)
+    say(f"pushed {folder} to https://huggingface.co/{repo_id}")
+
+
+__all__ = [
+    "DEFAULT_MODELS_DIR", "MIRROR_ENV", "MODELS_DIR_ENV", "RECORD_FILE", "DownloadError", "LicenseNotAcceptedError",
+    "check_license", "download", "download_command", "entry_for", "format_size", "is_downloaded", "list_models",
+    "model_folder", "models_dir", "read_record", "sha256_of", "source_urls",
+]
