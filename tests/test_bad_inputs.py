@@ -13,8 +13,9 @@ HOW TO ADD A ROW. Append a `Case` to `CASES`:
   `generate(out, **flags)`, `CONVERT`, `SCORE` build the common command lines (flags: face="{photo.png}", ...).
 * `setup=callable(folder)` makes extra files for one case (a truncated file, a link, a read-only folder, ...).
   `patch=callable(monkeypatch, folder)` injects a fault in-process (e.g. a disk that fills up).
-* `creates=("out.mp4",)`: for a row that must succeed (code 0), the files it must create; `check=callable(folder)`
-  runs extra assertions afterwards (file modes, contents).
+* `creates=("out.mp4",)`: for a row that must succeed (code 0), the files it must create; `replaces=("wav2lip",)`:
+  paths (and everything under them) it may change or remove; `check=callable(folder)` runs extra assertions
+  afterwards (file modes, contents); `umask=0o077`: the umask the row runs under (default 0o022).
 * `call=callable(folder) -> (exit_code, stderr_text)`: instead of argv, for things that are not a command
   (the demo's handlers: map a `gr.Error`/`TalkFaceUserError` to code 2 and its message).
 
@@ -122,8 +123,10 @@ class Case:
     setup: Callable[[Path], None] | None = None
     patch: Callable | None = None
     creates: tuple[str, ...] = ()
+    replaces: tuple[str, ...] = ()
     check: Callable[[Path], None] | None = None
     call: Callable[[Path], tuple[int, str]] | None = None
+    umask: int = 0o022
 
 
 def generate(out, **flags) -> list[str]:
@@ -151,6 +154,22 @@ def _mkdir(*names):
     def setup(folder):
         for name in names:
             (folder / name).mkdir(parents=True)
+    return setup
+
+
+def _move(*pairs):
+    """setup: move corpus files (source, destination, source, destination, ...), making folders as needed."""
+    def setup(folder):
+        for source, destination in zip(pairs[::2], pairs[1::2]):
+            (folder / destination).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(folder / source, folder / destination)
+    return setup
+
+
+def _write(name, text):
+    def setup(folder):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
     return setup
 
 
@@ -226,6 +245,39 @@ CASES = [
          creates=("résultat_口.mp4",)),
     Case("generate: the output's mode follows the umask", generate("{out.mp4}"), code=0,
          creates=("out.mp4",), check=_mode_is("out.mp4", 0o666 & ~0o022)),
+    Case("generate: works under umask 077 (a private output)", generate("{out.mp4}"), code=0, umask=0o077,
+         creates=("out.mp4",), check=_mode_is("out.mp4", 0o600)),
+    # --- convert --out / --overwrite ----------------------------------------------------------------------------
+    Case("convert: --out . --overwrite (the folder holding the checkpoint)", [*CONVERT, "--out", ".", "--overwrite"],
+         message="contains --checkpoint"),
+    Case("convert: --out . --overwrite (the current folder, inputs elsewhere)",
+         ["convert", "wav2lip", "--checkpoint", "{../elsewhere/wav2lip.pth}", "--config",
+          "{../elsewhere/wav2lip_config.json}", "--out", ".", "--overwrite"],
+         setup=_move("wav2lip.pth", "../elsewhere/wav2lip.pth", "wav2lip_config.json",
+                     "../elsewhere/wav2lip_config.json"), message="the current folder"),
+    Case("convert: --out MODELS --overwrite (the parent of the checkpoint and of other models)",
+         [*CONVERT[:3], "{models/wav2lip.pth}", *CONVERT[4:], "--out", "{models}", "--overwrite"],
+         setup=_move("wav2lip.pth", "models/wav2lip.pth", "wav2lip", "models/wav2lip"),
+         message="contains --checkpoint"),
+    Case("convert: --out MODELS --overwrite (a folder of models, not a model)",
+         [*CONVERT, "--out", "{models}", "--overwrite"], setup=_move("wav2lip", "models/wav2lip"),
+         message="holds no talkface model"),
+    Case("convert: --out FOLDER --overwrite with an unknown model_type",
+         [*CONVERT, "--out", "{other}", "--overwrite"],
+         setup=_write("other/config.json", '{"model_type": "bert"}'), message="holds no talkface model"),
+    Case("convert: --out ~ --overwrite (home, even with a model's config.json)",
+         [*CONVERT, "--out", "~", "--overwrite"], setup=_write("home/config.json", '{"model_type": "wav2lip"}'),
+         patch=lambda monkeypatch, folder: monkeypatch.setenv("HOME", str(folder / "home")),
+         message="your home folder"),
+    Case("convert: --out an existing model folder without --overwrite", [*CONVERT, "--out", "{wav2lip}"],
+         message="--overwrite"),
+    Case("convert: --out an existing file", [*CONVERT, "--out", "{notes.txt}"], message="existing file"),
+    Case("convert: --out the checkpoint itself", [*CONVERT, "--out", "{wav2lip.pth}", "--overwrite"],
+         message="same file"),
+    Case("convert: --overwrite replaces a model folder", [*CONVERT, "--out", "{wav2lip}", "--overwrite"], code=0,
+         replaces=("wav2lip",), check=_mode_is("wav2lip", 0o644, 0o755)),
+    Case("convert: a new folder is readable per the umask (not 0700/0600)", [*CONVERT, "--out", "{new/model}"],
+         code=0, umask=0o002, creates=("new",), check=_mode_is("new/model", 0o664, 0o775)),
     # --- score / lipread --output -------------------------------------------------------------------------------
     Case("score: --output is an existing folder", [*SCORE, "--output", "{results}"], setup=_mkdir("results"),
          message="existing folder"),
@@ -280,11 +332,14 @@ def assert_clean_failure(case: Case, code: int, stderr: str, before: dict, after
                  if line.strip() and not PROGRESS.search(line)]
         assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{stderr}"
         assert case.message.lower() in lines[0].lower(), f"{case.message!r} not in {lines[0]!r}"
-    new = sorted(set(after) - set(before) - set(case.creates))
+    def allowed(key, names):
+        return any(key == name or key.startswith(name.rstrip("/") + "/") for name in names)
+
+    new = sorted(k for k in set(after) - set(before) if not allowed(k, case.creates + case.replaces))
     assert not new, f"files left behind: {new}"
-    missing = sorted(set(before) - set(after))
+    missing = sorted(k for k in set(before) - set(after) if not allowed(k, case.replaces))
     assert not missing, f"files removed: {missing}"
-    changed = sorted(k for k in before if before[k] != after[k])
+    changed = sorted(k for k in before if k in after and before[k] != after[k] and not allowed(k, case.replaces))
     assert not changed, f"files changed: {changed}"
     for name in case.creates:
         assert name in after, f"{name} was not created"
@@ -298,7 +353,7 @@ def test_bad_input(case, corpus, tmp_path, monkeypatch, capsys):
     shutil.copytree(corpus, folder)
     if case.setup is not None:
         case.setup(folder)
-    old_umask = os.umask(0o022)
+    old_umask = os.umask(case.umask)
     try:
         before = snapshot(folder)
         code, stderr = run_case(case, folder, monkeypatch, capsys)
@@ -306,7 +361,7 @@ def test_bad_input(case, corpus, tmp_path, monkeypatch, capsys):
     finally:
         os.umask(old_umask)
         for path in folder.rglob("*"):  # let pytest delete read-only folders
-            if path.is_dir() and not path.is_symlink():
+            if path.is_dir() and not path.is_symlink() and not path.stat().st_mode & stat.S_IWUSR:
                 path.chmod(0o755)
     assert_clean_failure(case, code, stderr, before, after)
     if case.check is not None:

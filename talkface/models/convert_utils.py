@@ -5,16 +5,16 @@ they all need around that: reading the original file without running its code, f
 the container, and saving the result atomically (a failed conversion never leaves a half-written folder).
 """
 
+import json
 import os
 import pickle
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError, TalkFaceUserError
+from ..errors import ModelLoadError, OutputError, TalkFaceUserError
+from ..utils.io import SafeOutput, check_output
 
 
 def load_original_checkpoint(path, safe_globals=()):
@@ -98,33 +98,76 @@ def load_state_dict_strictly(model, state_dict: dict, what: str, wrong_kind_hint
     return model
 
 
-def save_model_folder(objects, out_dir, kind: str, overwrite: bool = False, card_info: dict | None = None):
+def check_replaceable_model_folder(folder) -> None:
+    """Raise `OutputError` unless `--overwrite` may replace `folder`: it must hold a talkface model (a config.json
+    with a known model_type) and be neither the current folder, the home folder, the root nor one of their parents.
+    (A folder that contains an input is refused by `talkface.utils.io.check_output` before this is asked.)"""
+    from . import MODEL_CLASSES
+
+    folder = Path(folder).expanduser()
+    real = folder.resolve()
+    for name, protected in (("the current folder", Path.cwd()), ("your home folder", Path.home()),
+                            ("the root folder", Path(real.anchor))):
+        protected = protected.resolve()
+        if real == protected or real in protected.parents:
+            which = name if real == protected else f"a folder above {name}"
+            raise OutputError(f"--out {folder} is {which}; --overwrite replaces only a model folder: pass the "
+                              "model's own folder (e.g. models/wav2lip) or a new one")
+    model_type = None
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        pass
+    if model_type not in MODEL_CLASSES:
+        raise OutputError(f"--out {folder} holds no talkface model (no config.json with a known model_type), so "
+                          "--overwrite will not replace it; pass a new folder or the model's own folder")
+
+
+def _replace_check(overwrite: bool):
+    def check(folder):
+        if not overwrite:
+            raise OutputError(f"--out {folder} exists and is not empty; choose another --out or pass --overwrite "
+                              "(which replaces only a talkface model folder)")
+        check_replaceable_model_folder(folder)
+    return check
+
+
+def check_model_folder_output(out_dir, inputs=None, overwrite: bool = False) -> Path:
+    """Everything `save_model_folder` will refuse, checked before a long conversion starts."""
+    out_dir = Path(out_dir).expanduser()
+    existing = next((p for p in out_dir.absolute().parents if p.exists()), None)
+    if not out_dir.parent.exists():  # save_model_folder creates the missing parents, once the conversion worked
+        if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot create --out {out_dir}: {existing} is not a writable folder; choose another "
+                              "--out")
+        return out_dir
+    check_output(out_dir, inputs, flag="--out", folder=True)
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        _replace_check(overwrite)(out_dir)
+    return out_dir
+
+
+def save_model_folder(objects, out_dir, kind: str, overwrite: bool = False, card_info: dict | None = None,
+                      inputs=None):
     """Save `objects` (anything with `save_pretrained`) into `out_dir` atomically, with a model card.
 
-    The folder is written under a temporary name beside `out_dir` and renamed at the end.
+    The folder is built as a hidden temporary sibling (`talkface.utils.io.SafeOutput`) and swapped in at the end,
+    with modes from the umask; a failure or a signal leaves `out_dir` as it was. An existing non-empty `out_dir`
+    is replaced only with `overwrite` and only when it holds a talkface model (`check_replaceable_model_folder`);
+    `inputs` (e.g. {"--checkpoint": path}) may be neither the folder nor inside it.
     """
     from ..hub.cards import write_model_card
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise TalkFaceUserError(f"output folder {out_dir} exists and is not empty; choose another --out or pass --overwrite")
+    out_dir = Path(out_dir).expanduser()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(out_dir.parent, os.W_OK):
-        raise TalkFaceUserError(f"cannot write to {out_dir.parent}; choose a writable --out")
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with SafeOutput(out_dir, inputs=inputs, flag="--out", folder=True,
+                    replace_folder=_replace_check(overwrite)) as output:
         model = None
         for obj in objects:
-            obj.save_pretrained(tmp_dir)
+            obj.save_pretrained(output.tmp_path)
             if model is None and hasattr(obj, "config"):
                 model = obj
-        write_model_card(tmp_dir, kind, model=model, **(card_info or {}))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp_dir, out_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        write_model_card(output.tmp_path, kind, model=model, **(card_info or {}))
     return out_dir
 
 
