@@ -51,11 +51,15 @@ def register(subparsers):
                         "fp32), fp32 (exact), bf16, fp16 or int8 (CPU); reduced modes drift by about a grey level, "
                         f"see docs/generation.md (default {DEFAULT_PRECISION})")
     parser.add_argument("--blend", choices=BLEND_MODES, default=DEFAULTS.blend,
-                        help="how the generated face is pasted back (feather: soft mask over the lower face; "
-                        "hard: Wav2Lip's square paste; poisson: gradient-domain cloning; none: nothing pasted); "
-                        f"default {DEFAULTS.blend}")
+                        help="how the generated face is pasted back (feather: the lower face inside the jaw line, "
+                        "feathered inwards, from the face landmarks, or the box mask where there are none; box: a "
+                        "soft box-shaped mask; hard: Wav2Lip's square paste; poisson: gradient-domain cloning; none: "
+                        f"nothing pasted); default {DEFAULTS.blend}")
     parser.add_argument("--feather", type=float, default=DEFAULTS.feather, help="width of the feathered edge as a "
                         f"fraction of the face box (default {DEFAULTS.feather:g})")
+    parser.add_argument("--no-align-roll", dest="align_roll", action="store_false", default=DEFAULTS.align_roll,
+                        help="do not turn face crops upright by the head's roll (eye line) before generating and "
+                        "back when pasting (default: turned, so tilted and sideways heads get the mouth in place)")
     parser.add_argument("--face-backend", choices=tuple(FACE_BACKENDS), default=DEFAULTS.face_backend,
                         help=f"face detector + landmarks (default {DEFAULTS.face_backend}; mediapipe is bundled, "
                         "dlib and face_alignment are optional installs, s3fd gives boxes only and needs --s3fd)")

@@ -37,7 +37,8 @@ def generate(demo, face_video=None, face_photo=None, audio=None, generator: str 
              face_index: int = DEFAULTS.face_index, pads=DEFAULTS.pads,
              duration_policy: str = DEFAULTS.duration_policy,
              blend: str = DEFAULTS.blend, feather: float = DEFAULTS.feather, enhance: bool = False,
-             score: bool = True, progress: ProgressCallback = no_progress, face=None) -> GenerateResult:
+             score: bool = True, progress: ProgressCallback = no_progress, face=None,
+             align_roll: bool = DEFAULTS.align_roll) -> GenerateResult:
     """Lip-sync the face (a video or photo: `face`, or `face_video` / `face_photo`) to the audio (a recording or a
     video's sound track); score the result when scorers are configured.
 
@@ -73,7 +74,8 @@ def generate(demo, face_video=None, face_photo=None, audio=None, generator: str 
 
         try:
             result = pipeline(face=face, audio=audio, out=work_out, face_index=face_index, pads=pads,
-                              duration_policy=duration_policy, blend=blend, feather=feather, progress=report)
+                              duration_policy=duration_policy, blend=blend, feather=feather,
+                              align_roll=bool(align_roll), progress=report)
         except NoFaceError as err:
             raise NoFaceError(
                 f"no face found in {display_name(face)} (face index {face_index}); upload a video or photo in "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from ..errors import TalkFaceUserError
+from ..faces.blending import BLEND_MODES
 from ..utils.imports import require
 from .config import TINY_RANDOM_LABEL, DemoConfig, check_ffmpeg
 from .demo import TalkFaceDemo
@@ -37,7 +38,9 @@ videos match their speech (LSE with SyncNet, AVS with AV-HuBERT) and, given the 
 ETHICS = ("Use only faces and voices you have the right to use. Do not make anyone appear to say what they did "
           "not say in order to deceive. Generated videos carry an invisible watermark and metadata saying they "
           "are generated (check a file with `talkface detect`).")
-BLEND_HELP = ("feather: the lower face with a soft edge (default); hard: the whole square, as the original Wav2Lip; "
+BLEND_HELP = ("feather: the lower face inside the jaw line, with a soft edge inside it (default; the box mask where "
+              "no face landmarks are found); box: a soft box-shaped mask; hard: the whole square, as the original "
+              "Wav2Lip; "
               "poisson: gradient-domain cloning; none: nothing is pasted, the video keeps its own face and gets the "
               "new sound (to check the face tracking)")
 SCORE_HEADERS = ["score", "value", "meaning"]
@@ -136,20 +139,21 @@ class PageActions:
 
     # -- generate ---------------------------------------------------------------------------------------------
     def _generate(self, face, speech, recording, generator, face_index, pad_top, pad_bottom, pad_left, pad_right,
-                  duration_policy, blend, feather, enhance, progress):
+                  duration_policy, blend, feather, enhance, align_roll, progress):
         result = self.demo.generate(face=face, audio=speech or recording, generator=generator, face_index=face_index,
                                     pads=(pad_top, pad_bottom, pad_left, pad_right), duration_policy=duration_policy,
-                                    blend=blend, feather=feather, enhance=enhance,
+                                    blend=blend, feather=feather, enhance=enhance, align_roll=align_roll,
                                     progress=lambda fraction, text: progress(fraction, desc=text))
         scores = pd.DataFrame(result.score_rows, columns=SCORE_HEADERS)
         return str(result.video), status_line("ok", result.message), scores, result.score_note
 
     def generate(self, face, speech, recording, generator, face_index, pad_top, pad_bottom, pad_left, pad_right,
-                 duration_policy, blend, feather, enhance, progress=gr.Progress()):  # noqa: B008 (Gradio)
+                 duration_policy, blend, feather, enhance, align_roll=DEFAULTS.align_roll,
+                 progress=gr.Progress()):  # noqa: B008 (Gradio)
         """The Generate button: (result video, status line, scores, note); a failure is the status line."""
         try:
             return self._generate(face, speech, recording, generator, face_index, pad_top, pad_bottom, pad_left,
-                                  pad_right, duration_policy, blend, feather, enhance, progress)
+                                  pad_right, duration_policy, blend, feather, enhance, align_roll, progress)
         except TalkFaceUserError as err:
             message = err
         except Exception as err:  # noqa: BLE001  (a bug: said as such on the page)
@@ -157,11 +161,12 @@ class PageActions:
         return None, status_line("error", message), pd.DataFrame(columns=SCORE_HEADERS), ""
 
     def generate_api(self, face, speech, recording, generator, face_index, pad_top, pad_bottom, pad_left, pad_right,
-                     duration_policy, blend, feather, enhance, progress=gr.Progress()):  # noqa: B008 (Gradio)
+                     duration_policy, blend, feather, enhance, align_roll=DEFAULTS.align_roll,
+                     progress=gr.Progress()):  # noqa: B008 (Gradio)
         """The `/generate` endpoint: the same outputs; a failure raises its message."""
         return _raising(self._generate, "generating")(face, speech, recording, generator, face_index, pad_top,
                                                       pad_bottom, pad_left, pad_right, duration_policy, blend,
-                                                      feather, enhance, progress)
+                                                      feather, enhance, align_roll, progress)
 
     # -- score ------------------------------------------------------------------------------------------------
     def _score(self, videos, audios, references, face_mode, lse_protocol, box, progress):
@@ -280,10 +285,13 @@ def build_generate_tab(demo: TalkFaceDemo, actions: PageActions):
                     ["pingpong", "loop", "cut"], value=DEFAULTS.duration_policy,
                     label="When the speech is longer than the video", info="pingpong: play the video forward then "
                     "backward; loop: start it again; cut: stop with the video")
-                blend = gr.Radio(["feather", "hard", "poisson", "none"], value=DEFAULTS.blend,
+                blend = gr.Radio(list(BLEND_MODES), value=DEFAULTS.blend,
                                  label="Blending of the generated mouth", info=BLEND_HELP, elem_id="blend")
                 feather = gr.Slider(0.05, 0.5, value=DEFAULTS.feather, step=0.01, label="Feather width",
                                     info="soft edge width, as a fraction of the face box")
+                align_roll = gr.Checkbox(DEFAULTS.align_roll, label="Turn tilted heads upright for the generator",
+                                         info="crops follow the eye line and the mouth is turned back when pasted "
+                                         "(for tilted or sideways heads)", elem_id="align-roll")
                 enhance = gr.Checkbox(
                     False, label="Enhance the face with GFPGAN (slower)", interactive=not enhancer_missing,
                     info="sharper faces than the 96x96 generator gives" if not enhancer_missing
@@ -310,7 +318,8 @@ def build_generate_tab(demo: TalkFaceDemo, actions: PageActions):
     speech.clear(lambda: (None, ""), outputs=[recording, speech_note], queue=False, **private)
     recording.stop_recording(lambda: (None, ""), outputs=[speech, speech_note], queue=False, **private)
     recording.clear(lambda: (None, ""), outputs=[speech, speech_note], queue=False, **private)
-    inputs = [face, speech, recording, generator, face_index, *pads, duration_policy, blend, feather, enhance]
+    inputs = [face, speech, recording, generator, face_index, *pads, duration_policy, blend, feather, enhance,
+              align_roll]
     outputs = [result_video, status, result_scores, result_note]
     generate_button.click(actions.generate, inputs=inputs, outputs=outputs, concurrency_id="compute",
                           show_progress_on=result_video, api_name="page_generate", **private)

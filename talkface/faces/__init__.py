@@ -1,4 +1,5 @@
-"""Faces: detection backends (boxes + 68 iBUG landmarks), tracking, crops and paste-back, mouth regions.
+"""Faces: detection backends (boxes + 68 iBUG landmarks), tracking, crops (roll-aligned) and face-shaped
+paste-back, mouth regions.
 
 Nothing here imports a face library at import time; backends import theirs when built.
 """
@@ -16,7 +17,8 @@ from .backends import (
     get_face_backend,
     register_face_backend,
 )
-from .blending import BLEND_MODES, crop_face, integer_box, lower_face_mask, paste_face
+from .blending import BLEND_MODES, crop_face, integer_box, landmark_face_mask, lower_face_mask, paste_face
+from .roll import crop_face_aligned, roll_angle
 from .tracking import DEFAULT_PADS, FaceTracker
 
 __all__ = [
@@ -33,9 +35,12 @@ __all__ = [
     "S3FDFaceBackend",
     "box_iou",
     "crop_face",
+    "crop_face_aligned",
     "get_face_backend",
     "integer_box",
+    "landmark_face_mask",
     "lower_face_mask",
     "paste_face",
     "register_face_backend",
+    "roll_angle",
 ]

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import TalkFaceUserError
 from ..utils.imports import require
+from .roll import roll_angle, rotation_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -142,12 +143,14 @@ class MediaPipeFaceBackend(FaceBackend):
         model_selection: 0 = short-range model (faces within ~2 m, fast), 1 = full-range model (~5 m),
             "auto" = short-range first, full-range when it finds nothing.
         landmark_crop_scale: side of the square crop FaceMesh sees, relative to the larger box side.
+        refit_roll: a first landmark fit whose roll (degrees, from the eye line) is at least this is fitted again
+            on a crop turned upright by it (up to twice), so tilted and sideways heads get their landmarks.
     """
 
     name = "mediapipe"
 
     def __init__(self, min_confidence: float = 0.5, max_faces: int = 4, model_selection="auto",
-                 landmark_crop_scale: float = 1.6):
+                 landmark_crop_scale: float = 1.6, refit_roll: float = 20.0):
         if model_selection not in ("auto", 0, 1):
             raise ValueError(f"model_selection must be 'auto', 0 or 1, got {model_selection!r}")
         mp = require("mediapipe")
@@ -156,6 +159,7 @@ class MediaPipeFaceBackend(FaceBackend):
         self.max_faces = max_faces
         self.model_selection = model_selection
         self.landmark_crop_scale = landmark_crop_scale
+        self.refit_roll = refit_roll
         models = (0, 1) if model_selection == "auto" else (model_selection,)
         self._detectors = [
             mp.solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=min_confidence)
@@ -165,7 +169,7 @@ class MediaPipeFaceBackend(FaceBackend):
 
     def _detect(self, frame_rgb, landmarks):
         height, width = frame_rgb.shape[:2]
-        detections = []
+        detections, rolls = [], []
         for detector in self._detectors:
             result = detector.process(frame_rgb)
             for det in (result.detections or [])[: self.max_faces]:
@@ -175,14 +179,37 @@ class MediaPipeFaceBackend(FaceBackend):
                 if box[2] - box[0] < 2 or box[3] - box[1] < 2:
                     continue
                 detections.append(FaceDetection(box=box, landmarks=None, score=float(det.score[0])))
+                rolls.append(_keypoint_roll(det, width, height))
             if detections:
                 break
         if landmarks:
-            for det in detections:
-                det.landmarks = self._fit_landmarks(frame_rgb, det.box)
+            for det, roll in zip(detections, rolls):
+                det.landmarks = self._fit_landmarks(frame_rgb, det.box, roll)
         return detections
 
-    def _fit_landmarks(self, frame_rgb, box) -> np.ndarray | None:
+    def _fit_landmarks(self, frame_rgb, box, detector_roll: float = 0.0) -> np.ndarray | None:
+        """68 points for the face in `box`: FaceMesh on a square crop around it, and, for a strongly tilted head
+        (FaceMesh underestimates rolls beyond ~20 degrees: about 75 for a head lying sideways, and sometimes finds
+        no face at all), again on that crop turned upright by the roll found so far (up to twice), keeping a fit
+        only when it finds the face. The first crop is upright unless the detector's own eye keypoints say the head
+        is tilted by `refit_roll` or more (then it is turned by their roll, and tried upright if that fails)."""
+        first = detector_roll if abs(detector_roll) >= self.refit_roll else 0.0
+        points = self._mesh_points(frame_rgb, box, first)
+        if points is None:
+            points = self._mesh_points(frame_rgb, box, detector_roll if first == 0.0 else 0.0)
+        for _ in range(2):
+            if points is None:
+                break
+            roll = roll_angle(points)
+            if abs(roll) < self.refit_roll:
+                break
+            refined = self._mesh_points(frame_rgb, box, roll)
+            if refined is None:
+                break
+            points = refined
+        return points
+
+    def _mesh_points(self, frame_rgb, box, roll_degrees: float) -> np.ndarray | None:
         if self._mesh is None:
             self._mesh = self._solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
                                                             refine_landmarks=False, min_detection_confidence=0.3)
@@ -190,24 +217,45 @@ class MediaPipeFaceBackend(FaceBackend):
         # FaceMesh runs its own detector; on a square crop centred on our box it always looks at *this* face.
         centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         half = max(box[2] - box[0], box[3] - box[1]) * self.landmark_crop_scale / 2
-        x1, y1 = int(max(0, centre_x - half)), int(max(0, centre_y - half))
-        x2, y2 = int(min(width, centre_x + half)), int(min(height, centre_y + half))
-        crop = np.ascontiguousarray(frame_rgb[y1:y2, x1:x2])
+        if roll_degrees == 0.0:
+            x1, y1 = int(max(0, centre_x - half)), int(max(0, centre_y - half))
+            x2, y2 = int(min(width, centre_x + half)), int(min(height, centre_y + half))
+            crop = np.ascontiguousarray(frame_rgb[y1:y2, x1:x2])
+            to_frame = np.array([[x2 - x1, 0.0, x1], [0.0, y2 - y1, y1]])  # normalised crop coords -> frame pixels
+        else:  # a square turned by the roll about the box centre (beyond the frame: black)
+            import cv2
+
+            side = max(8, int(round(2 * half)))
+            crop_to_frame = rotation_matrix((centre_x - 0.5, centre_y - 0.5), roll_degrees)
+            crop_to_frame[:, 2] += crop_to_frame[:, :2] @ np.array([0.5 - side / 2, 0.5 - side / 2])
+            crop = cv2.warpAffine(frame_rgb, crop_to_frame, (side, side),
+                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            # normalised crop coords (0..1 over the crop's edges) -> crop pixel indices -> frame pixel indices
+            to_frame = crop_to_frame @ np.array([[side, 0.0, -0.5], [0.0, side, -0.5], [0.0, 0.0, 1.0]])
         if crop.shape[0] < 8 or crop.shape[1] < 8:
             return None
         result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
             return None
         mesh_points = result.multi_face_landmarks[0].landmark
-        points = np.array([[mesh_points[i].x, mesh_points[i].y] for i in MEDIAPIPE_TO_IBUG68], dtype=np.float32)
-        points *= np.array([x2 - x1, y2 - y1], dtype=np.float32)  # normalised crop coords -> crop pixels
-        points += np.array([x1, y1], dtype=np.float32)
-        return points
+        points = np.array([[mesh_points[i].x, mesh_points[i].y] for i in MEDIAPIPE_TO_IBUG68], dtype=np.float64)
+        return (points @ to_frame[:, :2].T + to_frame[:, 2]).astype(np.float32)
 
     def close(self):
         for graph in self._detectors + ([self._mesh] if self._mesh is not None else []):
             graph.close()
         self._detectors, self._mesh = [], None
+
+
+def _keypoint_roll(detection, width: int, height: int) -> float:
+    """Roll (degrees) of a BlazeFace detection from its eye keypoints (0: the subject's right eye, 1: the left);
+    0 when it has none. Rougher than the landmarks' (about 75 for a head lying sideways), enough to start from."""
+    keypoints = detection.location_data.relative_keypoints
+    if len(keypoints) < 2:
+        return 0.0
+    dx = (keypoints[1].x - keypoints[0].x) * width
+    dy = (keypoints[1].y - keypoints[0].y) * height
+    return float(np.degrees(np.arctan2(dy, dx))) if dx or dy else 0.0
 
 
 @register_face_backend("dlib")

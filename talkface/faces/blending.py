@@ -4,13 +4,24 @@ A generator sees the face box resized to a small square (96x96 for Wav2Lip) and 
 upper half of its output only reconstructs what it was shown, blurred by the 96-pixel bottleneck. Pasting the
 whole square back (Wav2Lip's way, `blend="hard"`) therefore blurs the eyes and leaves a visible square edge.
 
-`blend="feather"` (default) pastes only the region that had to change: a mask that is 1 over the lower part of
-the box and falls smoothly to 0 towards the box's sides and bottom and, above, towards the middle of the box
-(where the generator's masked half begins). The ramps are `feather` x box size wide (smoothstep profile), so
-there is no seam; the original frame is kept everywhere else, eyes included.
+`blend="feather"` (default) pastes only the region that had to change, shaped by the face: with the face's 68
+landmarks, the mask is the lower face, the polygon of the jaw line (iBUG points 2-14) closed under the nose (the
+nostril base, 31-35), cut to the generated half of the crop. It is feathered *inwards* (a smoothstep of the
+distance to the polygon's edge), so it is exactly 0 on and outside the edge: nothing changes on the neck, the
+background or the upper face. The ramp is `feather` x the box's shorter side wide, but never reaches the lips
+(it is narrowed to the lips' distance from the edge, so the whole mouth is the generated one).
 
-`blend="poisson"` does Poisson (gradient-domain) cloning of the same region with OpenCV's `seamlessClone`, which
-also evens out colour differences; it is slower. `blend="none"` leaves frames untouched (debugging).
+Without landmarks (a forced box, a boxes-only face backend, a frame where no landmarks could be fitted) feather
+falls back to `blend="box"`: the box-shaped soft mask, 1 over the lower part of the box, falling smoothly to 0
+towards the box's sides and bottom and, above, towards the middle of the box (where the generator's masked half
+begins), with `feather` x box size wide smoothstep ramps.
+
+`blend="poisson"` does Poisson (gradient-domain) cloning of the same region (the face-shaped one when landmarks
+are given) with OpenCV's `seamlessClone`, which also evens out colour differences; it is slower. `blend="none"`
+leaves frames untouched (debugging).
+
+`roll_degrees` (roll.py): when the crop was turned upright by the head's roll, the generated face is turned back
+through the same transform (the box and hard masks turn with it); with 0 everything is axis-aligned.
 """
 
 from __future__ import annotations
@@ -19,7 +30,12 @@ import functools
 
 import numpy as np
 
-BLEND_MODES = ("feather", "hard", "poisson", "none")
+from .roll import face_crop_transform
+
+BLEND_MODES = ("feather", "box", "hard", "poisson", "none")
+#: iBUG indices of the lower-face polygon: the jaw from image left over the chin, back under the nose
+LOWER_FACE_POLYGON = (*range(2, 15), 35, 34, 33, 32, 31)
+OUTER_LIPS = slice(48, 60)
 
 
 def integer_box(box, frame_shape) -> tuple[int, int, int, int]:
@@ -71,11 +87,66 @@ def _to_uint8_face(face: np.ndarray, truncate: bool) -> np.ndarray:
     return scaled.astype(np.uint8) if truncate else np.round(scaled).astype(np.uint8)
 
 
+def _fill(shape, polygon) -> np.ndarray:
+    """uint8 (h, w) image: 1 inside the float polygon (sub-pixel vertices), 0 elsewhere."""
+    import cv2
+
+    image = np.zeros(shape, np.uint8)
+    points = np.round((np.asarray(polygon, dtype=np.float64) + 0.5) * 16 - 8).astype(np.int32)  # 4 fraction bits
+    cv2.fillPoly(image, [points], 1, lineType=cv2.LINE_8, shift=4)
+    return image
+
+
+def generated_region(box, size: int, top: float = 0.5, roll_degrees: float = 0.0) -> np.ndarray:
+    """(4, 2) frame-pixel corners of the part of the crop the generator redraws (crop rows from `top` down)."""
+    from .roll import apply_affine
+
+    to_frame = face_crop_transform(box, roll_degrees, size)
+    edge, first_row = -0.5, top * size - 0.5
+    last = size - 0.5
+    return apply_affine(to_frame, [(edge, first_row), (last, first_row), (last, last), (edge, last)])
+
+
+def landmark_face_mask(shape, landmarks, box, feather: float = 0.15, top: float = 0.5, roll_degrees: float = 0.0,
+                       size: int = 96, origin=(0, 0)) -> np.ndarray:
+    """float32 mask of `shape` (h, w): the lower face of the 68 landmarks, feathered inwards (see the module).
+
+    The mask covers frame pixels origin + (0..w, 0..h). It is 0 on and outside the polygon `LOWER_FACE_POLYGON`
+    and outside the generated part of the crop (`generated_region`); inside it rises along a smoothstep of the
+    distance to that edge over `feather` x the box's shorter side, narrowed so that it is 1 at the outer lips.
+    """
+    import cv2
+
+    if not 0.0 < feather <= 0.5:
+        raise ValueError(f"feather must be in (0, 0.5], got {feather}")
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.shape != (68, 2):
+        raise ValueError(f"expected (68, 2) landmarks, got {points.shape}")
+    points = points - np.asarray(origin, dtype=np.float64)
+    height, width = shape[:2]
+    region = generated_region(box, size, top, roll_degrees) - np.asarray(origin, dtype=np.float64)
+    inside = _fill((height, width), points[list(LOWER_FACE_POLYGON)]) & _fill((height, width), region)
+    if not inside.any():
+        return np.zeros((height, width), np.float32)
+    distance = cv2.distanceTransform(np.pad(inside, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    ramp = feather * min(float(box[2] - box[0]), float(box[3] - box[1]))
+    lips = np.round(points[OUTER_LIPS]).astype(int)
+    on_frame = (lips[:, 0] >= 0) & (lips[:, 0] < width) & (lips[:, 1] >= 0) & (lips[:, 1] < height)
+    lip_distances = distance[lips[on_frame, 1], lips[on_frame, 0]]
+    if lip_distances.size and lip_distances.min() > 0:
+        ramp = min(ramp, float(lip_distances.min()))
+    # the filled polygon's outermost ring (distance 1) may hold pixels whose centre is just outside the polygon:
+    # the ramp starts beyond it, so every changed pixel lies inside the landmarks' polygon
+    return _smoothstep((distance - 1.0) / max(ramp - 1.0, 1.0)).astype(np.float32)
+
+
 def paste_face(frame: np.ndarray, face: np.ndarray, box, blend: str = "feather", feather: float = 0.15,
-               top: float = 0.5) -> np.ndarray:
+               top: float = 0.5, landmarks: np.ndarray | None = None, roll_degrees: float = 0.0) -> np.ndarray:
     """Return `frame` with the generated `face` (size, size, 3; uint8 or float in [0, 1]) pasted into `box`.
 
-    `frame` is not modified. See the module docstring for the blend modes.
+    `landmarks` (68, 2) in frame pixels shape the feather and poisson masks; `roll_degrees` is the roll the crop
+    was turned by (`talkface.faces.roll.crop_face_aligned`). `frame` is not modified. See the module docstring
+    for the blend modes.
     """
     import cv2
 
@@ -83,6 +154,9 @@ def paste_face(frame: np.ndarray, face: np.ndarray, box, blend: str = "feather",
         raise ValueError(f"blend must be one of {BLEND_MODES}, got {blend!r}")
     if blend == "none":
         return frame
+    if (landmarks is not None and blend in ("feather", "poisson")) or roll_degrees != 0.0:
+        return _paste_warped(frame, face, box, blend, feather, top,
+                             landmarks if blend in ("feather", "poisson") else None, roll_degrees)
     x1, y1, x2, y2 = integer_box(box, frame.shape)
     box_w, box_h = x2 - x1, y2 - y1
     output = frame.copy()
@@ -95,18 +169,69 @@ def paste_face(frame: np.ndarray, face: np.ndarray, box, blend: str = "feather",
     resized = cv2.resize(face_float, (box_w, box_h), interpolation=cv2.INTER_CUBIC)
     mask = cv2.resize(lower_face_mask(face.shape[0], feather, top), (box_w, box_h), interpolation=cv2.INTER_LINEAR)
     if blend == "poisson":
-        binary = (mask > 0.5).astype(np.uint8) * 255
-        if binary.any():
-            source = np.zeros_like(frame)
-            source[y1:y2, x1:x2] = _to_uint8_face(resized, truncate=False)
-            full_mask = np.zeros(frame.shape[:2], np.uint8)
-            full_mask[y1:y2, x1:x2] = binary
-            ys, xs = np.nonzero(full_mask)
-            centre = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
-            return cv2.seamlessClone(source, np.ascontiguousarray(frame), full_mask, centre, cv2.NORMAL_CLONE)
-        return output
+        return _poisson(frame, _to_uint8_face(resized, truncate=False), mask > 0.5, (x1, y1))
     region = output[y1:y2, x1:x2].astype(np.float32) / 255.0
     alpha = mask[:, :, None]
     blended = region + alpha * (np.clip(resized, 0.0, 1.0) - region)
     output[y1:y2, x1:x2] = np.round(blended * 255.0).astype(np.uint8)
+    return output
+
+
+def _poisson(frame, patch_uint8, inside, origin) -> np.ndarray:
+    """Poisson-clone `patch_uint8` where `inside` (same h, w) into `frame` at `origin` (x, y)."""
+    import cv2
+
+    if not inside.any():
+        return frame.copy()
+    x0, y0 = origin
+    height, width = inside.shape
+    source = np.zeros_like(frame)
+    source[y0:y0 + height, x0:x0 + width] = patch_uint8
+    full_mask = np.zeros(frame.shape[:2], np.uint8)
+    full_mask[y0:y0 + height, x0:x0 + width] = inside.astype(np.uint8) * 255
+    ys, xs = np.nonzero(full_mask)
+    centre = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
+    return cv2.seamlessClone(source, np.ascontiguousarray(frame), full_mask, centre, cv2.NORMAL_CLONE)
+
+
+def _paste_warped(frame, face, box, blend, feather, top, landmarks, roll_degrees) -> np.ndarray:
+    """Paste through the crop transform (turned back by the roll), masked by the face's landmarks when given."""
+    import cv2
+
+    from .roll import apply_affine
+
+    size = face.shape[0]
+    box = integer_box(box, frame.shape)
+    height, width = frame.shape[:2]
+    to_frame = face_crop_transform(box, roll_degrees, size)
+    corners = apply_affine(to_frame, [(-0.5, -0.5), (size - 0.5, -0.5), (size - 0.5, size - 0.5), (-0.5, size - 0.5)])
+    rx1, ry1 = (max(0, int(np.floor(v))) for v in corners.min(axis=0))
+    rx2, ry2 = min(width, int(np.ceil(corners[:, 0].max())) + 1), min(height, int(np.ceil(corners[:, 1].max())) + 1)
+    if rx2 <= rx1 or ry2 <= ry1:
+        return frame.copy()
+    roi_w, roi_h = rx2 - rx1, ry2 - ry1
+    to_roi = to_frame.copy()
+    to_roi[:, 2] -= (rx1, ry1)
+    output = frame.copy()
+    region = output[ry1:ry2, rx1:rx2]
+    if blend == "hard":
+        warped = cv2.warpAffine(_to_uint8_face(face, truncate=True), to_roi, (roi_w, roi_h), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+        coverage = cv2.warpAffine(np.ones((size, size), np.float32), to_roi, (roi_w, roi_h), flags=cv2.INTER_LINEAR)
+        inside = coverage >= 0.5
+        region[inside] = warped[inside]
+        return output
+    face_float = face.astype(np.float32) / 255.0 if face.dtype == np.uint8 else face.astype(np.float32)
+    warped = np.clip(cv2.warpAffine(face_float, to_roi, (roi_w, roi_h), flags=cv2.INTER_CUBIC,
+                                    borderMode=cv2.BORDER_REPLICATE), 0.0, 1.0)
+    if landmarks is not None:
+        alpha = landmark_face_mask((roi_h, roi_w), landmarks, box, feather, top, roll_degrees, size, (rx1, ry1))
+    else:
+        alpha = cv2.warpAffine(lower_face_mask(size, feather, top), to_roi, (roi_w, roi_h), flags=cv2.INTER_LINEAR)
+    if blend == "poisson":
+        return _poisson(frame, _to_uint8_face(warped, truncate=False), alpha > 0.5, (rx1, ry1))
+    original = region.astype(np.float32) / 255.0
+    blended = np.round((original + alpha[:, :, None] * (warped - original)) * 255.0).astype(np.uint8)
+    changed = alpha > 0
+    region[changed] = blended[changed]
     return output

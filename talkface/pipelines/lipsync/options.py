@@ -43,9 +43,12 @@ class LipSyncOptions:
             shrink the box. Pads that leave no face region are refused: against the frame by `check_frame_size`,
             against the first face found by the face tracker.
         duration_policy: what the video does when the audio outlasts it: "pingpong", "loop" or "cut".
-        blend: paste-back mode, one of `talkface.faces.blending.BLEND_MODES`.
+        blend: paste-back mode, one of `talkface.faces.blending.BLEND_MODES` ("feather": shaped by the face's
+            landmarks when the face backend gives them, else the box-shaped "box" mask).
         feather: width of the blend's soft edge, as a fraction of the face box, in (0, 0.5].
         detect_every: face detection stride in frames (1 = every frame); boxes are interpolated in between.
+        align_roll: turn each crop upright by the head's roll (from the eye line of the landmarks) before the
+            generator sees it, and turn the result back when pasting (tilted and sideways heads); needs landmarks.
         face_backend: face backend name ("mediapipe", "dlib", "face_alignment", "s3fd") or a `FaceBackend` instance.
     """
 
@@ -58,6 +61,7 @@ class LipSyncOptions:
     blend: str = "feather"
     feather: float = 0.15
     detect_every: int = 1
+    align_roll: bool = True
     face_backend: str | FaceBackend = field(default="mediapipe", compare=False)
 
     def __post_init__(self):
@@ -92,6 +96,8 @@ class LipSyncOptions:
         fix("detect_every", _whole("detect_every", self.detect_every))
         if self.detect_every < 1:
             raise InvalidInputError(f"detect_every must be >= 1, got {self.detect_every}")
+        if not isinstance(self.align_roll, bool):
+            raise InvalidInputError(f"align_roll must be True or False, got {self.align_roll!r}")
         if not isinstance(self.face_backend, FaceBackend) and self.face_backend not in FACE_BACKENDS:
             raise InvalidInputError(f"face backend must be one of {', '.join(FACE_BACKENDS)} (or a FaceBackend), "
                                     f"got {self.face_backend!r}")

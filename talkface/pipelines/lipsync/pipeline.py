@@ -22,7 +22,11 @@ continues:
 A photo is held for the whole audio. A video longer than the audio is cut to the audio's length.
 
 The generator sees each face crop as float RGB [0, 1] (batch, 3, S, S): the pose input with its lower half
-zeroed, and the same crop unmasked as the identity reference (as Wav2Lip's inference does).
+zeroed, and the same crop unmasked as the identity reference (as Wav2Lip's inference does). With `align_roll`
+(default) and landmarks, the crop is the face box turned upright by the head's roll (its eye line), and the
+generated face is turned back when pasted, so a tilted or sideways head gets its mouth redrawn in place; the
+default `blend="feather"` pastes only the lower face inside the jaw line (talkface.faces.blending). The tracker
+fits landmarks whenever the paste-back uses them; frames without landmarks get the box mask, unrotated (logged).
 
 Precision (`precision.py`): `from_pretrained(..., precision="auto")` loads the generator on the exact fp32 path
 (BatchNorms folded, channels-last) and runs it in fp32, bf16 (autocast), fp16 or int8; `auto` picks fp16 on CUDA,
@@ -55,7 +59,8 @@ import torch
 from ... import media
 from ...errors import MediaError, NoFaceError
 from ...faces.backends import FaceBackend
-from ...faces.blending import crop_face, paste_face
+from ...faces.blending import paste_face
+from ...faces.roll import crop_face_aligned, roll_angle
 from ...faces.tracking import FaceTracker
 from .generator import LipSyncGenerator, load_generator
 from .options import DURATION_POLICIES, InvalidInputError, LipSyncOptions, default_batch_size
@@ -191,6 +196,7 @@ class LipSyncPipeline:
         self.frame_cache_bytes = frame_cache_bytes
         self.options = (options or LipSyncOptions()).replace(**option_defaults)
         self._backends: dict[str, FaceBackend] = {}  # face backends this pipeline built, by name
+        self._missing_landmarks = 0  # faces of the current call pasted without landmarks
 
     @classmethod
     def from_pretrained(cls, model, device="auto", precision: str = DEFAULT_PRECISION, dtype: torch.dtype | None = None,
@@ -299,7 +305,9 @@ class LipSyncPipeline:
 
         tracker = FaceTracker(None if options.box is not None else self._backend(options),
                               face_index=options.face_index, box=options.box, pads=options.pads,
-                              detect_every=options.detect_every, landmarks=self.enhancer is not None)
+                              detect_every=options.detect_every,
+                              landmarks=self.enhancer is not None or _paste_uses_landmarks(options))
+        self._missing_landmarks = 0
         width, height = face_info.width, face_info.height
         tags = generation_metadata(self.model_name, _version(), precision=self.precision)
         tags.update(metadata or {})
@@ -337,6 +345,10 @@ class LipSyncPipeline:
             if bar is not None:
                 bar.close()
         frames_without_face = num_written - frames_with_face
+        if self._missing_landmarks:
+            logger.info("%d of %d frames with a face had no landmarks and were pasted with the box mask%s",
+                        self._missing_landmarks, frames_with_face, " without roll alignment" if options.align_roll
+                        else "")
         if frames_without_face:
             logger.info("%d of %d frames had no detectable face and were left unchanged", frames_without_face,
                         num_written)
@@ -417,13 +429,16 @@ class LipSyncPipeline:
         """Generate the faces of one batch, paste them back, run the hooks and write the frames. Returns #faces."""
         size = self.generator.img_size
         with_face = [item for item in batch if item[3] is not None]
+        rolls = {item[0]: self._roll(item[3], options) for item in with_face}
         generated = {}
         if with_face:
             if same_source_crop:  # a photo: every frame shows the same crop
-                crop = crop_face(with_face[0][2], with_face[0][3].box, size)
+                first = with_face[0]
+                crop = crop_face_aligned(first[2], first[3].box, rolls[first[0]], size)
                 crops = np.broadcast_to(crop, (len(with_face), size, size, 3))
             else:
-                crops = np.stack([crop_face(frame, detection.box, size) for _, _, frame, detection in with_face])
+                crops = np.stack([crop_face_aligned(frame, detection.box, rolls[index], size)
+                                  for index, _, frame, detection in with_face])
             # (batch, S, S, 3) uint8 -> (batch, 3, S, S) float in [0, 1]; done in numpy (single-threaded, no
             # contention with the generator's thread pool)
             reference = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
@@ -438,13 +453,32 @@ class LipSyncPipeline:
         for output_index, _, frame, detection in batch:
             if detection is not None:
                 frame = paste_face(frame, generated[output_index], detection.box, blend=options.blend,
-                                   feather=options.feather)
+                                   feather=options.feather, landmarks=detection.landmarks,
+                                   roll_degrees=rolls[output_index])
                 if self.enhancer is not None:
                     frame = self.enhancer(frame, detection)
                 if self.watermarker is not None:
                     frame = self.watermarker(frame, output_index)
             writer.write(frame)
         return len(with_face)
+
+    def _roll(self, detection, options: LipSyncOptions) -> float:
+        """The roll (degrees) the crop of this face is turned by: its eye line's, 0 without alignment or landmarks.
+        Counts the faces whose paste-back wanted landmarks and had none (the box mask, no alignment)."""
+        if detection.landmarks is None:
+            if _paste_uses_landmarks(options):
+                if not self._missing_landmarks:
+                    logger.info("no face landmarks (a forced --box, a boxes-only face backend, or none fitted): "
+                                "pasting with the box-shaped mask%s", ", crops not roll-aligned"
+                                if options.align_roll else "")
+                self._missing_landmarks += 1
+            return 0.0
+        return roll_angle(detection.landmarks) if options.align_roll and options.blend != "none" else 0.0
+
+
+def _paste_uses_landmarks(options: LipSyncOptions) -> bool:
+    """Whether the paste-back of these options is shaped or aligned by the face's landmarks."""
+    return options.blend != "none" and (options.blend in ("feather", "poisson") or options.align_roll)
 
 
 def _version() -> str:
