@@ -1,4 +1,5 @@
 """`talkface generate --face F --audio A --model M --out O`: lip-sync a face video or photo to speech.
+`talkface generate --jobs jobs.csv --model M`: many of them, the model loaded once (commands/generate_jobs.py).
 
 Inputs are checked before the model is loaded, so a wrong path fails in a second with one line naming the fix.
 """
@@ -12,6 +13,7 @@ from ..pipelines.lipsync.options import (DEFAULT_BATCH_SIZE, DEVICE_BATCH_SIZES,
                                          option_names)
 from ..pipelines.lipsync.precision import DEFAULT_PRECISION, PRECISIONS
 from ..utils.sources import resolve_source
+from .generate_jobs import add_jobs_flags
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +26,11 @@ def register(subparsers):
         help="lip-sync a face video or photo to a speech recording",
         description="Lip-sync a face video or photo to a speech recording and write an H.264/AAC mp4.",
     )
-    parser.add_argument("--face", required=True, help="face video (any format ffmpeg reads) or photo (png/jpg)")
-    parser.add_argument("--audio", required=True, help="speech: any file with an audio stream (wav, mp3, a video...)")
+    parser.add_argument("--face", help="face video (any format ffmpeg reads) or photo (png/jpg)")
+    parser.add_argument("--audio", help="speech: any file with an audio stream (wav, mp3, a video...)")
     parser.add_argument("--model", required=True,
                         help="generator model folder (from `talkface convert`) or Hugging Face Hub id")
-    parser.add_argument("--out", required=True, help="output .mp4 path")
+    parser.add_argument("--out", help="output .mp4 path")
     parser.add_argument("--fps", type=float, default=DEFAULTS.fps, help="output frame rate; the video is read on "
                         "this grid (default: the generator's own rate, 25 for the released models)")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="faces per generator call "
@@ -75,6 +77,7 @@ def register(subparsers):
     parser.add_argument("--enhance-model", default=None,
                         help="GFPGAN weights: a folder made by `talkface convert gfpgan`, a Hub id, or GFPGANv1.4.pth "
                              "(default: $TALKFACE_GFPGAN or models/gfpgan-v1.4)")
+    add_jobs_flags(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -114,12 +117,29 @@ def load_s3fd_backend(model, device: str = "cpu"):
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return S3FDFaceBackend(detector=S3FDDetector.from_pretrained(model, device="cuda" if device == "cuda" else "cpu"))
+    return S3FDFaceBackend(detector=S3FDDetector.from_pretrained(
+        model, device=device if str(device).startswith("cuda") else "cpu"))
+
+
+def _check_single_run_flags(args):
+    missing = [flag for flag in ("--face", "--audio", "--out") if not getattr(args, flag[2:])]
+    if missing:
+        raise TalkFaceUserError(f"the following arguments are required: {', '.join(missing)} (or --jobs JOBS_CSV "
+                                "for many generations)")
+    batch_only = [flag for flag, used in (("--results", args.results), ("--overwrite", args.overwrite),
+                                          ("--num-processes", args.num_processes != 1)) if used]
+    if batch_only:
+        raise TalkFaceUserError(f"{', '.join(batch_only)} only work with --jobs; a single run always writes --out")
 
 
 def run(args) -> int:
     from ..pipelines.lipsync.pipeline import LipSyncPipeline, check_lipsync_inputs
 
+    if args.jobs:
+        from .generate_jobs import run_jobs
+
+        return run_jobs(args)
+    _check_single_run_flags(args)
     options = options_from_args(args)
     check_lipsync_inputs(args.face, args.audio, args.out, options)
     _check_model_location(args.model)
