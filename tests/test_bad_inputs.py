@@ -173,6 +173,14 @@ def _write(name, text):
     return setup
 
 
+def _truncate(name, keep):
+    """setup: cut a file to `keep` bytes (an int) or to that fraction of its size (a float)."""
+    def setup(folder):
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: keep if isinstance(keep, int) else int(len(data) * keep)])
+    return setup
+
+
 def _read_only_folder(name):
     def setup(folder):
         (folder / name).mkdir()
@@ -278,6 +286,19 @@ CASES = [
          replaces=("wav2lip",), check=_mode_is("wav2lip", 0o644, 0o755)),
     Case("convert: a new folder is readable per the umask (not 0700/0600)", [*CONVERT, "--out", "{new/model}"],
          code=0, umask=0o002, creates=("new",), check=_mode_is("new/model", 0o664, 0o775)),
+    # --- damaged model folders ----------------------------------------------------------------------------------
+    Case("generate: truncated model.safetensors", generate("{out.mp4}"),
+         setup=_truncate("wav2lip/model.safetensors", 0.5), message="is damaged: model.safetensors is truncated"),
+    Case("generate: model.safetensors cut inside its header", generate("{out.mp4}"),
+         setup=_truncate("wav2lip/model.safetensors", 20), message="model.safetensors is truncated"),
+    Case("generate: empty model.safetensors", generate("{out.mp4}"),
+         setup=_truncate("wav2lip/model.safetensors", 0), message="convert the original checkpoint again"),
+    Case("generate: corrupt config.json", generate("{out.mp4}"), setup=_truncate("wav2lip/config.json", 0.5),
+         message="config.json is not valid JSON"),
+    Case("generate: corrupt preprocessor_config.json", generate("{out.mp4}"),
+         setup=_truncate("wav2lip/preprocessor_config.json", 0.5), message="preprocessor_config.json is not valid"),
+    Case("score: truncated model folder", [*SCORE], setup=_truncate("wav2lip/model.safetensors", 0.9),
+         message="the model folder"),
     # --- score / lipread --output -------------------------------------------------------------------------------
     Case("score: --output is an existing folder", [*SCORE, "--output", "{results}"], setup=_mkdir("results"),
          message="existing folder"),

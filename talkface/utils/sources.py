@@ -3,6 +3,7 @@
 A model is named by a string (or a path), the *spec*. `resolve_source(spec)` decides, in this order:
 
 1. **an existing path** (folder or file, `~` expanded) is local;
+   A local folder is checked for damage first (`check_model_files`: config JSON, safetensors headers and sizes).
 2. **a registry name** (e.g. ``wav2lip-gan``): asked of `talkface.hub.registry` through `lookup_registry_name`
    (the hook below; until that module exists no spec is a name);
 3. **a spec that looks local** and does not exist is an error at once (`ModelLoadError`, a `TalkFaceUserError`),
@@ -155,6 +156,53 @@ def lookup_registry_name(spec: str):
     return resolve_name(spec)
 
 
+def check_model_files(folder, *, name: str | None = None) -> None:
+    """Raise `ModelLoadError` (one line naming the folder and the fix) when a local model folder is damaged: a
+    config file that is not JSON, or a `.safetensors` file that is cut short or has a broken header (an
+    interrupted copy, a full disk). Reads only the JSON files and the safetensors headers."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    fix = (f"download it again: talkface download {name} --force" if name else
+           "convert the original checkpoint again (talkface convert KIND --checkpoint FILE --out "
+           f"{folder} --overwrite) or download it again")
+    for path in sorted(folder.iterdir()):
+        problem = None
+        if path.suffix == ".json" and path.name.endswith("config.json"):
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                problem = f"{path.name} is not valid JSON ({type(err).__name__})"
+        elif path.suffix == ".safetensors":
+            problem = _safetensors_problem(path)
+        if problem:
+            raise ModelLoadError(f"the model folder {folder} is damaged: {problem}; {fix}")
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file's layout (8-byte header length, JSON header, data), or None."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            header_length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+            if header_length < 2 or 8 + header_length > size:
+                return f"{path.name} is truncated ({size} bytes, its header is incomplete)"
+            header = json.loads(handle.read(header_length))
+    except (OSError, ValueError) as err:
+        return f"{path.name} has an unreadable header ({type(err).__name__})"
+    if not isinstance(header, dict):
+        return f"{path.name} has an unreadable header"
+    try:
+        data_end = max((int(entry["data_offsets"][1]) for key, entry in header.items()
+                        if key != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        return f"{path.name} has an unreadable header"
+    if 8 + header_length + data_end > size:
+        return f"{path.name} is truncated ({size} of {8 + header_length + data_end} bytes)"
+    return None
+
+
 def _could_be_name(text: str) -> bool:
     return bool(text) and "/" not in text and "\\" not in text and not text.startswith((".", "~"))
 
@@ -174,6 +222,7 @@ def resolve_source(spec, *, what: str = "model", hint: str = "", allow_hub: bool
         raise ModelLoadError(f"no {what} given{suffix}")
     path = Path(text).expanduser()
     if path.exists():
+        check_model_files(path)
         return ModelSource(text, LOCAL, str(path))
     if _could_be_name(text):
         found = lookup_registry_name(text)
@@ -181,11 +230,12 @@ def resolve_source(spec, *, what: str = "model", hint: str = "", allow_hub: bool
             found_path = Path(os.fspath(found)).expanduser()
             if not found_path.exists():
                 raise ModelLoadError(f"{what} {text!r}: its folder {found_path} does not exist{suffix}")
+            check_model_files(found_path, name=text)
             return ModelSource(text, LOCAL, str(found_path), name=text)
     if looks_local(spec) or not allow_hub:
         raise ModelLoadError(f"{what} not found at {path}{suffix}")
     return ModelSource(text, HUB, text)
 
 
-__all__ = ["HUB", "LOCAL", "ModelSource", "WEIGHT_FILE_SUFFIXES", "is_hub_id", "looks_local", "lookup_registry_name",
-           "resolve_source"]
+__all__ = ["HUB", "LOCAL", "ModelSource", "WEIGHT_FILE_SUFFIXES", "check_model_files", "is_hub_id", "looks_local",
+           "lookup_registry_name", "resolve_source"]

@@ -170,3 +170,40 @@ def test_registry_hook(tmp_path, monkeypatch, no_hub):
 def test_a_registry_without_resolve_name_names_nothing(monkeypatch):
     monkeypatch.setitem(sys.modules, "talkface.hub.registry", types.ModuleType("talkface.hub.registry"))
     assert sources.lookup_registry_name("wav2lip-gan") is None
+
+
+def _safetensors_folder(folder):
+    from safetensors.torch import save_file
+    import torch
+
+    folder.mkdir()
+    save_file({"weight": torch.arange(64, dtype=torch.float32)}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text('{"model_type": "wav2lip"}')
+    return folder
+
+
+def test_a_damaged_local_folder_is_one_line_naming_the_folder_and_the_fix(tmp_path):
+    folder = _safetensors_folder(tmp_path / "model")
+    assert resolve_source(folder).is_local  # intact: accepted
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    for cut in (len(data) - 1, 12, 3, 0):
+        weights.write_bytes(data[:cut])
+        with pytest.raises(ModelLoadError, match=r"model folder .*model is damaged: model.safetensors is truncated.*"
+                                                 r"convert the original checkpoint again"):
+            resolve_source(folder)
+    weights.write_bytes(data)
+    (folder / "config.json").write_text('{"model_type": ')
+    with pytest.raises(ModelLoadError, match="config.json is not valid JSON"):
+        resolve_source(folder)
+
+
+def test_a_damaged_registry_folder_says_download_again(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    folder = _safetensors_folder(tmp_path / "models" / "wav2lip-gan")
+    (folder / "model.safetensors").write_bytes(b"\x10\x00")
+    registry = types.ModuleType("talkface.hub.registry")
+    registry.resolve_name = lambda spec: folder if spec == "wav2lip-gan" else None
+    monkeypatch.setitem(sys.modules, "talkface.hub.registry", registry)
+    with pytest.raises(ModelLoadError, match="talkface download wav2lip-gan --force"):
+        resolve_source("wav2lip-gan")
