@@ -13,6 +13,7 @@ import logging
 import sys
 
 from .errors import TalkFaceUserError
+from .hub import registry
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -52,6 +53,8 @@ def main(argv=None) -> int:
             parser.print_help()
             return EXIT_USER_ERROR
         args.argv = argv  # the command line, for commands that start copies of themselves (evaluate --num-processes)
+        if getattr(args, "download", False):  # --download (commands/download.py: add_download_flag)
+            registry.set_auto_download(True)
         code = args.func(args)
         return 0 if code is None else int(code)
     except TalkFaceUserError as err:

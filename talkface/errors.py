@@ -27,6 +27,10 @@ class ModelLoadError(TalkFaceUserError):
     """A model folder or Hub id is missing or holds the wrong kind of model."""
 
 
+class ModelNotDownloadedError(ModelLoadError):
+    """A registry model name (`talkface download --list`) whose folder is not in the models dir yet."""
+
+
 class InvalidInputError(TalkFaceUserError, ValueError):
     """An option or argument is out of range for the input it is used on (a bad fps, pads that leave no face,
     a face index beyond the faces found)."""

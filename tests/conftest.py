@@ -8,6 +8,15 @@ import torch
 
 
 @pytest.fixture(autouse=True)
+def _empty_models_dir(tmp_path_factory, monkeypatch):
+    """Registry names (`wav2lip-gan`) resolve in an empty models dir of the test's own, never in the user's cache,
+    and nothing is downloaded unless a test sets it up (tests/hub/test_download.py)."""
+    monkeypatch.setenv("TALKFACE_MODELS_DIR", str(tmp_path_factory.getbasetemp() / "no-models"))
+    monkeypatch.delenv("TALKFACE_DOWNLOAD_MIRROR", raising=False)
+    monkeypatch.delenv("TALKFACE_AUTO_DOWNLOAD", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)

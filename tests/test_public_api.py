@@ -20,5 +20,5 @@ def test_import_is_light():
 
 def test_cli_help_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "talkface", "--help"], capture_output=True, text=True).stdout
-    for command in ("generate", "score", "lipread", "evaluate", "convert", "detect"):
+    for command in ("generate", "score", "lipread", "evaluate", "convert", "detect", "download"):
         assert command in out

@@ -31,6 +31,14 @@ def register(subparsers):
     return parser
 
 
+def add_download_flag(parser):
+    """--download: registry names that are not downloaded yet are downloaded on first use (`talkface.cli` turns it
+    on for the whole run, as TALKFACE_AUTO_DOWNLOAD=1 does)."""
+    parser.add_argument("--download", action="store_true",
+                        help="download model names (talkface download --list) on first use instead of stopping with "
+                             "the `talkface download NAME` line (also TALKFACE_AUTO_DOWNLOAD=1)")
+
+
 def print_table(models_dir=None, out=None):
     out = out or sys.stdout
     rows = downloads.list_models(models_dir)
@@ -43,17 +51,6 @@ def print_table(models_dir=None, out=None):
         print("  ".join(value.ljust(width) for value, width in zip(line, widths)) + "  " + line[3], file=out)
     print(f"models dir: {downloads.models_dir(models_dir)}; * = non-commercial licence, "
           "accepted with --accept-license", file=out)
-
-
-def _terminal_confirm(text: str) -> bool:
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
-        return False
-    print(text, file=sys.stderr)
-    try:
-        answer = input("Accept this licence? [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
 
 
 class _ProgressBar:
@@ -96,7 +93,7 @@ def run(args):
         try:
             folder = downloads.download(
                 name, args.models_dir, accept_license=args.accept_license, force=args.force,
-                confirm=_terminal_confirm, progress=bar, status=lambda text: print(text, file=sys.stderr),
+                confirm=downloads.terminal_confirm, progress=bar, status=lambda text: print(text, file=sys.stderr),
                 push_to_hub=args.push_to_hub, private=args.private)
         finally:
             bar.close()

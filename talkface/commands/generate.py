@@ -1,5 +1,7 @@
-"""`talkface generate --face F --audio A --model M --out O`: lip-sync a face video or photo to speech.
-`talkface generate --jobs jobs.csv --model M`: many of them, the model loaded once (commands/generate_jobs.py).
+"""`talkface generate --face F --audio A [--model M] --out O`: lip-sync a face video or photo to speech.
+`talkface generate --jobs jobs.csv [--model M]`: many of them, the model loaded once (commands/generate_jobs.py).
+
+`--model` defaults to the registry name wav2lip-gan (`talkface download wav2lip-gan --accept-license` once).
 
 Inputs are checked before the model is loaded, so a wrong path fails in a second with one line naming the fix.
 """
@@ -9,10 +11,12 @@ import logging
 from ..errors import ModelLoadError, TalkFaceUserError
 from ..faces.backends import FACE_BACKENDS
 from ..faces.blending import BLEND_MODES
+from ..hub.registry import DEFAULT_GENERATOR
 from ..pipelines.lipsync.options import (DEFAULT_BATCH_SIZE, DEVICE_BATCH_SIZES, DURATION_POLICIES, LipSyncOptions,
                                          option_names)
 from ..pipelines.lipsync.precision import DEFAULT_PRECISION, PRECISIONS
 from ..utils.sources import resolve_source
+from .download import add_download_flag
 from .generate_jobs import add_jobs_flags
 
 logger = logging.getLogger(__name__)
@@ -28,8 +32,9 @@ def register(subparsers):
     )
     parser.add_argument("--face", help="face video (any format ffmpeg reads) or photo (png/jpg)")
     parser.add_argument("--audio", help="speech: any file with an audio stream (wav, mp3, a video...)")
-    parser.add_argument("--model", required=True,
-                        help="generator model folder (from `talkface convert`) or Hugging Face Hub id")
+    parser.add_argument("--model", default=DEFAULT_GENERATOR,
+                        help="generator: a model name (default: %(default)s; `talkface download --list`), a folder "
+                             "(from `talkface convert`) or a Hugging Face Hub id")
     parser.add_argument("--out", help="output .mp4 path")
     parser.add_argument("--fps", type=float, default=DEFAULTS.fps, help="output frame rate; the video is read on "
                         "this grid (default: the generator's own rate, 25 for the released models)")
@@ -66,8 +71,8 @@ def register(subparsers):
                         help=f"face detector + landmarks (default {DEFAULTS.face_backend}; mediapipe is bundled, "
                         "dlib and face_alignment are optional installs, s3fd gives boxes only and needs --s3fd)")
     parser.add_argument("--s3fd", metavar="MODEL", default=None,
-                        help="S3FD model folder for --face-backend s3fd (Wav2Lip's and syncnet_python's detector), "
-                        "made by `talkface convert s3fd --checkpoint sfd_face.pth --out DIR` (default: $TALKFACE_S3FD)")
+                        help="S3FD model for --face-backend s3fd (Wav2Lip's and syncnet_python's detector): a name, a "
+                        "folder (`talkface convert s3fd`) or a Hub id (default: $TALKFACE_S3FD, else the name s3fd)")
     parser.add_argument("--detect-every", type=int, default=DEFAULTS.detect_every,
                         help="run face detection every N frames and interpolate between (default "
                         f"{DEFAULTS.detect_every})")
@@ -76,8 +81,10 @@ def register(subparsers):
                         help="restore the generated faces with GFPGAN v1.4 (needs its weights, see --enhance-model)")
     parser.add_argument("--enhance-model", default=None,
                         help="GFPGAN weights: a folder made by `talkface convert gfpgan`, a Hub id, or GFPGANv1.4.pth "
-                             "(default: $TALKFACE_GFPGAN or models/gfpgan-v1.4)")
+                             "or the name gfpgan-v1.4 (default: $TALKFACE_GFPGAN, models/gfpgan-v1.4 when present, "
+                             "else gfpgan-v1.4)")
     add_jobs_flags(parser)
+    add_download_flag(parser)
     parser.set_defaults(func=run)
     return parser
 

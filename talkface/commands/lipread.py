@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 
 from ..errors import MediaError, TalkFaceUserError
+from ..hub.registry import DEFAULT_LIP_READER
+from .download import add_download_flag
 from ..utils.io import check_output, write_json
 
 logger = logging.getLogger(__name__)
@@ -20,9 +22,9 @@ def register(subparsers):
         description="Transcribe talking-face videos from the lips with a fine-tuned AV-HuBERT (see docs/avs.md).",
     )
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="videos to transcribe")
-    parser.add_argument("--avhubert", required=True, metavar="MODEL",
-                        help="fine-tuned AV-HuBERT folder (from `talkface convert avhubert` on e.g. base_vox_433h.pt) "
-                        "or Hugging Face Hub id")
+    parser.add_argument("--avhubert", default=DEFAULT_LIP_READER, metavar="MODEL",
+                        help="fine-tuned AV-HuBERT: a model name (default: %(default)s; talkface download --list), a "
+                        "folder (from `talkface convert avhubert` on e.g. base_vox_433h.pt) or a Hub id")
     parser.add_argument("--reference-text", action="append", metavar="TEXT_OR_FILE",
                         help="what is said, as text or a .txt file (LRS2/LRS3 'Text:' files work); once per video")
     parser.add_argument("--beam", type=int, default=5, help="beam size (default 5; the AV-HuBERT paper used 50)")
@@ -34,6 +36,7 @@ def register(subparsers):
     parser.add_argument("--landmark-stride", type=int, default=1,
                         help="find landmarks every N frames and interpolate between (default 1)")
     parser.add_argument("--device", default="cpu", help="torch device for AV-HuBERT (default cpu)")
+    add_download_flag(parser)
     parser.set_defaults(func=run)
     return parser
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import MediaError, TalkFaceUserError
 from ..metrics import AUDIO, GENERATED, METRICS, get_metric
+from ..hub import registry
 from ..utils.io import check_output, write_json
 from .scoring_flags import add_avs_flags, add_face_backend_flag, add_lse_flags, add_model_flags, options_from_args
 
@@ -54,12 +55,14 @@ def register(subparsers):
 
 def resolve_metrics(value, options) -> tuple[list[str], list[str]]:
     """--metrics -> (metric names, fields to show), both in registry order. Without --metrics: every score metric
-    whose model is given."""
+    whose model is given, or whose default model name is downloaded."""
     if value is None:
-        names = [name for name in SCORE_METRICS if get_metric(name).model_source(options)]
+        names = [name for name in SCORE_METRICS if get_metric(name).given_model_source(options)
+                 or (get_metric(name).default_model and registry.is_downloaded(get_metric(name).default_model))]
         if not names:
-            raise TalkFaceUserError("no model given; pass --syncnet DIR for LSE and/or --avhubert DIR for AVS "
-                                    "(folders from `talkface convert syncnet-lse` / `talkface convert avhubert`)")
+            raise TalkFaceUserError(
+                "no model given or downloaded; run `talkface download syncnet-lse` for LSE and/or `talkface download "
+                "avhubert-base --accept-license` for AVS (or pass --syncnet / --avhubert with a folder or Hub id)")
         return names, [f for name in names for f in get_metric(name).fields]
     tokens = [t.strip().lower() for t in value.split(",") if t.strip()]
     field_owner = {f: name for name in SCORE_METRICS for f in get_metric(name).fields}

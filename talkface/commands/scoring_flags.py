@@ -13,6 +13,7 @@ from ..evaluation.evaluate import EvaluationOptions
 from ..metrics import get_metric
 from ..metrics.sync import TrackingOptions
 from ..metrics.syncnet_protocol import LSE_PROTOCOLS
+from .download import add_download_flag
 
 DEFAULTS = EvaluationOptions()
 TRACKING_DEFAULTS = TrackingOptions()
@@ -23,13 +24,16 @@ def add_model_flags(group, metric_names):
     for name in metric_names:
         metric = get_metric(name)
         flag = "--" + metric.model_option.replace("_", "-")
+        default = f"; default: {metric.default_model}" if metric.default_model else ""
         group.add_argument(flag, dest=metric.model_option, metavar="MODEL",
-                           help=f"model folder or Hub id for {metric.name} ({metric.model_env}); {metric.description}")
+                           help=f"model name, folder or Hub id for {metric.name} ({metric.model_env}{default}); "
+                                f"{metric.description}")
     if "lse" in metric_names:
         group.add_argument("--s3fd", metavar="MODEL", default=DEFAULTS.s3fd,
-                           help="S3FD face detector folder for --lse-protocol syncnet_python without --box "
-                           "(`talkface convert s3fd`; TALKFACE_S3FD)")
+                           help="S3FD face detector (name, folder or Hub id) for --lse-protocol syncnet_python "
+                           "without --box (TALKFACE_S3FD; default: s3fd)")
     group.add_argument("--device", default=DEFAULTS.device, help="torch device (default: %(default)s)")
+    add_download_flag(group)
 
 
 def add_lse_flags(parser):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hub import registry
 from ..metrics.base import AUDIO, REFERENCE, TEXT
 from ..utils.io import write_text
 
@@ -38,6 +39,8 @@ def model_fingerprint(source) -> dict | None:
     if source is None:
         return None
     folder = Path(str(source)).expanduser()
+    if not folder.exists() and registry.is_name(str(source)):  # a registry name: its folder in the models dir
+        folder = registry.model_folder(str(source))
     if folder.is_dir():
         return {"path": str(folder.resolve()), "files": sorted(
             (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()

@@ -32,14 +32,12 @@ from pathlib import Path
 
 from ..errors import TalkFaceUserError
 from . import registry
-from ..models.convert_utils import push_folder_to_hub, save_model_folder
-from ..models.converters import converter_for
 
 logger = logging.getLogger(__name__)
 
-MODELS_DIR_ENV = "TALKFACE_MODELS_DIR"
+MODELS_DIR_ENV = registry.MODELS_DIR_ENV
 MIRROR_ENV = "TALKFACE_DOWNLOAD_MIRROR"
-DEFAULT_MODELS_DIR = Path("~/.cache/talkface/models")
+DEFAULT_MODELS_DIR = registry.DEFAULT_MODELS_DIR
 RECORD_FILE = "download.json"
 INCOMPLETE_DIR = ".incomplete"
 CHUNK_SIZE = 1 << 20
@@ -59,9 +57,10 @@ class _SourceFailed(Exception):
     """One source did not give a usable file; the next one is tried."""
 
 
-def models_dir(path=None) -> Path:
-    """The models dir: `path`, else `TALKFACE_MODELS_DIR`, else ~/.cache/talkface/models."""
-    return Path(path or os.environ.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR).expanduser()
+models_dir = registry.models_dir
+model_folder = registry.model_folder
+is_downloaded = registry.is_downloaded
+download_command = registry.download_command
 
 
 def entry_for(name: str) -> "registry.RegistryEntry":
@@ -70,23 +69,6 @@ def entry_for(name: str) -> "registry.RegistryEntry":
         raise TalkFaceUserError(f"unknown model name {name!r}; `talkface download --list` shows the names "
                                 f"({', '.join(registry.NAMES)})")
     return entry
-
-
-def model_folder(name: str, models_dir_path=None) -> Path:
-    return models_dir(models_dir_path) / name
-
-
-def is_downloaded(name: str, models_dir_path=None) -> bool:
-    return (model_folder(name, models_dir_path) / "config.json").is_file()
-
-
-def download_command(name: str, models_dir_path=None) -> str:
-    """The exact command that downloads `name` (with --accept-license where its licence needs it)."""
-    entry = entry_for(name)
-    command = f"talkface download {name}"
-    if models_dir_path is not None:
-        command += f" --models-dir {models_dir_path}"
-    return command + (" --accept-license" if entry.license.must_accept else "")
 
 
 def format_size(num_bytes: int) -> str:
@@ -319,6 +301,9 @@ def download(name: str, models_dir_path=None, accept_license: bool = False, forc
 
 def _convert(entry, path: Path, folder: Path, source: str, size: int, sha256: str, force: bool,
              repo_id: str | None = None) -> Path:
+    from ..models.convert_utils import save_model_folder
+    from ..models.converters import converter_for
+
     try:
         objects = converter_for(entry.converter).convert_checkpoint(str(path), None)
     except TalkFaceUserError as err:
@@ -335,12 +320,38 @@ def _convert(entry, path: Path, folder: Path, source: str, size: int, sha256: st
 
 
 def _push(folder: Path, repo_id: str, private: bool, say):
+    from ..models.convert_utils import push_folder_to_hub
+
     push_folder_to_hub(folder, repo_id, private=private)
     say(f"pushed {folder} to https://huggingface.co/{repo_id}")
 
 
+def terminal_confirm(text: str) -> bool:
+    """Ask on a terminal whether a licence is accepted (False without a terminal)."""
+    import sys
+
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    print(text, file=sys.stderr)
+    try:
+        answer = input("Accept this licence? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def download_on_first_use(name: str) -> Path:
+    """The downloader of `registry.resolve_name` under `--download` / TALKFACE_AUTO_DOWNLOAD=1: a non-commercial
+    licence is asked on a terminal, and refused (one line saying how to accept it) elsewhere."""
+    import sys
+
+    return download(name, confirm=terminal_confirm, status=lambda text: print(text, file=sys.stderr))
+
+
+registry.register_downloader(download_on_first_use)
+
 __all__ = [
     "DEFAULT_MODELS_DIR", "MIRROR_ENV", "MODELS_DIR_ENV", "RECORD_FILE", "DownloadError", "LicenseNotAcceptedError",
-    "check_license", "download", "download_command", "entry_for", "format_size", "is_downloaded", "list_models",
+    "check_license", "download", "download_command", "download_on_first_use", "terminal_confirm", "entry_for", "format_size", "is_downloaded", "list_models",
     "model_folder", "models_dir", "read_record", "sha256_of", "source_urls",
 ]

@@ -12,13 +12,25 @@ Sources are plain URLs, or `hf://OWNER/REPO/PATH` for a file in a Hugging Face H
 huggingface_hub, so its cache, resume, token and `HF_ENDPOINT` apply). `TALKFACE_DOWNLOAD_MIRROR=URL` puts
 `URL/<name>/<file name>` before all of them (a company mirror, an air-gapped copy).
 
-This module imports nothing from talkface: it is data, at the bottom of the layers.
+A name resolves (`resolve_name`, the registry step of `talkface.utils.sources`) to its folder in the models dir
+(`~/.cache/talkface/models/<name>`, or `TALKFACE_MODELS_DIR`). A name not downloaded yet is one error line with the
+exact `talkface download NAME` command, at once (no Hub request); with `--download` or `TALKFACE_AUTO_DOWNLOAD=1`
+it is downloaded on first use instead, by the downloader `talkface.hub.download` registers here.
+
+This module imports nothing from talkface but its errors: it is data, at the bottom of the layers.
 """
 
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelNotDownloadedError
 
 HUB_SCHEME = "hf://"
+MODELS_DIR_ENV = "TALKFACE_MODELS_DIR"
+AUTO_DOWNLOAD_ENV = "TALKFACE_AUTO_DOWNLOAD"
+DEFAULT_MODELS_DIR = Path("~/.cache/talkface/models")
 
 
 @dataclass(frozen=True)
@@ -183,6 +195,15 @@ ENTRIES = (
 REGISTRY = {entry.name: entry for entry in ENTRIES}
 NAMES = tuple(REGISTRY)
 
+#: the name each role uses when no model is given (commands' defaults, metrics, the demo)
+DEFAULT_GENERATOR = "wav2lip-gan"
+DEFAULT_SYNCNET = "syncnet-lse"
+DEFAULT_AVHUBERT = "avhubert-base"
+DEFAULT_LIP_READER = "avhubert-base-lipreading"
+DEFAULT_S3FD = "s3fd"
+DEFAULT_ENHANCER = "gfpgan-v1.4"
+DEFAULT_FID = "fid-inception"
+
 
 def get(name: str):
     """The entry of a model name, or None."""
@@ -193,4 +214,61 @@ def is_name(spec) -> bool:
     return isinstance(spec, str) and spec in REGISTRY
 
 
-__all__ = ["License", "RegistryEntry", "ENTRIES", "REGISTRY", "NAMES", "HUB_SCHEME", "get", "is_name"]
+# --- where names live, and the registry step of the source rule -------------------------------------------------
+
+
+def models_dir(path=None) -> Path:
+    """The models dir: `path`, else `TALKFACE_MODELS_DIR`, else ~/.cache/talkface/models."""
+    return Path(path or os.environ.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR).expanduser()
+
+
+def model_folder(name: str, models_dir_path=None) -> Path:
+    return models_dir(models_dir_path) / name
+
+
+def is_downloaded(name: str, models_dir_path=None) -> bool:
+    return (model_folder(name, models_dir_path) / "config.json").is_file()
+
+
+def download_command(name: str) -> str:
+    """The exact command that downloads `name` (with --accept-license where its licence needs it)."""
+    entry = REGISTRY[name]
+    return f"talkface download {name}" + (" --accept-license" if entry.license.must_accept else "")
+
+
+_auto_download = {"enabled": False, "downloader": None}
+
+
+def set_auto_download(enabled: bool = True):
+    """Download names on first use in this process (what `--download` does; `TALKFACE_AUTO_DOWNLOAD=1` too)."""
+    _auto_download["enabled"] = bool(enabled)
+
+
+def auto_download_enabled() -> bool:
+    return _auto_download["enabled"] or os.environ.get(AUTO_DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def register_downloader(downloader):
+    """`downloader(name) -> folder`, called for a name not downloaded yet when auto-download is on."""
+    _auto_download["downloader"] = downloader
+
+
+def resolve_name(spec):
+    """The registry step of `talkface.utils.sources.resolve_source`: None when `spec` is not a name; the model
+    folder of a downloaded name; else a download on first use (when enabled) or `ModelNotDownloadedError`."""
+    if not is_name(spec):
+        return None
+    folder = model_folder(spec)
+    if is_downloaded(spec):
+        return folder
+    if auto_download_enabled() and _auto_download["downloader"] is not None:
+        return _auto_download["downloader"](spec)
+    raise ModelNotDownloadedError(
+        f"{spec} is not downloaded yet (no {folder}); run: {download_command(spec)} "
+        f"(or pass --download / set {AUTO_DOWNLOAD_ENV}=1 to download on first use)")
+
+
+__all__ = ["AUTO_DOWNLOAD_ENV", "DEFAULT_AVHUBERT", "DEFAULT_ENHANCER", "DEFAULT_FID", "DEFAULT_GENERATOR",
+           "DEFAULT_LIP_READER", "DEFAULT_MODELS_DIR", "DEFAULT_S3FD", "DEFAULT_SYNCNET", "ENTRIES", "HUB_SCHEME", "License", "MODELS_DIR_ENV", "NAMES",
+           "REGISTRY", "RegistryEntry", "auto_download_enabled", "download_command", "get", "is_downloaded",
+           "is_name", "model_folder", "models_dir", "register_downloader", "resolve_name", "set_auto_download"]

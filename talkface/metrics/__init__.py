@@ -16,6 +16,10 @@ Adding a metric is one class decorated with `@register_metric` (see `talkface.me
 
 from __future__ import annotations
 
+# Registry names (`syncnet-lse`) download on first use under --download / TALKFACE_AUTO_DOWNLOAD=1 through the
+# downloader this import registers with talkface.hub.registry.
+from ..hub import download as _download  # noqa: F401
+
 from .base import (
     AGGREGATIONS,
     AUDIO,

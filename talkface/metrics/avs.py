@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from ..errors import MediaError, ModelLoadError, TalkFaceUserError
 from ..faces.mouth_roi import MouthVideo, prepare_mouth_video
+from ..hub import registry
 from ..utils.sources import resolve_source
 from .base import AUDIO, GENERATED, REFERENCE, Metric, register_metric
 
@@ -464,9 +465,9 @@ def score_avs(video, audio=None, reference=None, model=None, metrics=AVS_METRICS
 # ----------------------------------------------------------------------------------------------------------------
 
 AVHUBERT_HINT = (
-    "convert an AV-HuBERT checkpoint with `talkface convert avhubert --checkpoint base_vox_iter5.pt --out "
-    "models/avhubert` (checkpoints: https://facebookresearch.github.io/av_hubert) and pass --avhubert "
-    "models/avhubert (or set TALKFACE_AVHUBERT)"
+    "run `talkface download avhubert-base --accept-license` (the default --avhubert), or convert an AV-HuBERT "
+    "checkpoint with `talkface convert avhubert --checkpoint base_vox_iter5.pt --out DIR` and pass --avhubert DIR "
+    "(or set TALKFACE_AVHUBERT)"
 )
 
 
@@ -494,6 +495,7 @@ class AVSMetric(Metric):
     model_option = "avhubert"
     model_env = "TALKFACE_AVHUBERT"
     model_hint = AVHUBERT_HINT
+    default_model = registry.DEFAULT_AVHUBERT
 
     def load_model(self, source, options):
         """(model, feature_extractor), the heavy part; `bind_model` makes the scorer around it."""

@@ -79,6 +79,8 @@ class Metric:
         model_option: the `EvaluationOptions` field / CLI flag naming the model folder (None: no model).
         model_env: environment variable read when the option is not given.
         model_hint: how to get the model, shown when it is missing.
+        default_model: the registry name (`talkface download --list`) used when neither the option nor the
+            environment variable names a model (None: no default).
     """
 
     name: str = ""
@@ -94,6 +96,7 @@ class Metric:
     model_option: str | None = None
     model_env: str | None = None
     model_hint: str = ""
+    default_model: str | None = None
 
     # -- inputs, model, settings ----------------------------------------------------------------------------------
     @property
@@ -102,7 +105,12 @@ class Metric:
         return frozenset({GENERATED}) | self.needs | self.uses
 
     def model_source(self, options) -> str | None:
-        """The model folder / Hub id: the option, else the environment variable, else None."""
+        """The model folder / Hub id / registry name: the option, else the environment variable, else the
+        metric's `default_model` name, else None."""
+        return self.given_model_source(options) or self.default_model
+
+    def given_model_source(self, options) -> str | None:
+        """The model the user named: the option, else the environment variable (no default), else None."""
         if self.model_option is None:
             return None
         return getattr(options, self.model_option, None) or (os.environ.get(self.model_env) if self.model_env

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ModelLoadError, TalkFaceUserError
+from ..errors import ModelLoadError, ModelNotDownloadedError, TalkFaceUserError
+from ..hub import registry
 from ..utils.sources import resolve_source
 from .base import GENERATED, REFERENCE, Metric, register_metric
 
@@ -212,19 +213,23 @@ def load_fid_model(path_or_hub_id=None, device=None):
 
     `path_or_hub_id` is a folder written by `talkface convert fid-inception`, a Hub id of such a folder, or the
     original `pt_inception-2015-12-05-6726825d.pth` itself (converted in memory). Without it, the folder named
-    by $TALKFACE_FID_MODEL or `models/fid_inception` is used. Missing weights raise `ModelLoadError` saying
-    where to download the file and how to convert it. Nothing is downloaded automatically.
+    by $TALKFACE_FID_MODEL, `models/fid_inception` when it exists, else the registry name fid-inception (`talkface
+    download fid-inception`) is used. Missing weights raise `ModelLoadError` saying
+    where to download the file and how to convert it; a name downloads only under --download / TALKFACE_AUTO_DOWNLOAD=1.
     """
     # the model package (transformers) is imported only here: `talkface.metrics` stays light
     from ..models.convert_utils import load_original_checkpoint, unwrap_state_dict
     from ..models.fid_inception import FIDInceptionConfig, FIDInceptionModel
     from ..models.fid_inception.convert_fid_inception_checkpoint import FID_WEIGHTS_FILENAME, model_from_state_dict
 
-    source = path_or_hub_id or os.environ.get(FID_MODEL_ENV_VAR) or DEFAULT_FID_MODEL_DIR
+    source = path_or_hub_id or os.environ.get(FID_MODEL_ENV_VAR) or (
+        DEFAULT_FID_MODEL_DIR if Path(DEFAULT_FID_MODEL_DIR).is_dir() else registry.DEFAULT_FID)
     path = Path(source)
     # only a Hub id the user named: the default folder is never looked up on the Hub
     try:
         resolved = resolve_source(source, what="FID Inception weights", allow_hub=source != DEFAULT_FID_MODEL_DIR)
+    except ModelNotDownloadedError:
+        raise  # a registry name: its own line says how to download it
     except ModelLoadError as err:
         raise ModelLoadError(_missing_weights_message(path)) from err
     if resolved.is_file:
@@ -264,7 +269,7 @@ def load_fid_model(path_or_hub_id=None, device=None):
 # ----------------------------------------------------------------------------------------------------------------
 
 FID_HINT = (
-    "download pt_inception-2015-12-05-6726825d.pth (https://github.com/mseitzer/pytorch-fid/releases/download/"
+    "run `talkface download fid-inception` (the default), or download pt_inception-2015-12-05-6726825d.pth (https://github.com/mseitzer/pytorch-fid/releases/download/"
     "fid_weights/pt_inception-2015-12-05-6726825d.pth), run `talkface convert fid-inception --checkpoint "
     "pt_inception-2015-12-05-6726825d.pth --out models/fid_inception` and pass --fid-inception "
     "models/fid_inception (or set TALKFACE_FID_MODEL)"

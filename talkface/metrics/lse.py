@@ -11,18 +11,19 @@ import dataclasses
 
 import numpy as np
 
+from ..hub import registry
 from .base import AUDIO, GENERATED, Metric, register_metric
 
 SYNCNET_HINT = (
-    "download syncnet_v2.model (http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model), run "
-    "`talkface convert syncnet-lse --checkpoint syncnet_v2.model --out models/syncnet-lse` and pass "
-    "--syncnet models/syncnet-lse (or set TALKFACE_SYNCNET_LSE)"
+    "run `talkface download syncnet-lse` (the default --syncnet), or convert syncnet_v2.model with `talkface "
+    "convert syncnet-lse --checkpoint syncnet_v2.model --out DIR` and pass --syncnet DIR (or set TALKFACE_SYNCNET_LSE)"
 )
 S3FD_HINT = (
-    "download sfd_face.pth (https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/sfd_face.pth), run "
-    "`talkface convert s3fd --checkpoint sfd_face.pth --out models/s3fd` and pass --s3fd models/s3fd (or set "
-    "TALKFACE_S3FD), or give the face with --box X1 Y1 X2 Y2"
+    "run `talkface download s3fd --accept-license` (the default --s3fd), or convert sfd_face.pth with `talkface "
+    "convert s3fd --checkpoint sfd_face.pth --out DIR` and pass --s3fd DIR (or set TALKFACE_S3FD), or give the "
+    "face with --box X1 Y1 X2 Y2"
 )
+
 
 
 @register_metric
@@ -51,6 +52,7 @@ class LSEMetric(Metric):
     model_option = "syncnet"
     model_env = "TALKFACE_SYNCNET_LSE"
     model_hint = SYNCNET_HINT
+    default_model = registry.DEFAULT_SYNCNET
 
     def load_model(self, source, options):
         from .sync import LSEScorer
@@ -83,7 +85,7 @@ class LSEMetric(Metric):
         from ..errors import ModelLoadError
         from ..faces.backends import S3FDFaceBackend
 
-        source = options.s3fd or os.environ.get("TALKFACE_S3FD")
+        source = options.s3fd or os.environ.get("TALKFACE_S3FD") or registry.DEFAULT_S3FD
         if not source:
             raise ModelLoadError(f"--lse-protocol syncnet_python finds faces with S3FD and no S3FD model was given; "
                                  f"{S3FD_HINT}")

@@ -21,6 +21,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from ..hub import registry
 from .base import GENERATED, TEXT, Metric, register_metric
 
 
@@ -174,9 +175,9 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------------------------
 
 LIP_READER_HINT = (
-    "convert a fine-tuned AV-HuBERT lip reader with `talkface convert avhubert --checkpoint base_vox_433h.pt --out "
-    "models/avhubert-vsr` (checkpoints: https://facebookresearch.github.io/av_hubert) and pass --lip-reader "
-    "models/avhubert-vsr (or set TALKFACE_LIP_READER)"
+    "run `talkface download avhubert-base-lipreading --accept-license` (the default --lip-reader), or convert a "
+    "fine-tuned AV-HuBERT lip reader with `talkface convert avhubert --checkpoint base_vox_433h.pt --out DIR` and "
+    "pass --lip-reader DIR (or set TALKFACE_LIP_READER)"
 )
 
 
@@ -198,8 +199,9 @@ class WERMetric(Metric):
     model_option = "lip_reader"
     model_env = "TALKFACE_LIP_READER"
     model_hint = LIP_READER_HINT
+    default_model = registry.DEFAULT_LIP_READER
 
-    def model_source(self, options) -> str | None:
+    def given_model_source(self, options) -> str | None:
         value = options.lip_reader
         if value is None:
             value = os.environ.get(self.model_env) or options.avhubert

@@ -94,9 +94,36 @@ def test_download_then_generate_with_golden_parity(mirror, tmp_path, capsys):
             writer.write(frame)
     write_wav(speech, media.read_audio(data_file("speech04_retalking_audio1.wav"))[16000:16000 + 6400])
     assert main(["generate", "--no-progress", "--device", "cpu", "--face", str(face), "--audio", str(speech),
-                 "--model", str(folder), "--out", str(result)]) == 0
+                 "--out", str(result)]) == 0  # no --model: the name wav2lip-gan, found in the models dir
     info = media.probe(result)
     assert info.has_audio and info.num_frames == 10
+
+
+def test_generate_before_the_download_names_the_command(mirror, tmp_path, capsys):
+    code = main(["generate", "--no-progress", "--face", str(data_file(CLIP)), "--audio",
+                 str(data_file("speech04_retalking_audio1.wav")), "--out", str(tmp_path / "out.mp4")])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2 and "wav2lip-gan is not downloaded yet" in line
+    assert "run: talkface download wav2lip-gan --accept-license" in line
+    assert mirror.requests == [] and not (tmp_path / "out.mp4").exists()
+
+
+def test_score_with_download_on_first_use(mirror, tmp_path, capsys, monkeypatch):
+    """--download fetches the default --syncnet name (syncnet-lse) the first time it is needed."""
+    from talkface.hub import registry
+
+    monkeypatch.setattr(registry, "_auto_download", {**registry._auto_download, "enabled": False})
+    video = tmp_path / "face.mp4"
+    with media.VideoWriter(video, fps=25, width=224, height=224, audio=None) as writer:
+        for frame in media.read_frames(data_file(CLIP), max_frames=12):
+            writer.write(frame[:224, :224])
+    speech = write_wav(tmp_path / "speech.wav", media.read_audio(data_file("speech04_retalking_audio1.wav"))[:7680])
+    argv = ["score", str(video), "--audio", str(speech), "--metrics", "lse", "--vshift", "2", "--device", "cpu"]
+    assert main(argv) == 2
+    assert "syncnet-lse is not downloaded yet" in one_error_line(capsys.readouterr().err)
+    assert main([*argv, "--download"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.splitlines()[0].split()[:3] == ["video", "frames", "lse_d"]
+    assert downloads.is_downloaded("syncnet-lse") and len(mirror.gets("/syncnet-lse/syncnet_v2.model")) == 1
 
 
 def test_licence_refused_is_exit_2(mirror, tmp_path, capsys):

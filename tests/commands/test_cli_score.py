@@ -195,12 +195,14 @@ def test_score_lse_and_avs_together(capsys, tmp_path, clips, syncnet_folder, enc
 
 
 def test_score_needs_a_model_and_names_a_missing_one(capsys, tmp_path, clips, monkeypatch, encoder_folder):
-    for name in ("TALKFACE_SYNCNET_LSE", "TALKFACE_AVHUBERT"):
+    for name in ("TALKFACE_SYNCNET_LSE", "TALKFACE_AVHUBERT", "TALKFACE_AUTO_DOWNLOAD"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TALKFACE_MODELS_DIR", str(tmp_path / "models"))  # nothing downloaded
     code, _, stderr = run_cli(capsys, "score", clips["talking"])
-    assert code == 2 and "--syncnet DIR for LSE and/or --avhubert DIR for AVS" in stderr
+    assert code == 2 and "run `talkface download syncnet-lse` for LSE" in stderr
+    # the default --syncnet is the name syncnet-lse: not downloaded, so the one line says how to get it
     code, _, stderr = run_cli(capsys, "score", clips["talking"], "--avhubert", encoder_folder, "--metrics", "lse")
-    assert code == 2 and "talkface convert syncnet-lse" in stderr and len(stderr.strip().splitlines()) == 1
+    assert code == 2 and "run: talkface download syncnet-lse" in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_score_and_evaluate_share_their_defaults():

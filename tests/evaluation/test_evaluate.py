@@ -234,7 +234,8 @@ class TestEvaluate:
         report = evaluate(generated, reference, metrics="lse,psnr,fid", output=tmp_path / "r",
                           options=EvaluationOptions(plots=False, fid_inception=str(tmp_path / "nowhere")),
                           progress=False)
-        assert "talkface convert syncnet-lse --checkpoint syncnet_v2.model" in report.unavailable["lse"]
+        # the default SyncNet is the registry name syncnet-lse, not downloaded in the tests' models dir
+        assert "run: talkface download syncnet-lse" in report.unavailable["lse"]
         assert "talkface convert fid-inception" in report.unavailable["fid"]
         assert report.files[0]["values"] == {"psnr": 100.0}
         assert "**lse**" in (tmp_path / "r" / "report.md").read_text()

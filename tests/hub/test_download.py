@@ -264,3 +264,41 @@ def test_list_models_before_and_after(models):
     after = {row["name"]: row for row in downloads.list_models()}
     assert after["syncnet-lse"]["downloaded"] and after["syncnet-lse"]["path"] == str(models / "syncnet-lse")
     assert not after["wav2lip-gan"]["downloaded"]
+
+
+# --- names where a model is taken ---------------------------------------------------------------------------------
+
+
+def test_a_name_not_downloaded_is_one_line_at_once(models, server, monkeypatch):
+    from talkface.errors import ModelNotDownloadedError
+    from talkface.utils.sources import resolve_source
+
+    monkeypatch.delenv(registry.AUTO_DOWNLOAD_ENV, raising=False)
+    with pytest.raises(ModelNotDownloadedError) as missing:
+        resolve_source("syncnet-lse", what="SyncNet")
+    assert "run: talkface download syncnet-lse " in str(missing.value) and "\n" not in str(missing.value)
+    with pytest.raises(ModelNotDownloadedError, match="talkface download wav2lip-gan --accept-license"):
+        resolve_source("wav2lip-gan")
+    assert server.requests == []
+
+
+def test_auto_download_on_first_use(models, server, monkeypatch):
+    from talkface.utils.sources import resolve_source
+
+    monkeypatch.setenv(registry.AUTO_DOWNLOAD_ENV, "1")
+    source = resolve_source("syncnet-lse")
+    assert source.is_local and source.name == "syncnet-lse" and source.path == models / "syncnet-lse"
+    assert resolve_source("syncnet-lse").path == models / "syncnet-lse"
+    assert len(server.gets(MIRROR_PATH)) == 1  # the second use finds the folder
+    # a non-commercial licence is still asked (no terminal here: refused, with the command that accepts it)
+    use_entry(monkeypatch, "wav2lip-gan", sources=())
+    with pytest.raises(downloads.LicenseNotAcceptedError, match="talkface download wav2lip-gan --accept-license"):
+        resolve_source("wav2lip-gan")
+
+
+def test_the_lse_scorer_takes_a_name(models):
+    from talkface.metrics.sync import LSEScorer
+
+    downloads.download("syncnet-lse")
+    scorer = LSEScorer.from_pretrained("syncnet-lse")
+    assert scorer.model.config.video_channels == TINY_SYNCNET["video_channels"]

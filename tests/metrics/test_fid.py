@@ -163,11 +163,12 @@ def test_missing_weights_give_a_clear_error(tmp_path, monkeypatch):
     assert "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" in message
     assert f"talkface convert fid-inception --checkpoint {WEIGHT_FILE} --out models/fid_inception" in message
 
-    # no argument: $TALKFACE_FID_MODEL, else ./models/fid_inception
+    # no argument: $TALKFACE_FID_MODEL, else ./models/fid_inception when present, else the name fid-inception
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TALKFACE_FID_MODEL", raising=False)
-    with pytest.raises(ModelLoadError, match=WEIGHT_FILE):
+    with pytest.raises(ModelLoadError, match="run: talkface download fid-inception"):
         load_fid_model()
+    (tmp_path / "models" / "fid_inception").mkdir(parents=True)
     with pytest.raises(ModelLoadError, match=WEIGHT_FILE):
         compute_fid(random_frames(np.random.default_rng(8), 2), random_frames(np.random.default_rng(9), 2))
     (tmp_path / "empty").mkdir()

@@ -254,17 +254,15 @@ class S3FDDetector:
 
     @classmethod
     def from_pretrained(cls, source=None, device="cpu") -> "S3FDDetector":
-        """Load a converted S3FD folder or Hub id; None reads the `TALKFACE_S3FD` environment variable."""
+        """Load a converted S3FD folder, Hub id or registry name; None reads the `TALKFACE_S3FD` environment
+        variable, else takes the name s3fd (`talkface download s3fd --accept-license`)."""
         import os
 
         from ...errors import ModelLoadError, TalkFaceUserError
+        from ...hub.registry import DEFAULT_S3FD
         from .feature_extraction_s3fd import S3FDFeatureExtractor
 
-        source = source or os.environ.get("TALKFACE_S3FD")
-        if not source:
-            raise TalkFaceUserError(
-                "no S3FD model given: convert syncnet_python's sfd_face.pth with `talkface convert s3fd --checkpoint "
-                "sfd_face.pth --out DIR`, then pass --s3fd DIR (or set TALKFACE_S3FD=DIR)")
+        source = source or os.environ.get("TALKFACE_S3FD") or DEFAULT_S3FD
         from ...utils.sources import resolve_source
 
         source = resolve_source(source, what="S3FD model", hint=S3FD_CONVERT_HINT).location

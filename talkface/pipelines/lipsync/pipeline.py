@@ -1,6 +1,6 @@
 """`LipSyncPipeline`: a face video (or photo) + a speech recording -> a lip-synced mp4.
 
-    pipeline = LipSyncPipeline.from_pretrained("models/wav2lip")
+    pipeline = LipSyncPipeline.from_pretrained("wav2lip-gan")   # a registry name, a folder or a Hub id
     result = pipeline(face="face.mp4", audio="speech.wav", out="result.mp4")
 
 Everything streams in bounded chunks: frames are decoded on a constant fps grid, the tracked face of each frame is
@@ -62,10 +62,13 @@ from ...faces.backends import FaceBackend
 from ...faces.blending import paste_face
 from ...faces.roll import crop_face_aligned, roll_angle
 from ...faces.tracking import FaceTracker
+from ...hub.registry import DEFAULT_ENHANCER
 from .generator import LipSyncGenerator, load_generator
 from .options import DURATION_POLICIES, InvalidInputError, LipSyncOptions, default_batch_size
 from .precision import DEFAULT_PRECISION, check_precision, resolve_precision
 from .watermark import generation_metadata
+
+LEGACY_ENHANCER_FOLDER = "models/gfpgan-v1.4"  # the default before registry names; still used when present
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +221,8 @@ class LipSyncPipeline:
         if enhance and enhance != "none" and "enhancer" not in kwargs:
             from .enhancer import load_enhancer
 
-            enhance_model = enhance_model or os.environ.get("TALKFACE_GFPGAN") or "models/gfpgan-v1.4"
+            enhance_model = enhance_model or os.environ.get("TALKFACE_GFPGAN") or (
+                LEGACY_ENHANCER_FOLDER if os.path.isdir(LEGACY_ENHANCER_FOLDER) else DEFAULT_ENHANCER)
             kwargs["enhancer"] = load_enhancer(enhance, enhance_model, device=device)
         if watermark and "watermarker" not in kwargs:
             from .watermark import Watermarker
