@@ -258,7 +258,7 @@ class S3FDDetector:
         variable, else takes the name s3fd (`talkface download s3fd --accept-license`)."""
         import os
 
-        from ...errors import ModelLoadError, TalkFaceUserError
+        from ...errors import ModelLoadError
         from ...hub.registry import DEFAULT_S3FD
         from .feature_extraction_s3fd import S3FDFeatureExtractor
 
