@@ -264,7 +264,7 @@ def resolve_name(spec):
     if auto_download_enabled() and _auto_download["downloader"] is not None:
         return _auto_download["downloader"](spec)
     raise ModelNotDownloadedError(
-        f"{spec} is not downloaded yet (no {folder}); run: {download_command(spec)} "
+        f"{spec} ({REGISTRY[spec].file_name}) is not downloaded yet (no {folder}); run: {download_command(spec)} "
         f"(or pass --download / set {AUTO_DOWNLOAD_ENV}=1 to download on first use)")
 
 

@@ -103,7 +103,7 @@ def test_generate_before_the_download_names_the_command(mirror, tmp_path, capsys
     code = main(["generate", "--no-progress", "--face", str(data_file(CLIP)), "--audio",
                  str(data_file("speech04_retalking_audio1.wav")), "--out", str(tmp_path / "out.mp4")])
     line = one_error_line(capsys.readouterr().err)
-    assert code == 2 and "wav2lip-gan is not downloaded yet" in line
+    assert code == 2 and "wav2lip-gan (wav2lip_gan.pth) is not downloaded yet" in line
     assert "run: talkface download wav2lip-gan --accept-license" in line
     assert mirror.requests == [] and not (tmp_path / "out.mp4").exists()
 
@@ -120,7 +120,7 @@ def test_score_with_download_on_first_use(mirror, tmp_path, capsys, monkeypatch)
     speech = write_wav(tmp_path / "speech.wav", media.read_audio(data_file("speech04_retalking_audio1.wav"))[:7680])
     argv = ["score", str(video), "--audio", str(speech), "--metrics", "lse", "--vshift", "2", "--device", "cpu"]
     assert main(argv) == 2
-    assert "syncnet-lse is not downloaded yet" in one_error_line(capsys.readouterr().err)
+    assert "syncnet-lse (syncnet_v2.model) is not downloaded yet" in one_error_line(capsys.readouterr().err)
     assert main([*argv, "--download"]) == 0, capsys.readouterr().err
     assert capsys.readouterr().out.splitlines()[0].split()[:3] == ["video", "frames", "lse_d"]
     assert downloads.is_downloaded("syncnet-lse") and len(mirror.gets("/syncnet-lse/syncnet_v2.model")) == 1

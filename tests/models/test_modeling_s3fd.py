@@ -243,7 +243,7 @@ def test_face_backend_boxes_only_and_batched(golden, model):
 
 def test_face_backend_by_name(tmp_path, model, monkeypatch):
     monkeypatch.delenv("TALKFACE_S3FD", raising=False)
-    with pytest.raises(TalkFaceUserError, match="talkface convert s3fd"):
+    with pytest.raises(TalkFaceUserError, match="run: talkface download s3fd"):  # the default: the name s3fd
         get_face_backend("s3fd")
     model.save_pretrained(tmp_path / "s3fd")
     backend = get_face_backend("s3fd", model=str(tmp_path / "s3fd"), min_confidence=0.5)
