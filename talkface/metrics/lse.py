@@ -63,11 +63,8 @@ class LSEMetric(Metric):
 
     def bind_model(self, model, context):
         """A scorer with this run's vshift and batch size around the loaded SyncNet (no copy of the weights)."""
-        from .sync import LSEScorer
-
         options = context.options
-        scorer = LSEScorer(model.model, model.feature_extractor, vshift=options.vshift,
-                           batch_size=options.batch_size, fold_batch_norm=model.fold_batch_norm)
+        scorer = model.with_options(vshift=options.vshift, batch_size=options.batch_size)
         if options.lse_protocol != "syncnet_python":
             return scorer
         from . import syncnet_protocol_media

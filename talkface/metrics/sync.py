@@ -435,31 +435,29 @@ def find_face_tracks(frames, options: TrackingOptions | None = None, backend=Non
 
 
 class _FoldedVideoStream:
-    """Inference-only form of SyncNet's video stream, built from a model's weights.
+    """Inference-only form of SyncNet's video stream, built from a model optimised by
+    `talkface.models.optimization.inference_copy` (batch norm already folded into the convolutions).
 
     Every layer after the first has a temporal kernel of 1, so the stream is 2-D convolutions on each window; the
-    first 3-D convolution is a 2-D convolution over the window's 5 frames stacked on the channel axis. Batch norm
-    (eval mode) is folded into the preceding convolution and tensors are channels-last, which oneDNN runs faster.
-    Results equal the model's `get_video_embeddings` to float32 round-off (tests/metrics/test_metrics_sync.py).
+    first 3-D convolution is a 2-D convolution over the window's 5 frames stacked on the channel axis. Tensors are
+    channels-last, which oneDNN runs faster. Results equal the model's `get_video_embeddings` to float32 round-off
+    (tests/metrics/test_metrics_sync.py).
     """
 
-    def __init__(self, model):
+    def __init__(self, folded_model):
         from torch import nn
 
-        layers = model.netcnnlip
-        self.video_window = model.config.video_window
-        self.head = model.netfclip
+        self.video_window = folded_model.config.video_window
+        self.head = folded_model.netfclip
         self.steps = []
-        for index, layer in enumerate(layers):
+        for layer in folded_model.netcnnlip:
+            if isinstance(layer, nn.BatchNorm3d):
+                raise ValueError("the video stream still has batch norm; pass a model from inference_copy()")
             if isinstance(layer, nn.Conv3d):
-                norm = layers[index + 1]
-                scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-                weight = layer.weight * scale.reshape(-1, 1, 1, 1, 1)
-                bias = (layer.bias - norm.running_mean) * scale + norm.bias
                 # (out, in, time, kh, kw) -> (out, in * time, kh, kw): channel c of frame t is input c * time + t
-                weight = weight.reshape(weight.shape[0], -1, *weight.shape[-2:]).contiguous(
+                weight = layer.weight.reshape(layer.weight.shape[0], -1, *layer.weight.shape[-2:]).contiguous(
                     memory_format=torch.channels_last)
-                self.steps.append(("conv", weight, bias, layer.stride[1:], layer.padding[1:]))
+                self.steps.append(("conv", weight, layer.bias, layer.stride[1:], layer.padding[1:]))
             elif isinstance(layer, nn.MaxPool3d):
                 padding = layer.padding if isinstance(layer.padding, tuple) else (layer.padding,) * 3
                 self.steps.append(("pool", layer.kernel_size[1:], layer.stride[1:], padding[1:]))
@@ -490,8 +488,11 @@ class LSEScorer:
         feature_extractor: its `SyncNetLSEFeatureExtractor` (defaults reproduce syncnet_python).
         vshift: offsets searched on each side (reference 15).
         batch_size: video windows per forward pass (memory: about 5 MB per window at 224 x 224).
-        fold_batch_norm: run the video stream as 2-D convolutions with batch norm folded in (same numbers to
-            float32 round-off, about a third faster on CPU); False runs the model's own modules.
+        fold_batch_norm: score with an inference copy of the model made once, here
+            (`talkface.models.optimization.inference_copy`: batch norm folded into the convolutions and linear
+            layers, channels-last weights) and run its video stream as 2-D convolutions: the same numbers to
+            float32 round-off, faster on CPU. The copy snapshots the weights; later changes to `model` are not
+            seen (make a new scorer). False runs the model's own modules.
     """
 
     def __init__(self, model, feature_extractor=None, vshift: int = DEFAULT_VSHIFT, batch_size: int = 32,
@@ -507,6 +508,28 @@ class LSEScorer:
         self.vshift = vshift
         self.batch_size = batch_size
         self.fold_batch_norm = fold_batch_norm
+        self._folded = None  # (inference copy of the model, its 2-D video stream), made once
+        if fold_batch_norm:
+            self._folded_streams()  # start-up work, not per-clip work
+
+    def _folded_streams(self):
+        if self._folded is None:
+            from ..models.optimization import inference_copy
+
+            folded_model = inference_copy(self.model)
+            self._folded = (folded_model, _FoldedVideoStream(folded_model))
+        return self._folded
+
+    def with_options(self, vshift: int | None = None, batch_size: int | None = None) -> "LSEScorer":
+        """This scorer with other settings, sharing its model and its inference copy (no new copy of the weights)."""
+        import copy
+
+        if vshift is not None and vshift < 0:
+            raise ValueError(f"vshift must be >= 0, got {vshift}")
+        scorer = copy.copy(self)
+        scorer.vshift = self.vshift if vshift is None else vshift
+        scorer.batch_size = self.batch_size if batch_size is None else batch_size
+        return scorer
 
     @classmethod
     def from_pretrained(cls, path_or_id, device="cpu", **kwargs) -> "LSEScorer":
@@ -551,11 +574,13 @@ class LSEScorer:
         window = extractor.video_window
         mfcc = extractor.mfcc(audio_int16)
         audio_windows = extractor.audio_windows(mfcc, num_windows).to(self.device)
+        if self.fold_batch_norm:
+            model, video_stream = self._folded_streams()
+        else:
+            model = self.model
+            video_stream = lambda pixels: model.get_video_embeddings(pixels)[0]  # noqa: E731
         audio_embeddings = torch.cat([
-            self.model.get_audio_embeddings(audio_windows[i : i + 1024]) for i in range(0, num_windows, 1024)])
-        # the folded stream is rebuilt per clip (cheap), so it always reflects the model's current weights
-        video_stream = _FoldedVideoStream(self.model) if self.fold_batch_norm else (
-            lambda pixels: self.model.get_video_embeddings(pixels)[0])
+            model.get_audio_embeddings(audio_windows[i : i + 1024]) for i in range(0, num_windows, 1024)])
         video_embeddings = []
         for start in range(0, num_windows, self.batch_size):
             stop = min(start + self.batch_size, num_windows)

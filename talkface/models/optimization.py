@@ -12,6 +12,9 @@
 * `to_channels_last` stores 4-D convolution weights as NHWC (5-D as NDHWC), which oneDNN runs faster on CPUs; the
   outputs are identical.
 
+`inference_copy` does the same to a deep copy and leaves the original alone: the metric scorers use it so that the
+model they were given (maybe shared with other scorers, or with a training loop) keeps its BatchNorms.
+
 The optimised model is for inference only: folding changes its parameters (and empties the BatchNorms), so it is
 marked `model.talkface_inference_optimized = True` and must not be trained or saved with `save_pretrained`
 (`optimize_for_inference` makes saving raise). Load the folder again for either.
@@ -100,4 +103,14 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.M
     return model
 
 
-__all__ = ["fold_batch_norms", "optimize_for_inference", "to_channels_last"]
+def inference_copy(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """An optimised deep copy of `model` (see `optimize_for_inference`); `model` itself is not changed.
+
+    The copy snapshots the weights: a later change to `model` (training, loading a state dict) does not reach it.
+    """
+    import copy
+
+    return optimize_for_inference(copy.deepcopy(model), channels_last=channels_last)
+
+
+__all__ = ["fold_batch_norms", "inference_copy", "optimize_for_inference", "to_channels_last"]

@@ -9,7 +9,7 @@ import torch
 from talkface.errors import MediaError, ModelLoadError, TalkFaceUserError
 from talkface.faces.mouth_roi import MouthVideo, prepare_mouth_video
 from talkface.metrics import avs
-from tests.utils import data_file
+from tests.utils import data_file, formula_state_dict, golden_file, load_golden
 
 CLIP = "clip07_edtalk_mouth_source_muxed.mkv"
 NUM_FRAMES = 40
@@ -142,6 +142,28 @@ def test_chunked_video_frontend_is_exact(scorer, mouth_video):
     chunked = scorer_chunks.video_embeddings(mouth_video.mouths)
     assert chunked.shape == whole.shape == (1, 32, NUM_FRAMES)
     torch.testing.assert_close(chunked, whole.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_fast_video_frontend_matches_the_golden_and_leaves_the_model_alone():
+    """The scorer's folded, channels-last copy of the front end against avhubert.npz (tolerance as the model's
+    golden test); the encoder it was given keeps its BatchNorms."""
+    from talkface.models.avhubert.convert_avhubert_fairseq_checkpoint import convert_fairseq_checkpoint
+
+    golden_cfg = json.loads(golden_file("avhubert_cfg.json").read_text())
+    checkpoint = {"cfg": {"model": golden_cfg["model"], "task": golden_cfg["task"]},
+                  "model": formula_state_dict("avhubert_pretrain_keys.json")}
+    model, _ = convert_fairseq_checkpoint(checkpoint)
+    golden = load_golden("avhubert.npz")
+    scorer = avs.AVSScorer(model.eval(), face_backend=None, frontend_chunk_frames=7)
+    fast = scorer._inference_video_frontend()
+    batch_norms = (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    assert fast is not model.feature_extractor_video
+    assert not any(isinstance(m, batch_norms) for m in fast.modules())
+    assert any(isinstance(m, batch_norms) for m in model.feature_extractor_video.modules())
+    embeddings = scorer.video_embeddings(golden["video_in"])
+    np.testing.assert_allclose(embeddings[0].numpy(), golden["frontend_video"], atol=1e-4, rtol=0)
+    plain = avs.AVSScorer(model, face_backend=None, fuse_video_frontend=False)
+    assert plain._inference_video_frontend() is model.feature_extractor_video
 
 
 def test_long_clips_are_encoded_in_windows(clip, scorer, mouth_video):

@@ -124,13 +124,18 @@ class TestLSEScorer:
         np.testing.assert_allclose(one.mean_distances, chunked.mean_distances, atol=1e-5)
 
     def test_folded_video_stream_equals_the_model(self):
-        scorer = tiny_scorer()
-        for module in scorer.model.modules():  # non-trivial batch-norm statistics, so folding matters
+        torch.manual_seed(0)
+        config = SyncNetLSEConfig(audio_channels=[4, 4, 8, 8, 8, 8], video_channels=[4, 4, 8, 8, 8, 8],
+                                  fc_hidden_size=8, embedding_size=6)
+        model = SyncNetLSEModel(config).eval()
+        for module in model.modules():  # non-trivial batch-norm statistics, so folding matters
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.running_mean.normal_()
                 module.running_var.uniform_(0.5, 1.5)
                 module.weight.data.uniform_(0.5, 1.5)
                 module.bias.data.normal_()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        scorer = LSEScorer(model)
         frames = np.random.randint(0, 255, (14, 224, 224, 3), dtype=np.uint8)
         audio = (np.random.randn(16000) * 3000).astype(np.int16)
         folded_video, folded_audio = scorer.embed(frames, audio)
@@ -138,7 +143,21 @@ class TestLSEScorer:
         plain_video, plain_audio = scorer.embed(frames, audio)
         assert folded_video.shape == (9, 6)
         torch.testing.assert_close(folded_video, plain_video, atol=1e-4, rtol=1e-4)
-        assert torch.equal(folded_audio, plain_audio)
+        torch.testing.assert_close(folded_audio, plain_audio, atol=1e-4, rtol=1e-4)
+        assert not torch.equal(folded_audio, plain_audio) or not torch.equal(folded_video, plain_video)
+        # the scorer folded a copy: the model it was given keeps its batch norms and weights
+        assert sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()) == 14
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+        folded_model, _ = scorer._folded_streams()
+        assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded_model.modules())
+
+    def test_with_options_shares_the_inference_copy(self):
+        scorer = tiny_scorer(vshift=3, batch_size=8)
+        other = scorer.with_options(vshift=5, batch_size=2)
+        assert (other.vshift, other.batch_size, scorer.vshift, scorer.batch_size) == (5, 2, 3, 8)
+        assert other.model is scorer.model and other._folded_streams() is scorer._folded_streams()
+        with pytest.raises(ValueError, match="vshift"):
+            scorer.with_options(vshift=-1)
 
     def test_float_audio_is_scored_on_the_int16_scale(self):
         golden = load_golden("syncnet_lse.npz")
