@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TalkFaceUserError
+from ..hub import registry
 from ..metrics import parse_metric_names
 
 #: longest face video / audio the demo accepts (seconds); `talkface generate` has no limit
@@ -27,7 +28,8 @@ DEFAULT_CACHE_MAX_AGE = 3600
 DEFAULT_SCORE_METRICS = ("lse", "avs", "ssim", "psnr", "lmd")
 
 GENERATOR_HINT = (
-    "download the Wav2Lip checkpoint wav2lip_gan.pth (see https://github.com/Rudrabha/Wav2Lip), run "
+    "download wav2lip-gan with the Models tab's Download button (or `talkface download wav2lip-gan "
+    "--accept-license`), or convert the Wav2Lip checkpoint wav2lip_gan.pth (see https://github.com/Rudrabha/Wav2Lip): "
     "`talkface convert wav2lip --checkpoint wav2lip_gan.pth --out models/wav2lip` and restart the demo from the "
     "folder holding models/ (it finds models/wav2lip by itself; another folder or a Hub id: "
     "`python app.py --generator wav2lip=FOLDER` or TALKFACE_GENERATOR=wav2lip=FOLDER)"
@@ -48,6 +50,10 @@ DEFAULT_MODEL_FOLDERS = {
     "gfpgan": "models/gfpgan-v1.4",
     "s3fd": "models/s3fd",
 }
+#: registry names (`talkface download --list`) used for the roles that no flag, variable or folder above fills
+DEFAULT_GENERATOR_NAMES = (registry.DEFAULT_GENERATOR, "wav2lip")
+DEFAULT_MODEL_NAMES = {"syncnet": registry.DEFAULT_SYNCNET, "avhubert": registry.DEFAULT_AVHUBERT,
+                       "gfpgan": registry.DEFAULT_ENHANCER, "s3fd": registry.DEFAULT_S3FD}
 TINY_RANDOM_LABEL = "random weights, for testing the UI only"
 
 #: progress callback of the actions: (fraction done in [0, 1], what is being done)
@@ -163,14 +169,17 @@ def config_from_args(args, environ=None) -> DemoConfig:
         config.syncnet = config.syncnet or str(tiny["syncnet"])
         config.avhubert = config.avhubert or str(tiny["avhubert"])
         return config
-    # nothing named: use the conventional folders of the conversion commands when they exist
+    # nothing named: the conventional folders of the conversion commands when they exist, else the registry names
+    # (downloaded by the Models tab's Download button, or `talkface download NAME`; usable without a restart)
     if not config.generators:
         config.generators = {name: folder for name, folder in DEFAULT_MODEL_FOLDERS["generators"].items()
                              if (Path(folder) / "config.json").is_file()}
+        for name in DEFAULT_GENERATOR_NAMES:
+            config.generators.setdefault(name, name)
     for role in ("syncnet", "avhubert", "gfpgan", "s3fd"):
         folder = DEFAULT_MODEL_FOLDERS[role]
-        if getattr(config, role) is None and (Path(folder) / "config.json").is_file():
-            setattr(config, role, folder)
+        if getattr(config, role) is None:
+            setattr(config, role, folder if (Path(folder) / "config.json").is_file() else DEFAULT_MODEL_NAMES[role])
     return config
 
 

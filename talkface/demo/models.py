@@ -8,9 +8,11 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import ModelLoadError, TalkFaceUserError
 from ..evaluation.evaluate import EvaluationContext
+from ..hub import registry
 from ..utils.sources import resolve_source
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,10 @@ def missing_reason(source: str | None, hint: str) -> str | None:
     """Why a model cannot be used, judged without loading it (None: looks usable)."""
     if not source:
         return f"not configured; {hint}"
+    if registry.is_name(source) and not registry.is_downloaded(source) and not Path(source).exists():
+        # a registry name: downloaded by the Models tab, usable at once (judged here without downloading it)
+        return (f"not downloaded yet: download {source} on the Models tab (or run "
+                f"`{registry.download_command(source)}`)")
     try:
         resolved = resolve_source(source)
     except TalkFaceUserError:  # a local-looking path that is not there (not looked up on the Hub)

@@ -18,6 +18,7 @@ import logging
 from ..errors import TalkFaceUserError
 from ..faces.blending import BLEND_MODES
 from ..utils.imports import require
+from . import downloads as demo_downloads
 from .config import TINY_RANDOM_LABEL, DemoConfig, check_ffmpeg
 from .demo import TalkFaceDemo
 from .examples import find_examples
@@ -168,6 +169,22 @@ class PageActions:
                                                       pad_bottom, pad_left, pad_right, duration_policy, blend,
                                                       feather, enhance, align_roll, progress)
 
+    # -- download (the Models tab) -----------------------------------------------------------------------------
+    def download(self, name, accept_license, progress=gr.Progress()):  # noqa: B008 (Gradio)
+        """The Download button: (status line, model roles, registry table, banner, enhance checkbox); a failure
+        (licence not ticked, offline, a bad file) is the status line and the page stays as it was."""
+        try:
+            message = status_line("ok", demo_downloads.download(
+                name, accept_license=bool(accept_license),
+                progress=lambda fraction, text: progress(fraction, desc=text)))
+        except TalkFaceUserError as err:
+            message = status_line("error", err)
+        except Exception as err:  # noqa: BLE001  (a bug: said as such on the page)
+            message = status_line("error", unexpected_error_message("downloading", err))
+        banner = _banner(self.demo, check_ffmpeg())
+        return (message, model_table(self.demo), demo_downloads.registry_table(),
+                gr.update(value=banner, visible=bool(banner)), enhance_update(self.demo))
+
     # -- score ------------------------------------------------------------------------------------------------
     def _score(self, videos, audios, references, face_mode, lse_protocol, box, progress):
         eta = Eta()
@@ -221,8 +238,9 @@ def _banner(demo: TalkFaceDemo, ffmpeg_message: str | None) -> str:
         notes.append(f"⚠️ **Tiny models with {TINY_RANDOM_LABEL}** (`--demo-tiny-models`): the generated mouths "
                      "are noise and the LSE/AVS numbers mean nothing. Convert real weights to get real results "
                      "(see the Models tab).")
-    missing_generators = [s for s in demo.model_status() if s.role == "generator" and s.missing]
-    if missing_generators:
+    generators = [s for s in demo.model_status() if s.role == "generator"]
+    missing_generators = [s for s in generators if s.missing]
+    if missing_generators and len(missing_generators) == len(generators):  # none of them usable
         notes.append(f"⚠️ **No usable generator**: {missing_generators[0].missing}. Scoring still works.")
     if ffmpeg_message:
         notes.append(f"⚠️ {ffmpeg_message}")
@@ -244,14 +262,14 @@ def build_demo(config: DemoConfig | TalkFaceDemo | None = None) -> gr.Blocks:
     with gr.Blocks(title="talkface", delete_cache=(600, int(demo.config.cache_max_age)),
                    analytics_enabled=False) as blocks:
         gr.Markdown(INTRO)
-        banner = _banner(demo, check_ffmpeg())
-        gr.Markdown(banner, visible=bool(banner), elem_id="banner")
+        banner_text = _banner(demo, check_ffmpeg())
+        banner = gr.Markdown(banner_text, visible=bool(banner_text), elem_id="banner")
         with gr.Tab("Generate", id="generate"):
-            build_generate_tab(demo, actions)
+            enhance = build_generate_tab(demo, actions)
         with gr.Tab("Score", id="score"):
             build_score_tab(demo, actions)
         with gr.Tab("Models", id="models"):
-            build_models_tab(demo)
+            build_models_tab(demo, actions, banner=banner, enhance=enhance)
     return blocks
 
 
@@ -294,8 +312,7 @@ def build_generate_tab(demo: TalkFaceDemo, actions: PageActions):
                                          "(for tilted or sideways heads)", elem_id="align-roll")
                 enhance = gr.Checkbox(
                     False, label="Enhance the face with GFPGAN (slower)", interactive=not enhancer_missing,
-                    info="sharper faces than the 96x96 generator gives" if not enhancer_missing
-                    else f"unavailable: GFPGAN is {enhancer_missing}", elem_id="enhance")
+                    info=_enhance_info(enhancer_missing), elem_id="enhance")
             generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
             gr.Markdown(speed_note(demo.device()), elem_id="speed-note")
         with gr.Column():
@@ -326,6 +343,18 @@ def build_generate_tab(demo: TalkFaceDemo, actions: PageActions):
     # the API endpoint: same inputs, errors raised (a button no one sees carries it)
     gr.Button(visible=False).click(actions.generate_api, inputs=inputs, outputs=outputs, api_name="generate",
                                    concurrency_id="compute")
+    return enhance
+
+
+def _enhance_info(enhancer_missing) -> str:
+    return ("sharper faces than the 96x96 generator gives" if not enhancer_missing
+            else f"unavailable: GFPGAN is {enhancer_missing}")
+
+
+def enhance_update(demo: TalkFaceDemo):
+    """The GFPGAN check box as the models now stand (after a download, say)."""
+    missing = demo.enhancer_missing
+    return gr.update(interactive=not missing, info=_enhance_info(missing))
 
 
 def build_score_tab(demo: TalkFaceDemo, actions: PageActions):
@@ -375,12 +404,34 @@ def model_table(demo: TalkFaceDemo) -> str:
     return "\n".join(lines)
 
 
-def build_models_tab(demo: TalkFaceDemo):
-    """The Models tab: what each model role uses, or the commands that provide a missing one. Returns its table
-    (a `gr.Markdown`) so that more controls can be added below it and refresh it."""
-    gr.Markdown("Models are folders made by `talkface convert` or Hugging Face Hub ids, given with flags or "
-                "environment variables (see docs/demo.md). Each is loaded on first use and kept.")
-    return gr.Markdown(model_table(demo), elem_id="model-table")
+def build_models_tab(demo: TalkFaceDemo, actions: PageActions | None = None, banner=None, enhance=None):
+    """The Models tab: what each model role uses (or how to get a missing one), every downloadable model with its
+    state, size and licence, and the Download button (a tick box for non-commercial licences) with progress.
+    Returns the role table (a `gr.Markdown`)."""
+    gr.Markdown("Models are registry names (downloaded below, or with `talkface download NAME`), folders made by "
+                "`talkface convert` or Hugging Face Hub ids, given with flags or environment variables (see "
+                "docs/demo.md). Each is loaded on first use and kept; a model downloaded here is used at once.")
+    roles = gr.Markdown(model_table(demo), elem_id="model-table")
+    gr.Markdown("### Download")
+    registry_view = gr.Markdown(demo_downloads.registry_table(), elem_id="registry-table")
+    names = demo_downloads.downloadable_names()
+    with gr.Row():
+        name = gr.Dropdown(names, value=names[0] if names else None, label="Model to download",
+                           elem_id="download-name")
+        accept = gr.Checkbox(False, label="I accept this model's licence", elem_id="download-accept")
+    licence = gr.Markdown(demo_downloads.licence_text(names[0]) if names else "", elem_id="download-licence")
+    button = gr.Button("Download", elem_id="download-button")
+    status = gr.Markdown(elem_id="download-status")
+    if actions is None:
+        return roles
+    private = {"api_visibility": "private"}
+    name.change(demo_downloads.licence_text, inputs=name, outputs=licence, queue=False, **private)
+    name.change(lambda _: False, inputs=name, outputs=accept, queue=False, **private)  # ticked per model
+    outputs = [status, roles, registry_view, banner or gr.Markdown(visible=False),
+               enhance or gr.Checkbox(visible=False)]
+    button.click(actions.download, inputs=[name, accept], outputs=outputs, concurrency_id="download",
+                 show_progress_on=status, api_name="download", **private)
+    return roles
 
 
 __all__ = ["PageActions", "allowed_paths", "build_demo", "plain_markdown", "status_line"]

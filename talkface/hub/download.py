@@ -76,7 +76,8 @@ def format_size(num_bytes: int) -> str:
         return "?"
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if num_bytes >= scale:
-            return f"{num_bytes / scale:.1f} {unit}"
+            value = num_bytes / scale
+            return f"{value:.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
     return f"{num_bytes} B"
 
 
@@ -89,7 +90,8 @@ def list_models(models_dir_path=None) -> list:
         record = read_record(folder) if downloaded else {}
         rows.append({
             "name": entry.name, "description": entry.description,
-            "size": format_size(record["size"]) if record.get("size") else "~" + format_size(entry.approximate_size),
+            "size": (format_size(record["size"]) if record.get("size") else
+                     "~" + format_size(entry.approximate_size) if entry.approximate_size else "?"),
             "license": entry.license.name, "license_url": entry.license.url, "must_accept": entry.license.must_accept,
             "downloaded": downloaded, "path": str(folder) if downloaded else "",
             "manual": bool(entry.manual_page),

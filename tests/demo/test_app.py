@@ -559,7 +559,9 @@ def test_config_from_flags_environment_and_tiny_models(tmp_path, tiny_models, mo
     (tmp_path / "models" / "wav2lip").mkdir(parents=True)
     (tmp_path / "models" / "wav2lip" / "config.json").write_text("{}")
     config = config_from_args(parser.parse_args([]), {})
-    assert config.generators == {"wav2lip": "models/wav2lip"} and config.syncnet is None
+    # the folder wins; the other roles get their registry names (downloaded from the Models tab)
+    assert config.generators == {"wav2lip": "models/wav2lip", "wav2lip-gan": "wav2lip-gan"}
+    assert config.syncnet == "syncnet-lse"
     # docs/models.md and the model cards write models/wav2lip-gan: picked up too
     (tmp_path / "models" / "wav2lip-gan").mkdir()
     (tmp_path / "models" / "wav2lip-gan" / "config.json").write_text("{}")

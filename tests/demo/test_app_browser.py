@@ -296,3 +296,78 @@ def test_fresh_machine_without_models(browser, media_files, tmp_path):
     finally:
         page.close()
         blocks.close()
+
+
+def test_download_button_then_generate(browser, media_files, tmp_path, monkeypatch):
+    """The first run on a fresh machine: Models tab, Download wav2lip-gan (from a local server standing in for the
+    internet, through TALKFACE_DOWNLOAD_MIRROR), then Generate works without restarting; offline, one line."""
+    import torch
+
+    import app
+    from talkface.demo.demo import config_from_args
+    from talkface.hub import download as downloads
+    from tests.hub.file_server import FileServer
+    from tests.hub.test_download import use_entry
+    from tests.models.test_convert_wav2lip import released_layout
+    from tests.utils import formula_state_dict
+
+    checkpoint = tmp_path / "wav2lip_gan.pth"  # full size, formula weights, the released file's layout
+    torch.save(released_layout(formula_state_dict("wav2lip_generator_keys.json"), module_prefix=True), checkpoint)
+    size = checkpoint.stat().st_size
+    monkeypatch.chdir(tmp_path)  # no models/ folders
+    monkeypatch.setenv(downloads.MODELS_DIR_ENV, str(tmp_path / "models"))
+    use_entry(monkeypatch, "wav2lip-gan", sources=(), size_range=(size - 1000, size + 1000))
+    use_entry(monkeypatch, "syncnet-lse", sources=("http://127.0.0.1:9/syncnet_v2.model",))
+    with FileServer() as mirror:
+        mirror.files["/wav2lip-gan/wav2lip_gan.pth"] = checkpoint
+        monkeypatch.setenv(downloads.MIRROR_ENV, mirror.url)
+        config = config_from_args(app.build_parser().parse_args(["--cache-dir", str(tmp_path / "cache"),
+                                                                 "--device", "cpu"]), {})
+        blocks = app.build_demo(config)
+        blocks.queue(default_concurrency_limit=1, max_size=8)
+        _, url, _ = blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
+                                  quiet=True, allowed_paths=app.allowed_paths(config))
+        page = _new_page(browser, url)
+        try:
+            page.locator("#banner").get_by_text("download wav2lip-gan on the Models tab").wait_for()
+            page.get_by_role("tab", name="Models").click()
+            registry_table = page.locator("#registry-table")
+            registry_table.get_by_text("GFPGAN v1.4 face restoration").wait_for()
+            assert "not downloaded" in registry_table.inner_text()
+            assert "Wav2Lip (non-commercial)" in page.locator("#download-licence").inner_text()
+            status = page.locator("#download-status")
+            page.click("#download-button")  # the licence box is not ticked
+            status.get_by_text("tick the box to accept it").wait_for()
+            assert mirror.requests == []
+            page.locator("#download-accept input[type=checkbox]").check()
+            page.click("#download-button")
+            status.get_by_text("wav2lip-gan is ready in").wait_for(timeout=TIMEOUT_MS)
+            assert status.inner_text().startswith("Done: ")
+            registry_table.get_by_text(str(tmp_path / "models" / "wav2lip-gan")).wait_for()
+            page.wait_for_selector("#banner", state="hidden")
+            _shot(page, "09_downloaded")
+            _no_toasts(page)
+
+            # offline (nothing answers): one line, and the page stays usable
+            page.locator("#download-name input").fill("syncnet-lse")
+            page.locator("#download-name input").press("Enter")
+            page.locator("#download-licence").get_by_text("no acceptance needed").wait_for()
+            monkeypatch.setenv(downloads.MIRROR_ENV, "http://127.0.0.1:9")
+            page.click("#download-button")
+            status.get_by_text("could not download syncnet-lse").wait_for(timeout=60_000)
+            assert status.inner_text().startswith("⚠️ Error: ") and "\n" not in status.inner_text().strip()
+            _no_toasts(page)
+
+            # Generate with the downloaded generator, no restart
+            page.get_by_role("tab", name="Generate").click()
+            _upload(page, "face-file", media_files["clip_2s"])
+            _upload(page, "speech-file", media_files["speech"])
+            _wait_playing_picture(page, "#face-preview")
+            page.click("#generate-button")
+            page.locator("#result-status").get_by_text("Done: 60 frames").wait_for(timeout=TIMEOUT_MS)
+            _wait_playing_picture(page, "#result-video")
+            _shot(page, "10_generated_after_download")
+            _no_toasts(page)
+        finally:
+            page.close()
+            blocks.close()
