@@ -392,3 +392,51 @@ def test_bad_input(case, corpus, tmp_path, monkeypatch, capsys):
 def test_case_ids_are_unique():
     ids = [case.id for case in CASES]
     assert len(ids) == len(set(ids)), [i for i in ids if ids.count(i) > 1]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Signals: a real `python -m talkface generate` process, stopped once its temporary output exists
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_signal_during_generate_leaves_nothing(signame, corpus, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    signum = getattr(signal, signame)
+    folder = tmp_path / "case"
+    shutil.copytree(corpus, folder)
+    write_wav(folder / "long.wav", speech_like(120.0))  # 3000 frames: far longer than the test waits
+    before = snapshot(folder)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    argv = expand(generate("{out.mp4}", audio="{long.wav}", duration_policy="loop"), folder)
+    process = subprocess.Popen([sys.executable, "-m", "talkface", *argv], cwd=folder, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(folder.glob(".out.partial-*")):
+            assert process.poll() is None, f"ended before writing: {process.communicate()}"
+            assert time.monotonic() < deadline, "no temporary output appeared"
+            time.sleep(0.02)
+        time.sleep(0.3)  # well inside the frame loop
+        assert process.poll() is None, "finished before the signal; make the input longer"
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = stderr.decode(errors="replace")
+    assert process.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr, stderr
+    # the run's own progress notes come first (it was working); the stop itself is one final line
+    lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip() and not PROGRESS.search(line)]
+    assert [line for line in lines if line.startswith("talkface:")] == lines[-1:], stderr
+    assert ("interrupted" if signum == signal.SIGINT else f"stopped by {signame}") in lines[-1]
+    after = snapshot(folder)
+    assert after == before, f"left behind: {sorted(set(after) - set(before))}"
