@@ -76,7 +76,8 @@ def register(subparsers):
     parser.add_argument("--detect-every", type=int, default=DEFAULTS.detect_every,
                         help="run face detection every N frames and interpolate between (default "
                         f"{DEFAULTS.detect_every})")
-    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar (neither the "
+                        "lip-sync bar nor transformers' and huggingface_hub's loading and download bars)")
     parser.add_argument("--enhance", choices=("none", "gfpgan"), default="none",
                         help="restore the generated faces with GFPGAN v1.4 (needs its weights, see --enhance-model)")
     parser.add_argument("--enhance-model", default=None,
@@ -148,6 +149,10 @@ def run(args) -> int:
         return run_jobs(args)
     _check_single_run_flags(args)
     options = options_from_args(args)
+    if args.no_progress:
+        from ..utils.quiet import disable_library_progress_bars
+
+        disable_library_progress_bars()  # transformers' "Loading weights" bar, huggingface_hub's downloads
     check_lipsync_inputs(args.face, args.audio, args.out, options)
     _check_model_location(args.model)
     _check_device(args.device)

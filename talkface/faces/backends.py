@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import TalkFaceUserError
 from ..utils.imports import require
+from ..utils.quiet import native_logs_silenced
 from .roll import roll_angle, rotation_matrix
 
 logger = logging.getLogger(__name__)
@@ -160,18 +161,15 @@ class MediaPipeFaceBackend(FaceBackend):
         self.model_selection = model_selection
         self.landmark_crop_scale = landmark_crop_scale
         self.refit_roll = refit_roll
-        models = (0, 1) if model_selection == "auto" else (model_selection,)
-        self._detectors = [
-            mp.solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=min_confidence)
-            for m in models
-        ]
-        self._mesh = None  # created on the first landmark request
+        self._models = (0, 1) if model_selection == "auto" else (model_selection,)
+        # the graphs, by name, created on first use (see `_process`)
+        self._graphs: dict = {}
 
     def _detect(self, frame_rgb, landmarks):
         height, width = frame_rgb.shape[:2]
         detections, rolls = [], []
-        for detector in self._detectors:
-            result = detector.process(frame_rgb)
+        for model in self._models:
+            result = self._process(f"detector{model}", frame_rgb)
             for det in (result.detections or [])[: self.max_faces]:
                 rel = det.location_data.relative_bounding_box
                 box = _clip_box((rel.xmin * width, rel.ymin * height, (rel.xmin + rel.width) * width,
@@ -210,9 +208,6 @@ class MediaPipeFaceBackend(FaceBackend):
         return points
 
     def _mesh_points(self, frame_rgb, box, roll_degrees: float) -> np.ndarray | None:
-        if self._mesh is None:
-            self._mesh = self._solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                                            refine_landmarks=False, min_detection_confidence=0.3)
         height, width = frame_rgb.shape[:2]
         # FaceMesh runs its own detector; on a square crop centred on our box it always looks at *this* face.
         centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -234,17 +229,38 @@ class MediaPipeFaceBackend(FaceBackend):
             to_frame = crop_to_frame @ np.array([[side, 0.0, -0.5], [0.0, side, -0.5], [0.0, 0.0, 1.0]])
         if crop.shape[0] < 8 or crop.shape[1] < 8:
             return None
-        result = self._mesh.process(crop)
+        result = self._process("mesh", crop)
         if not result.multi_face_landmarks:
             return None
         mesh_points = result.multi_face_landmarks[0].landmark
         points = np.array([[mesh_points[i].x, mesh_points[i].y] for i in MEDIAPIPE_TO_IBUG68], dtype=np.float64)
         return (points @ to_frame[:, :2].T + to_frame[:, 2]).astype(np.float32)
 
+    def _new_graph(self, name: str):
+        if name == "mesh":
+            return self._solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                      refine_landmarks=False, min_detection_confidence=0.3)
+        return self._solutions.face_detection.FaceDetection(model_selection=int(name[len("detector"):]),
+                                                            min_detection_confidence=self.min_confidence)
+
+    def _process(self, name: str, image):
+        """Run graph `name` ("detector0", "detector1", "mesh") on an image. A graph is created on first use, and
+        its creation and first run happen in one block with the native log lines silenced: mediapipe's graphs
+        log from C++ as they start, partly from their own threads after the constructor returns, so the
+        silenced window lasts until the first result is out (see talkface.utils.quiet)."""
+        graph = self._graphs.get(name)
+        if graph is not None:
+            return graph.process(image)
+        with native_logs_silenced():
+            graph = self._new_graph(name)
+            result = graph.process(image)
+        self._graphs[name] = graph
+        return result
+
     def close(self):
-        for graph in self._detectors + ([self._mesh] if self._mesh is not None else []):
+        graphs, self._graphs = self._graphs, {}
+        for graph in graphs.values():
             graph.close()
-        self._detectors, self._mesh = [], None
 
 
 def _keypoint_roll(detection, width: int, height: int) -> float:
