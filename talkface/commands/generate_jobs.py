@@ -7,7 +7,7 @@
 Columns: `face`, `audio` and `out` (required), and any generate flag by its long name without the dashes (`fps`,
 `batch-size` or `batch_size`, `pads`, `box`, `blend`, `precision`, `model`, ...). An empty cell, or a missing
 column, takes the value of the command line. Flags with several values (`pads`, `box`) take them separated by
-spaces or commas. Relative paths are relative to the CSV's folder (`model`, `s3fd` and `enhance-model` only when
+spaces or commas; on/off flags (`no-align-roll`) take yes or no. Relative paths are relative to the CSV's folder (`model`, `s3fd` and `enhance-model` only when
 that path exists: otherwise they name a Hub id).
 
 Each row is parsed by the generate command's own parser and checked by the same code, so a bad row fails with
@@ -58,6 +58,8 @@ MODEL_COLUMNS = ("model", "s3fd", "enhance-model")
 #: what the pipeline is loaded with: rows that differ here get their own pipeline (loaded once each)
 LOAD_SETTINGS = ("model", "precision", "enhance", "enhance_model")
 EXIT_ROW_FAILED = 1
+#: cell values of on/off columns (no-align-roll)
+YES, NO = ("yes", "true", "1", "on", "x"), ("no", "false", "0", "off")
 
 
 def add_jobs_flags(parser):
@@ -263,7 +265,7 @@ def row_arguments(job: Job, args, parser, actions: dict[str, argparse.Action]) -
     for column in JOB_COLUMNS:
         if not job.cells.get(column):
             raise RowError(f"row {job.row} has no {column}; fill in its {column} cell")
-    tokens = []
+    tokens, off = [], {}
     for column, value in job.cells.items():
         if column in JOB_COLUMNS or not value:
             continue
@@ -271,13 +273,23 @@ def row_arguments(job: Job, args, parser, actions: dict[str, argparse.Action]) -
         if column in MODEL_COLUMNS and (job.folder / value).exists() and not Path(value).is_absolute():
             value = str(job.folder / value)
         nargs = actions[column].nargs
-        if isinstance(nargs, int) and nargs > 1:
+        if nargs == 0:  # an on/off flag such as no-align-roll: yes turns it on, no leaves it off for this row
+            answer = value.lower()
+            if answer in YES:
+                tokens.append(flag)
+            elif answer in NO:
+                off[actions[column].dest] = actions[column].default
+            else:
+                raise RowError(f"row {job.row}: column {column} takes yes or no, got {value!r}")
+        elif isinstance(nargs, int) and nargs > 1:
             tokens += [flag, *value.replace(",", " ").split()]
         else:
             tokens.append(f"{flag}={value}")
     if "model" not in job.cells or not job.cells["model"]:
         tokens.append(f"--model={args.model}")
     row_args = parser.parse_args(tokens, namespace=copy.copy(args))
+    for dest, default in off.items():
+        setattr(row_args, dest, default)
     row_args.face, row_args.audio, row_args.out = (str(job.path(column)) for column in JOB_COLUMNS)
     return row_args
 

@@ -208,3 +208,28 @@ def test_command_line_errors(inputs, tmp_path, capsys, flags, expected):  # noqa
     err = capsys.readouterr().err
     assert "Traceback" not in err and expected in err.strip().splitlines()[-1], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.csv"]
+
+
+def test_row_cells_become_the_generate_flags(tmp_path):
+    from talkface.commands.generate_jobs import Job, RowError, option_actions, row_arguments, row_parser
+
+    parser = row_parser()
+    actions = option_actions(parser)
+    args = parser.parse_args(["--model", "models/wav2lip", "--no-align-roll", "--fps", "30"])
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+
+    def parse(**cells):
+        return row_arguments(Job(1, {"face": "f.mp4", "audio": "s.wav", "out": "o.mp4", **cells}, tmp_path), args,
+                             parser, actions)
+
+    row = parse(pads="0,20, 1 2", **{"batch-size": "4", "no-align-roll": "no"})
+    assert row.pads == [0, 20, 1, 2] and row.batch_size == 4 and row.align_roll is True and row.fps == 30
+    assert (row.face, row.out, row.model) == (str(tmp_path / "f.mp4"), str(tmp_path / "o.mp4"), "models/wav2lip")
+    row = parse(fps="", **{"no-align-roll": "yes", "model": "models/mine"})  # empty cell: the command line's
+    assert row.align_roll is False and row.fps == 30 and row.model == str(tmp_path / "models" / "mine")
+    assert parse(model="someone/wav2lip").model == "someone/wav2lip"  # not a path beside the CSV: a Hub id
+    for cells, expected in [({"no-align-roll": "maybe"}, "yes or no"), ({"pads": "1 2 3"}, "expected 4"),
+                            ({"fps": "fast"}, "invalid float value"), ({"face": ""}, "has no face")]:
+        with pytest.raises(RowError, match=expected):
+            parse(**cells)
+    assert args.fps == 30 and args.align_roll is False  # the command line's arguments are not changed
