@@ -183,17 +183,40 @@ def _fetch_http(url: str, part: Path, progress=None) -> Path:
     raise _SourceFailed(f"{url}: {last_error} (gave up after {ATTEMPTS_PER_SOURCE} connections)")
 
 
+def _hub_reachable() -> bool:
+    """One quick connection to the Hub endpoint (huggingface_hub would retry an unreachable host for ~25 s)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    parts = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                 timeout=10).close()
+        return True
+    except OSError:
+        return False
+
+
 def _fetch_hub(source: str) -> Path:
-    """Fetch `hf://OWNER/REPO/PATH` with huggingface_hub (its cache, resume, token and HF_ENDPOINT)."""
-    from huggingface_hub import hf_hub_download
+    """Fetch `hf://OWNER/REPO/PATH` with huggingface_hub (its cache, resume, token and HF_ENDPOINT). An unreachable
+    Hub (offline, HF_HUB_OFFLINE=1) still gives a file that huggingface_hub's cache holds."""
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.utils import HfHubHTTPError
 
     owner, repo, filename = source[len(registry.HUB_SCHEME):].split("/", 2)
+    online = _hub_reachable()
     try:
-        return Path(hf_hub_download(f"{owner}/{repo}", filename))
+        return Path(hf_hub_download(f"{owner}/{repo}", filename, local_files_only=not online))
     except (HfHubHTTPError, OSError, ValueError) as err:  # LocalEntryNotFoundError (offline) is an OSError
+        if not online:
+            raise _SourceFailed(f"{source}: the Hub ({constants.ENDPOINT}) cannot be reached and the file is not "
+                                "in huggingface_hub's cache") from err
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise _SourceFailed(f"{source}: {first_line}") from err
+        raise _SourceFailed(f"{source}: {type(err).__name__}: {first_line}") from err
 
 
 def sha256_of(path: Path) -> str:

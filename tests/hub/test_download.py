@@ -255,6 +255,16 @@ def test_a_hub_source_goes_through_huggingface_hub(models, server, checkpoint, m
     assert any(p == "/someone/syncnet/resolve/main/weights/syncnet_v2.model" for _, p, _ in server.requests)
     assert list((tmp_path / "hf-cache").rglob("syncnet_v2.model"))  # huggingface_hub's own cache
 
+    # the Hub unreachable: at once (no retries), the cached file still converts; a file not cached is one line
+    dead = "http://127.0.0.1:9"
+    monkeypatch.setattr(constants, "ENDPOINT", dead)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", dead + "/{repo_id}/resolve/{revision}/{filename}")
+    requests = len(server.requests)
+    assert downloads.download("syncnet-lse", force=True).is_dir() and len(server.requests) == requests
+    use_entry(monkeypatch, "syncnet-lse", sources=(registry.HUB_SCHEME + "someone/other/syncnet_v2.model",))
+    with pytest.raises(downloads.DownloadError, match="cannot be reached and the file is not in huggingface_hub"):
+        downloads.download("syncnet-lse", force=True)
+
 
 def test_list_models_before_and_after(models):
     before = {row["name"]: row for row in downloads.list_models()}
