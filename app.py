@@ -4,7 +4,8 @@
     python app.py --demo-tiny-models      # no weights needed: tiny random models, to try the page only
     python app.py --examples ../shared/data   # clickable examples from a folder
 
-The entry point (also of a Hugging Face Space: see the README's front matter). The page is built in
+The entry point (also of a Hugging Face Space: spaces/README.md, spaces/requirements.txt, docs/demo.md).
+The page is built in
 talkface/demo/page.py; what it does (model loading, upload checks, previews, generation, scoring) lives in the
 rest of the talkface.demo package. See docs/demo.md for every flag and environment variable.
 """
