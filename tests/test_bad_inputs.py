@@ -166,6 +166,13 @@ def _move(*pairs):
     return setup
 
 
+def _copy(source, destination):
+    def setup(folder):
+        (folder / destination).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(folder / source, folder / destination)
+    return setup
+
+
 def _write(name, text):
     def setup(folder):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -299,6 +306,13 @@ CASES = [
          setup=_truncate("wav2lip/preprocessor_config.json", 0.5), message="preprocessor_config.json is not valid"),
     Case("score: truncated model folder", [*SCORE], setup=_truncate("wav2lip/model.safetensors", 0.9),
          message="the model folder"),
+    # --- evaluate --output ---------------------------------------------------------------------------------------
+    Case("evaluate: --output is the --generated folder",
+         ["evaluate", "--generated", "{generated}", "--reference", "{generated}", "--metrics", "psnr", "--output",
+          "{generated}"], setup=_copy("clip.mp4", "generated/clip.mp4"), message="is --generated"),
+    Case("evaluate: --output is an existing file",
+         ["evaluate", "--generated", "{generated}", "--reference", "{generated}", "--metrics", "psnr", "--output",
+          "{notes.txt}"], setup=_copy("clip.mp4", "generated/clip.mp4"), message="is a file"),
     # --- score / lipread --output -------------------------------------------------------------------------------
     Case("score: --output is an existing folder", [*SCORE, "--output", "{results}"], setup=_mkdir("results"),
          message="existing folder"),

@@ -62,7 +62,7 @@ def register(subparsers):
 
 def run(args):
     from ..errors import TalkFaceUserError
-    from ..evaluation.evaluate import evaluate, pair_files, prepare_output
+    from ..evaluation.evaluate import evaluate, evaluation_inputs, pair_files, prepare_output
     from ..utils.distributed import is_main_process, launch_local, launched_processes, without_option
 
     if args.num_processes < 1:
@@ -75,7 +75,7 @@ def run(args):
         # inputs are checked here, once, before the processes start (each would print the same error)
         parse_metric_names(args.metrics)
         pair_files(args.generated, args.reference, args.audio, args.text)
-        prepare_output(args.output, options)
+        prepare_output(args.output, options, evaluation_inputs(args.generated, args.reference, args.audio, args.text))
         argv = getattr(args, "argv", None) or sys.argv[1:]
         return launch_local(without_option(argv, "--num-processes"), args.num_processes)
     report = evaluate(args.generated, reference=args.reference, audio=args.audio, text=args.text,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from ..errors import TalkFaceUserError
 from ..hub import registry
 from ..metrics import parse_metric_names
+from ..utils.io import SafeOutput
 
 #: longest face video / audio the demo accepts (seconds); `talkface generate` has no limit
 DEFAULT_MAX_SECONDS = 60.0
@@ -225,13 +225,12 @@ def create_tiny_random_models(folder) -> dict[str, Path]:
         if (target / "config.json").is_file():
             continue
         torch.manual_seed(0)
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-        for item in build():
-            item.save_pretrained(partial)
-        try:
-            partial.rename(target)  # another process may have won the race: keep its folder
-        except OSError:
-            shutil.rmtree(partial, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # a leftover without config.json is replaced; a folder another process finishes meanwhile is swapped for
+        # this one (same seed, same weights)
+        with SafeOutput(target, folder=True, replace_folder=lambda leftover: None) as output:
+            for item in build():
+                item.save_pretrained(output.tmp_path)
     return folders
 
 

@@ -42,7 +42,7 @@ from ..metrics.avs import DEFAULT_LANDMARK_STRIDE
 from ..metrics.image_quality import DEFAULT_PSNR_CAP_DB
 from ..metrics.sync import DEFAULT_VSHIFT, TrackingOptions
 from ..metrics.syncnet_protocol import LSE_PROTOCOLS, validate_lse_box
-from ..utils.io import write_bytes
+from ..utils.io import check_output, write_bytes
 from .cache import cache_key, cache_read, cache_write, safe_name
 from .pairing import (  # noqa: F401  (re-exported: these names lived here first)
     AUDIO_EXTENSIONS,
@@ -376,13 +376,22 @@ class _FileProgressBar:
         self.bar.close()
 
 
-def prepare_output(output, options: EvaluationOptions) -> tuple[Path | None, Path | None]:
-    """(REPORT_DIR, REPORT_DIR/cache or None), created and checked."""
+def evaluation_inputs(generated, reference=None, audio=None, text=None) -> dict:
+    """The input folders of an evaluation by flag, for `prepare_output`."""
+    named = {"--generated": generated, "--reference": reference, "--audio": audio, "--text": text}
+    return {flag: value for flag, value in named.items() if value is not None}
+
+
+def prepare_output(output, options: EvaluationOptions, inputs=None) -> tuple[Path | None, Path | None]:
+    """(REPORT_DIR, REPORT_DIR/cache or None), created and checked. `inputs` ({flag: path}): the report folder may
+    be none of them and may not contain one (the report's files would land among the inputs)."""
     if output is None:
         return None, None
     output_dir = Path(output).expanduser()
     if output_dir.exists() and not output_dir.is_dir():
         raise TalkFaceUserError(f"--output {output_dir} is a file; pass a folder for the report")
+    if output_dir.exists():
+        check_output(output_dir, inputs, flag="--output", folder=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(output_dir, os.W_OK):
         raise TalkFaceUserError(f"cannot write to {output_dir}; pass a writable --output folder")
@@ -408,7 +417,7 @@ def evaluate(generated, reference=None, audio=None, text=None, metrics=DEFAULT_M
     pairs, unpaired = pair_files(generated, reference, audio, text)
     if launched_processes() > 1:
         return distributed_evaluate(pairs, unpaired, metrics, output, options, progress)
-    output_dir, cache_dir = prepare_output(output, options)
+    output_dir, cache_dir = prepare_output(output, options, evaluation_inputs(generated, reference, audio, text))
     context = EvaluationContext(options, cache_dir)
     bar = _FileProgressBar(len(pairs), enabled=progress)
     try:

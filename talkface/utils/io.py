@@ -134,12 +134,13 @@ def check_output(path, inputs=None, flag: str = "--out", folder: bool = False, e
     """
     path = Path(path).expanduser()
     for label, source in _labelled(inputs):
+        if folder and path.is_dir() and _contains(path, source):
+            which = "is" if _same_file(path, source) else "contains"
+            raise OutputError(f"{flag} {path} {which} {label} {source}; choose an output folder that holds none "
+                              "of the inputs")
         if path.exists() and _same_file(path, source):
             raise OutputError(f"{flag} {path} is the same file as {label} {source}; writing it would destroy the "
                               f"input: choose another {flag}")
-        if folder and path.is_dir() and _contains(path, source):
-            raise OutputError(f"{flag} {path} contains {label} {source}; choose an output folder that holds none "
-                              "of the inputs")
     if folder:
         if path.exists() and not path.is_dir():
             raise OutputError(f"{flag} {path} is an existing file, not a folder; choose a new folder name such as "
