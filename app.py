@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default models/gfpgan-v1.4 when it exists)")
     models.add_argument("--demo-tiny-models", action="store_true",
                         help=f"use tiny models with {TINY_RANDOM_LABEL} for every model not given (outputs are noise)")
-    models.add_argument("--device", default="auto", help="torch device: auto (cuda, then mps, then cpu), cpu, cuda")
+    models.add_argument("--device", default="auto", help="torch device: auto (cuda, then mps, then cpu), cpu, cuda, "
+                        "cuda:N or mps")
     models.add_argument("--face-backend", default="mediapipe", choices=("mediapipe", "dlib", "face_alignment"))
     page = parser.add_argument_group("page")
     page.add_argument("--examples", metavar="DIR", help="a folder of face videos/photos and speech files shown as "

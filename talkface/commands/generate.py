@@ -15,6 +15,7 @@ from ..hub.registry import DEFAULT_GENERATOR
 from ..pipelines.lipsync.options import (DEFAULT_BATCH_SIZE, DEVICE_BATCH_SIZES, DURATION_POLICIES, LipSyncOptions,
                                          option_names)
 from ..pipelines.lipsync.precision import DEFAULT_PRECISION, PRECISIONS
+from ..utils.devices import DEFAULT_DEVICE, DEVICE_CHOICES, resolve_device
 from ..utils.sources import resolve_source
 from .download import add_download_flag
 from .generate_jobs import add_jobs_flags
@@ -51,8 +52,9 @@ def register(subparsers):
                         help="when the audio outlasts the video: play it forward and backward (pingpong), restart "
                         f"it (loop), or stop at the video's end and cut the audio (cut); default "
                         f"{DEFAULTS.duration_policy}")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                        help="where the generator runs (auto: cuda, then mps, then cpu)")
+    parser.add_argument("--device", default=DEFAULT_DEVICE, metavar="DEVICE",
+                        help=f"where the generator runs: {', '.join(DEVICE_CHOICES)} (auto: cuda, then mps, then cpu; "
+                        f"default {DEFAULT_DEVICE})")
     parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                         help="generator arithmetic: auto (fp16 on CUDA, bf16 on a CPU with AVX512_BF16/AMX, else "
                         "fp32), fp32 (exact), bf16, fp16 or int8 (CPU); reduced modes drift by about a grey level, "
@@ -99,15 +101,6 @@ def _check_model_location(model: str):
                              "(it holds config.json and model.safetensors)")
 
 
-def _check_device(device: str):
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TalkFaceUserError("--device cuda was requested but no CUDA GPU is available; use --device cpu or auto")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise TalkFaceUserError("--device mps was requested but Apple MPS is not available; use --device cpu or auto")
-
-
 def options_from_args(args) -> LipSyncOptions:
     """The `LipSyncOptions` of the parsed flags (each flag is named like its option); raises InvalidInputError."""
     values = {name: getattr(args, name) for name in option_names()}
@@ -118,15 +111,13 @@ def options_from_args(args) -> LipSyncOptions:
 
 def load_s3fd_backend(model, device: str = "cpu"):
     """The S3FD face backend with its network from `model` (a folder or Hub id; None: $TALKFACE_S3FD)."""
-    import torch
-
     from ..faces.backends import S3FDFaceBackend
     from ..models.s3fd import S3FDDetector
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return S3FDFaceBackend(detector=S3FDDetector.from_pretrained(
-        model, device=device if str(device).startswith("cuda") else "cpu"))
+    device = resolve_device(device)
+    # S3FD runs on a CUDA GPU or on the CPU (not on MPS)
+    return S3FDFaceBackend(detector=S3FDDetector.from_pretrained(model, device=device if device.type == "cuda"
+                                                                 else "cpu"))
 
 
 def _check_single_run_flags(args):
@@ -155,7 +146,7 @@ def run(args) -> int:
         disable_library_progress_bars()  # transformers' "Loading weights" bar, huggingface_hub's downloads
     check_lipsync_inputs(args.face, args.audio, args.out, options)
     _check_model_location(args.model)
-    _check_device(args.device)
+    args.device = resolve_device(args.device)
     if options.face_backend == "s3fd" and options.box is None:
         options = options.replace(face_backend=load_s3fd_backend(args.s3fd, args.device))
     pipeline = LipSyncPipeline.from_pretrained(args.model, device=args.device, precision=args.precision,

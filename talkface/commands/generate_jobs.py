@@ -415,7 +415,8 @@ def plan(jobs: JobsFile, args, parser, actions) -> tuple[dict[int, dict], list[i
 def run_jobs(args) -> int:
     """`talkface generate --jobs`: checks, then this process's share of the rows (see the module docstring)."""
     from ..utils.distributed import launch_local, launched_processes, without_option
-    from .generate import _check_device, _check_model_location
+    from ..utils.devices import resolve_device
+    from .generate import _check_model_location
 
     given = [flag for flag, value in (("--face", args.face), ("--audio", args.audio), ("--out", args.out)) if value]
     if given:
@@ -430,7 +431,7 @@ def run_jobs(args) -> int:
     jobs = read_jobs(args.jobs, actions)
     results_path = check_results_path(Path(args.results) if args.results else default_results_path(args.jobs), jobs)
     _check_model_location(args.model)
-    _check_device(args.device)
+    resolve_device(args.device)  # one line for a device this machine lacks, before any process starts
     if args.num_processes > 1:
         argv = getattr(args, "argv", None)
         if not argv:

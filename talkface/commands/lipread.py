@@ -35,7 +35,8 @@ def register(subparsers):
                         help="face landmarks for the mouth crops (default mediapipe)")
     parser.add_argument("--landmark-stride", type=int, default=1,
                         help="find landmarks every N frames and interpolate between (default 1)")
-    parser.add_argument("--device", default="cpu", help="torch device for AV-HuBERT (default cpu)")
+    parser.add_argument("--device", default="cpu", help="torch device for AV-HuBERT: auto, cpu, cuda, cuda:N or mps "
+                        "(default cpu)")
     add_download_flag(parser)
     parser.set_defaults(func=run)
     return parser
@@ -59,7 +60,10 @@ def run(args):
     if args.output:
         check_output(args.output, inputs, flag="--output", example="transcripts.json")
 
-    reader = LipReader.from_pretrained(args.avhubert, device=args.device, face_backend=args.face_backend,
+    from ..utils.devices import resolve_device
+
+    device = resolve_device(args.device)
+    reader = LipReader.from_pretrained(args.avhubert, device=device, face_backend=args.face_backend,
                                        landmark_stride=args.landmark_stride)
     results = [reader.transcribe(video, modality=args.modality, num_beams=args.beam) for video in args.videos]
 

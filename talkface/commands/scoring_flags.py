@@ -32,7 +32,8 @@ def add_model_flags(group, metric_names):
         group.add_argument("--s3fd", metavar="MODEL", default=DEFAULTS.s3fd,
                            help="S3FD face detector (name, folder or Hub id) for --lse-protocol syncnet_python "
                            "without --box (TALKFACE_S3FD; default: s3fd)")
-    group.add_argument("--device", default=DEFAULTS.device, help="torch device (default: %(default)s)")
+    group.add_argument("--device", default=DEFAULTS.device, help="torch device: auto, cpu, cuda, cuda:N or mps "
+                       "(default: %(default)s)")
     add_download_flag(group)
 
 

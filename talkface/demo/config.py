@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import TalkFaceUserError
 from ..hub import registry
 from ..metrics import parse_metric_names
+from ..utils.devices import check_device
 from ..utils.io import SafeOutput
 
 #: longest face video / audio the demo accepts (seconds); `talkface generate` has no limit
@@ -105,6 +106,7 @@ class DemoConfig:
     examples_dir: Path | None = None
 
     def __post_init__(self):
+        self.device = check_device(self.device)
         if self.examples_dir is not None:
             self.examples_dir = Path(self.examples_dir).expanduser()
             if not self.examples_dir.is_dir():

@@ -101,7 +101,7 @@ class TalkFaceDemo:
         return missing_reason(self.config.gfpgan, GFPGAN_HINT)
 
     def device(self):
-        from ..pipelines.lipsync.pipeline import resolve_device
+        from ..utils.devices import resolve_device
 
         return resolve_device(self.config.device)
 

@@ -42,6 +42,7 @@ from ..metrics.avs import DEFAULT_LANDMARK_STRIDE
 from ..metrics.image_quality import DEFAULT_PSNR_CAP_DB
 from ..metrics.sync import DEFAULT_VSHIFT, TrackingOptions
 from ..metrics.syncnet_protocol import LSE_PROTOCOLS, validate_lse_box
+from ..utils.devices import resolve_device
 from ..utils.io import check_output, write_bytes
 from .cache import cache_key, cache_read, cache_write, safe_name
 from .pairing import (  # noqa: F401  (re-exported: these names lived here first)
@@ -94,7 +95,7 @@ class EvaluationOptions:
         fid_every: use every n-th frame for fid.
     General:
         face_backend: talkface.faces backend for lmd, avs, wer, the face region and track mode.
-        device: torch device for the models.
+        device: torch device for the models (auto, cpu, cuda, cuda:N or mps; "auto" is resolved here).
         batch_size: SyncNet video windows per forward pass.
         use_cache: read and write REPORT_DIR/cache.
         plots: write PNG plots (needs matplotlib).
@@ -126,6 +127,7 @@ class EvaluationOptions:
     avs_landmark_stride: int = DEFAULT_LANDMARK_STRIDE
 
     def __post_init__(self):
+        self.device = str(resolve_device(self.device))  # "auto" -> the device it means here
         if self.face_mode not in ("precropped", "track"):
             raise TalkFaceUserError(f"face mode must be 'precropped' or 'track', got {self.face_mode!r}")
         if self.lse_protocol not in LSE_PROTOCOLS:

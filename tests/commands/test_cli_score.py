@@ -301,3 +301,18 @@ def test_lip_reader_from_hub_id(monkeypatch, tmp_path, lip_reading_folder):
     local = LipReader.from_pretrained(lip_reading_folder).transcribe(
         MouthVideo(mouths=mouths, landmarks=None, detected=np.ones(12, bool)), num_beams=2)
     assert local.text == result.text and local.token_ids == result.token_ids
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_score_device_auto_and_cpu(capsys, tmp_path, clips, encoder_folder, device):
+    """--device auto is resolved by the one device rule (it used to reach torch as "auto": a traceback)."""
+    code, stdout, stderr = run_cli(capsys, "score", clips["talking"], "--avhubert", encoder_folder, "--device", device)
+    assert code == 0, stderr
+    assert stdout.splitlines()[0].split() == ["video", "frames", "avs_u"]
+
+
+def test_score_unknown_device_is_one_line(capsys, clips, encoder_folder):
+    code, stdout, stderr = run_cli(capsys, "score", clips["talking"], "--avhubert", encoder_folder, "--device", "gpu")
+    assert code == 2
+    assert stderr.strip().count("\n") == 0 and "unknown device 'gpu'" in stderr and "cuda:N" in stderr
+    assert "Traceback" not in stderr

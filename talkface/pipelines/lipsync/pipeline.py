@@ -63,6 +63,7 @@ from ...faces.blending import paste_face
 from ...faces.roll import crop_face_aligned, roll_angle
 from ...faces.tracking import FaceTracker
 from ...hub.registry import DEFAULT_ENHANCER
+from ...utils.devices import resolve_device
 from .generator import LipSyncGenerator, load_generator
 from .options import DURATION_POLICIES, InvalidInputError, LipSyncOptions, default_batch_size
 from .precision import DEFAULT_PRECISION, check_precision, resolve_precision
@@ -98,17 +99,6 @@ class LipSyncOutput:
     source_frames: int
     options: LipSyncOptions | None = None
     precision: str = "fp32"
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """"auto" -> cuda if available, else mps if available, else cpu."""
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
 
 
 def frame_schedule(num_output_frames: int, num_source_frames: int, policy: str) -> Iterator[int]:
