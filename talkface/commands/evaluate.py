@@ -8,7 +8,15 @@
 
 import sys
 
-from ..metrics import DEFAULT_METRICS, METRICS, parse_metric_names
+from ..metrics import (
+    ALWAYS_AVAILABLE,
+    DEFAULT_METRICS,
+    METRICS,
+    REFERENCE,
+    TEXT,
+    missing_requirements,
+    parse_metric_names,
+)
 from .scoring_flags import (
     DEFAULTS,
     add_avs_flags,
@@ -16,6 +24,7 @@ from .scoring_flags import (
     add_image_flags,
     add_lse_flags,
     add_model_flags,
+    check_requirements,
     options_from_args,
 )
 
@@ -35,8 +44,10 @@ def register(subparsers):
                         help="folder of driving audio with the same names (default: each generated video's sound)")
     inputs.add_argument("--text", metavar="DIR",
                         help="folder of transcripts NAME.txt for wer (default: beside the reference videos)")
-    inputs.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
-                        help=f"comma-separated, from: {', '.join(METRICS)} (default: %(default)s)")
+    inputs.add_argument("--metrics", default=None,
+                        help=f"comma-separated, from: {', '.join(METRICS)}; each one named must be computable with "
+                        "the flags given (else exit 2 naming the missing flag) (default: those of "
+                        f"{','.join(DEFAULT_METRICS)} that the flags given allow)")
     inputs.add_argument("--output", required=True, metavar="REPORT_DIR", help="folder for the report and the cache")
 
     models = parser.add_argument_group("models (folders or Hub ids; environment variables in parentheses)")
@@ -60,6 +71,21 @@ def register(subparsers):
     return parser
 
 
+def check_metrics(args, options) -> list[str]:
+    """The metrics to run. Each one --metrics names must be computable with the flags given (exit 2 naming the
+    missing flag otherwise); without --metrics, the defaults that cannot run are reported unavailable, and the run
+    fails only when none of them can."""
+    metrics = parse_metric_names(args.metrics or DEFAULT_METRICS)
+    inputs = set(ALWAYS_AVAILABLE)
+    if args.reference:
+        inputs |= {REFERENCE, TEXT}  # transcripts are looked up beside the references
+    if args.text:
+        inputs.add(TEXT)
+    if args.metrics is not None or len(missing_requirements(metrics, options, inputs)) == len(metrics):
+        check_requirements(metrics, options, inputs, command="evaluate")
+    return metrics
+
+
 def run(args):
     from ..errors import TalkFaceUserError
     from ..evaluation.evaluate import evaluate, evaluation_inputs, pair_files, prepare_output
@@ -71,15 +97,16 @@ def run(args):
         raise TalkFaceUserError("--num-processes starts processes itself; under accelerate launch or torchrun leave "
                                 "it out (the launcher's --num_processes decides)")
     options = options_from_args(args)
+    metrics = check_metrics(args, options)
     if args.num_processes > 1:
         # inputs are checked here, once, before the processes start (each would print the same error)
-        parse_metric_names(args.metrics)
         pair_files(args.generated, args.reference, args.audio, args.text)
         prepare_output(args.output, options, evaluation_inputs(args.generated, args.reference, args.audio, args.text))
         argv = getattr(args, "argv", None) or sys.argv[1:]
         return launch_local(without_option(argv, "--num-processes"), args.num_processes)
     report = evaluate(args.generated, reference=args.reference, audio=args.audio, text=args.text,
-                      metrics=args.metrics, output=args.output, options=options, progress=not args.quiet)
+                      metrics=metrics, output=args.output, options=options, progress=not args.quiet,
+                      require_all=args.metrics is not None)
     if not is_main_process():  # one summary, from the process that wrote the report
         return 0
     for metric, reason in report.unavailable.items():

@@ -11,10 +11,17 @@ import math
 from pathlib import Path
 
 from ..errors import MediaError, TalkFaceUserError
-from ..metrics import AUDIO, GENERATED, METRICS, get_metric
+from ..metrics import ALWAYS_AVAILABLE, AUDIO, GENERATED, METRICS, REFERENCE, get_metric
 from ..hub import registry
 from ..utils.io import check_output, write_json
-from .scoring_flags import add_avs_flags, add_face_backend_flag, add_lse_flags, add_model_flags, options_from_args
+from .scoring_flags import (
+    add_avs_flags,
+    add_face_backend_flag,
+    add_lse_flags,
+    add_model_flags,
+    check_requirements,
+    options_from_args,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +48,8 @@ def register(subparsers):
     fields = [f for name in SCORE_METRICS for f in get_metric(name).fields]
     parser.add_argument("--metrics", default=None,
                         help=f"comma-separated metrics ({', '.join(SCORE_METRICS)}) or their fields "
-                        f"({', '.join(fields)}); default: every metric whose model is given (those needing "
+                        f"({', '.join(fields)}); each one named must be computable with the flags given, else exit "
+                        "2 naming the missing flag (default: every metric whose model is given; fields needing "
                         "--reference are skipped without it)")
     parser.add_argument("--output", metavar="FILE.json", help="also write the scores (and per-frame curves) as JSON")
     add_model_flags(parser.add_argument_group("models (folders or Hub ids; environment variables in parentheses)"),
@@ -145,6 +153,10 @@ def run(args):
 
     options = options_from_args(args, use_cache=False, plots=False)
     names, fields = resolve_metrics(args.metrics, options)
+    if args.metrics is not None:  # what was named must be computable: --metrics lse needs --syncnet, avs_m --reference
+        named_fields = [t.strip().lower() for t in args.metrics.split(",") if t.strip().lower() in fields]
+        inputs = ALWAYS_AVAILABLE | ({REFERENCE} if args.reference else set())
+        check_requirements(names, options, inputs, fields=named_fields, command="score")
     _check_inputs(args)
     audios = _per_video(args.audio, args.videos, "--audio")
     references = _per_video(args.reference, args.videos, "--reference")
@@ -154,7 +166,7 @@ def run(args):
 
     context = EvaluationContext(options)
     try:
-        report = evaluate_pairs(pairs, names, options, context=context)
+        report = evaluate_pairs(pairs, names, options, context=context, require_all=True)
     finally:
         context.close()
     for name, reason in report.unavailable.items():  # asked for (or its model given) but cannot run

@@ -10,7 +10,7 @@ import dataclasses
 
 from ..errors import TalkFaceUserError
 from ..evaluation.evaluate import EvaluationOptions
-from ..metrics import get_metric
+from ..metrics import AUDIO, REFERENCE, TEXT, get_metric, missing_requirements
 from ..metrics.sync import TrackingOptions
 from ..metrics.syncnet_protocol import LSE_PROTOCOLS
 from .download import add_download_flag
@@ -91,6 +91,43 @@ def add_face_backend_flag(group):
     group.add_argument("--face-backend", default=DEFAULTS.face_backend,
                        help="face backend for mouth crops, landmarks, the face region and track mode "
                        "(default: %(default)s)")
+
+
+#: how the commands ask for each input a metric may need (`Metric.needs`)
+INPUT_FLAGS = {REFERENCE: "--reference", AUDIO: "--audio", TEXT: "--text (or transcripts NAME.txt beside --reference)"}
+
+
+def requirement_flag(metric, item: str) -> str:
+    """The flag that provides `item` (an input or the metric's model option) of `metric`."""
+    if item in INPUT_FLAGS:
+        return INPUT_FLAGS[item]
+    flag = "--" + item.replace("_", "-") + " MODEL"
+    return f"{flag} (or {metric.model_env})" if metric.model_env else flag
+
+
+def check_requirements(metric_names, options, inputs, fields=None, command: str = "talkface"):
+    """Raise a one-line `TalkFaceUserError` naming the missing flag(s) when a metric asked for cannot be computed
+    at all with these flags (`talkface.metrics.missing_requirements`): `--metrics lse` without --syncnet,
+    `--metrics ssim` without --reference, ... `inputs`: what the run's files include."""
+    missing = missing_requirements(metric_names, options, inputs, fields)
+    if not missing:
+        return
+    parts = []
+    for name, items in missing.items():
+        metric = get_metric(name)
+        asked = [f for f in fields or () if f in metric.fields] or [name]
+        for item in items:
+            # an input only some fields need (avs_m and avs_v: the reference) is named for those fields
+            whole = item == metric.model_option or item in metric.needs
+            who = asked if whole else [f for f in asked if item in metric.field_needs.get(f, ())]
+            part = f"{'/'.join(who)} needs {requirement_flag(metric, item)}"
+            if item == metric.model_option and metric.model_hint:
+                part += f" ({metric.model_hint})"
+            if parts and parts[-1].split(" needs ")[0] == part.split(" needs ")[0]:
+                parts[-1] = parts[-1] + " and " + part.split(" needs ", 1)[1]
+            else:
+                parts.append(part)
+    raise TalkFaceUserError(f"{command} cannot compute what was asked: {'; '.join(parts)}")
 
 
 #: EvaluationOptions field -> how a parsed flag becomes its value (flags a command lacks keep the default)

@@ -15,7 +15,7 @@ from ..errors import TalkFaceUserError
 from ..evaluation.evaluate import EvaluationOptions, evaluate_pairs
 from ..evaluation.pairing import FilePair
 from ..evaluation.report import EvaluationReport, write_report
-from ..metrics import AUDIO, GENERATED, get_metric
+from ..metrics import ALWAYS_AVAILABLE, AUDIO, GENERATED, REFERENCE, get_metric, missing_requirements
 from .config import TINY_RANDOM_LABEL, ProgressCallback, no_progress
 from .models import NEEDS_GROUND_TRUTH, DemoEvaluationContext
 from .uploads import as_list, match_files, short, unique_stems
@@ -41,6 +41,27 @@ def scoring_options(demo, **settings) -> EvaluationOptions:
     config = demo.config
     return EvaluationOptions(syncnet=config.syncnet, avhubert=config.avhubert, s3fd=config.s3fd,
                              device=str(demo.device()), face_backend=config.face_backend, use_cache=False, **settings)
+
+
+def requirement_words(metric, item: str) -> str:
+    """What a metric lacks (`Metric.missing`), in the page's words."""
+    if item == REFERENCE:
+        return NEEDS_GROUND_TRUTH
+    if item == metric.model_option:
+        flag = "--" + item.replace("_", "-")
+        env = f" or set {metric.model_env}" if metric.model_env else ""
+        return f"needs a model that this demo was not started with (start it with {flag} MODEL{env})"
+    return f"needs {item}"
+
+
+def check_scorable(metrics, options: EvaluationOptions, inputs):
+    """The demo's side of `talkface evaluate`'s rule: a request of which no metric can be computed (no model, no
+    ground truth) fails with one line saying what each one lacks, instead of an empty table."""
+    missing = missing_requirements(metrics, options, inputs)
+    if metrics and len(missing) == len(metrics):
+        raise TalkFaceUserError("nothing can be scored: " + "; ".join(
+            f"{name.upper()} " + " and ".join(requirement_words(get_metric(name), item) for item in items)
+            for name, items in missing.items()))
 
 
 def run_scoring(demo, pairs, metrics, options: EvaluationOptions, progress: ProgressCallback) -> EvaluationReport:
@@ -122,6 +143,7 @@ def score(demo, videos, audios=None, references=None, face_mode: str = SCORE_DEF
         raise TalkFaceUserError("a face box is used by the syncnet_python LSE protocol only; choose it, or leave the "
                                 "box empty")
     options = scoring_options(demo, face_mode=face_mode, lse_protocol=lse_protocol, lse_box=box)
+    check_scorable(config.score_metrics, options, ALWAYS_AVAILABLE | ({REFERENCE} if references else set()))
     demo.prune_outputs()
     report = run_scoring(demo, pairs, config.score_metrics, options, lambda f, d: progress(0.95 * f, d))
     runnable = [get_metric(m) for m in config.score_metrics if m not in report.unavailable]

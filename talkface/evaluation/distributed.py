@@ -38,7 +38,7 @@ from ..utils.distributed import (  # noqa: F401
 logger = logging.getLogger(__name__)
 
 
-def distributed_evaluate(pairs, unpaired, metrics, output, options, progress: bool):
+def distributed_evaluate(pairs, unpaired, metrics, output, options, progress: bool, require_all: bool = False):
     """`evaluate` in one of several launched processes (see the module docstring); returns the merged report."""
     from .evaluate import (
         EvaluationContext,
@@ -46,6 +46,7 @@ def distributed_evaluate(pairs, unpaired, metrics, output, options, progress: bo
         assemble_report,
         check_available,
         prepare_output,
+        raise_unavailable,
         score_pairs,
     )
     from .report import write_report
@@ -58,6 +59,8 @@ def distributed_evaluate(pairs, unpaired, metrics, output, options, progress: bo
             # models once per process, on its own device; a metric unavailable anywhere is unavailable
             found = group.gather(check_available(metrics, pairs, context))
             unavailable = group.broadcast(_merge_unavailable(metrics, found) if group.is_main else None)
+            if require_all:  # every process has the same list: all stop together
+                raise_unavailable(unavailable)
             runnable = [m for m in metrics if m not in unavailable]
             # the main process decides what is left to do, before anyone writes to the cache
             todo = group.broadcast(_unfinished(pairs, runnable, context) if group.is_main else None)

@@ -330,9 +330,16 @@ def assemble_report(metrics, pairs, entries, unavailable, context: EvaluationCon
                             unavailable=unavailable, unpaired_references=list(unpaired_references), settings=settings)
 
 
+def raise_unavailable(unavailable: dict):
+    """A one-line `TalkFaceUserError` for metrics that cannot run (`check_available`); nothing when there are none."""
+    if unavailable:
+        raise TalkFaceUserError("cannot compute what was asked: " + "; ".join(
+            f"{name}: {reason}" for name, reason in unavailable.items()))
+
+
 def evaluate_pairs(pairs, metrics=DEFAULT_METRICS, options: EvaluationOptions | None = None,
                    context: EvaluationContext | None = None, progress: ProgressCallback | None = None,
-                   unpaired_references=()) -> EvaluationReport:
+                   unpaired_references=(), require_all: bool = False) -> EvaluationReport:
     """Score already-paired files (`FilePair`s) and summarise them: the loop of `evaluate`, without pairing folders
     or writing files.
 
@@ -344,6 +351,8 @@ def evaluate_pairs(pairs, metrics=DEFAULT_METRICS, options: EvaluationOptions | 
             Without it a fresh one is made (and closed) for this call.
         progress: called as progress(fraction, description) before each metric of each pair.
         unpaired_references: listed in the report.
+        require_all: raise `TalkFaceUserError` when a metric cannot run (missing model, dependency or input), before
+            anything is scored, instead of reporting it unavailable.
     """
     names = parse_metric_names(metrics)
     own_context = context is None
@@ -351,6 +360,8 @@ def evaluate_pairs(pairs, metrics=DEFAULT_METRICS, options: EvaluationOptions | 
         context = EvaluationContext(options or EvaluationOptions())
     try:
         unavailable = check_available(names, pairs, context)
+        if require_all:
+            raise_unavailable(unavailable)
         for name, reason in unavailable.items():
             logger.debug("%s unavailable: %s", name, reason)
         runnable = [m for m in names if m not in unavailable]
@@ -405,22 +416,36 @@ def prepare_output(output, options: EvaluationOptions, inputs=None) -> tuple[Pat
 
 
 def evaluate(generated, reference=None, audio=None, text=None, metrics=DEFAULT_METRICS, output=None,
-             options: EvaluationOptions | None = None, progress: bool = True) -> EvaluationReport:
+             options: EvaluationOptions | None = None, progress: bool = True,
+             require_all: bool = False) -> EvaluationReport:
     """Score every generated video (see the module docstring). Returns an `EvaluationReport`; with `output`, also
     writes results.json, results.csv, report.md and plots/ there and caches per-file results in output/cache.
 
     When several processes were launched (`accelerate launch`, `torchrun`, `talkface evaluate --num-processes`:
     WORLD_SIZE > 1), each scores its share of the pairs and the main process writes the merged report, the same as
-    one process writes; every process returns it (see `talkface.evaluation.distributed`)."""
+    one process writes; every process returns it (see `talkface.evaluation.distributed`).
+
+    require_all: a metric that cannot run raises `TalkFaceUserError` (before the output folder is made or
+    anything is scored) instead of being reported unavailable."""
     from .distributed import distributed_evaluate, launched_processes
 
     options = options or EvaluationOptions()
     metrics = parse_metric_names(metrics)
     pairs, unpaired = pair_files(generated, reference, audio, text)
     if launched_processes() > 1:
-        return distributed_evaluate(pairs, unpaired, metrics, output, options, progress)
+        return distributed_evaluate(pairs, unpaired, metrics, output, options, progress, require_all=require_all)
+    loaded, backend = {}, None
+    if require_all:  # models are loaded (once) before REPORT_DIR exists: a failure leaves nothing behind
+        probe = EvaluationContext(options)
+        try:
+            raise_unavailable(check_available(metrics, pairs, probe))
+        except BaseException:
+            probe.close()
+            raise
+        loaded, backend = probe._loaded, probe._backend
     output_dir, cache_dir = prepare_output(output, options, evaluation_inputs(generated, reference, audio, text))
-    context = EvaluationContext(options, cache_dir)
+    context = EvaluationContext(options, cache_dir, models=loaded)
+    context._backend = backend
     bar = _FileProgressBar(len(pairs), enabled=progress)
     try:
         report = evaluate_pairs(pairs, metrics, options, context=context, progress=bar,

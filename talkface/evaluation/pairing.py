@@ -44,8 +44,18 @@ def _index_folder(folder: Path, extensions: set[str], what: str) -> dict[str, Pa
     return files
 
 
+#: what each folder flag holds, for the message when a file is passed instead
+_FOLDER_CONTENTS = {"--generated": "the generated videos", "--reference": "the reference videos",
+                    "--audio": "the driving audio files", "--text": "the transcripts NAME.txt"}
+
+
 def _check_dir(path, flag: str) -> Path:
     folder = Path(path).expanduser()
+    if folder.is_file():
+        fix = f"pass the folder that holds {_FOLDER_CONTENTS.get(flag, 'the files')} (paired by file name)"
+        if flag == "--generated":
+            fix += f", or score this one video with `talkface score {path}`"
+        raise TalkFaceUserError(f"{flag} {folder} is a file, not a folder; {fix}")
     if not folder.is_dir():
         raise TalkFaceUserError(f"{flag} folder {folder} does not exist; pass an existing folder")
     return folder

@@ -22,6 +22,7 @@ from ..hub import download as _download  # noqa: F401
 
 from .base import (
     AGGREGATIONS,
+    ALWAYS_AVAILABLE,
     AUDIO,
     GENERATED,
     METRICS,
@@ -30,6 +31,7 @@ from .base import (
     Metric,
     get_metric,
     is_number,
+    missing_requirements,
     parse_metric_names,
     register_metric,
     unregister_metric,
@@ -48,6 +50,7 @@ DEFAULT_METRICS = ("lse", "ssim", "psnr", "lmd")
 
 __all__ = [
     "AGGREGATIONS",
+    "ALWAYS_AVAILABLE",
     "AUDIO",
     "AVHUBERT_HINT",
     "AVSMetric",
@@ -68,6 +71,7 @@ __all__ = [
     "WERMetric",
     "get_metric",
     "is_number",
+    "missing_requirements",
     "parse_metric_names",
     "register_metric",
     "unregister_metric",

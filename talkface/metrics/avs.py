@@ -473,6 +473,7 @@ class AVSMetric(Metric):
     fields = AVS_METRICS
     needs = frozenset({GENERATED, AUDIO})
     uses = frozenset({REFERENCE})
+    field_needs = {"avs_m": frozenset({REFERENCE}), "avs_v": frozenset({REFERENCE})}
     aggregate = "mean"
     higher_is_better = {"avs_u": True, "avs_m": True, "avs_v": True}
     description = "AV-HuBERT lip-sync scores (cosine similarities; AVS_u needs no reference)"

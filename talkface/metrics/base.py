@@ -34,6 +34,10 @@ What it returns (JSON-serialisable; cached as it is):
      "curves": {name: per-frame list} (optional; plotted)}
 A `TalkFaceUserError` raised by `compute` (unreadable file, no face, clip too short) skips that file for this
 metric with the error as the reason; the other metrics and files still run.
+
+Before a run, `missing_requirements(metrics, options, inputs)` says what keeps each metric from running at all
+(a needed input the run has no files for, no model named), from `needs`, `field_needs`, `model_option` and
+`model_required`; the commands turn that into "lse needs --syncnet MODEL" and the demo into its own words.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ from ..errors import ModelLoadError, TalkFaceUserError
 GENERATED, REFERENCE, AUDIO, TEXT = "generated", "reference", "audio", "text"
 #: how a metric's per-file values become the data-set value (`Metric.aggregate`, documentation for the report)
 AGGREGATIONS = ("mean", "frame_mean", "corpus", "dataset")
+
+#: inputs every run has: the generated videos, and their own sound tracks standing in for separate audio
+ALWAYS_AVAILABLE = frozenset({GENERATED, AUDIO})
 
 #: every registered metric, by name, in registration order (the order of report columns)
 METRICS: dict[str, Metric] = {}
@@ -69,6 +76,8 @@ class Metric:
             reference is skipped for this metric; a run without any reference reports the metric unavailable).
         uses: inputs used when present but not required (e.g. AVS_m / AVS_v use the reference); with `needs`,
             they are the files whose size and time stamp key the cache.
+        field_needs: field -> inputs that field needs on top of `needs` (AVS_m and AVS_v need the reference that
+            AVS as a whole only uses); asking for such a field without them cannot be answered.
         aggregate: "mean" (over files), "frame_mean" (over all frames: files weighted by `num_frames`), "corpus"
             (summed counts, e.g. WER) or "dataset" (from all files at once, e.g. FID). `summarise` implements it.
         higher_is_better: field -> True / False / None (no direction, e.g. the AV offset).
@@ -81,12 +90,15 @@ class Metric:
         model_hint: how to get the model, shown when it is missing.
         default_model: the registry name (`talkface download --list`) used when neither the option nor the
             environment variable names a model (None: no default).
+        model_required: whether a run must name the model (option or environment variable); False when
+            `load_model` has a default of its own (FID's default folder).
     """
 
     name: str = ""
     fields: tuple[str, ...] = ()
     needs: frozenset = frozenset({GENERATED})
     uses: frozenset = frozenset()
+    field_needs: dict = {}
     aggregate: str = "mean"
     higher_is_better: dict = {}
     description: str = ""
@@ -97,6 +109,7 @@ class Metric:
     model_env: str | None = None
     model_hint: str = ""
     default_model: str | None = None
+    model_required: bool = True
 
     # -- inputs, model, settings ----------------------------------------------------------------------------------
     @property
@@ -115,6 +128,19 @@ class Metric:
             return None
         return getattr(options, self.model_option, None) or (os.environ.get(self.model_env) if self.model_env
                                                               else None) or None
+
+    def missing(self, options, inputs, fields=None) -> list[str]:
+        """What keeps this metric (or these of its `fields`) from being computed in a run whose files have
+        `inputs` (a set of GENERATED, REFERENCE, AUDIO, TEXT): the needed inputs it lacks, in the order
+        REFERENCE, AUDIO, TEXT, then `model_option` when no model is named and there is no default. Empty: it
+        can run (a file may still be skipped, e.g. one without a reference of its name)."""
+        needed = set(self.needs)
+        for name in fields or ():
+            needed |= set(self.field_needs.get(name, ()))
+        missing = [need for need in (REFERENCE, AUDIO, TEXT) if need in needed and need not in inputs]
+        if self.model_option and self.model_required and not self.model_source(options):
+            missing.append(self.model_option)
+        return missing
 
     def load_model(self, source, options):
         """Load the model (weights, once per run or, in the demo, once per process): override when
@@ -196,7 +222,11 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
                          f"{sorted(set(metric.higher_is_better) - set(metric.fields))}")
     if metric.aggregate not in AGGREGATIONS:
         raise ValueError(f"{cls.__name__}.aggregate must be one of {AGGREGATIONS}, got {metric.aggregate!r}")
-    unknown = (metric.needs | metric.uses) - {GENERATED, REFERENCE, AUDIO, TEXT}
+    if set(metric.field_needs) - set(metric.fields):
+        raise ValueError(f"{cls.__name__}.field_needs names fields it does not report: "
+                         f"{sorted(set(metric.field_needs) - set(metric.fields))}")
+    unknown = (metric.needs | metric.uses | {i for n in metric.field_needs.values() for i in n}) - {
+        GENERATED, REFERENCE, AUDIO, TEXT}
     if unknown:
         raise ValueError(f"{cls.__name__} needs unknown inputs {sorted(unknown)}")
     taken = {f: m.name for m in METRICS.values() if m.name != metric.name for f in m.fields}
@@ -205,6 +235,21 @@ def register_metric(cls: type[Metric]) -> type[Metric]:
         raise ValueError(f"{cls.__name__} reports {clashes}, already reported by {taken[clashes[0]]}")
     METRICS[metric.name] = metric
     return cls
+
+
+def missing_requirements(metrics, options, inputs, fields=None) -> dict[str, list[str]]:
+    """metric name -> what keeps it from running (`Metric.missing`), for the metrics that lack something.
+
+    inputs: what the run's files include (`ALWAYS_AVAILABLE` plus REFERENCE / TEXT when given). fields: the fields
+    asked for by name (checked against `field_needs`), None for whole metrics."""
+    result = {}
+    for name in metrics:
+        metric = get_metric(name)
+        asked = [f for f in fields if f in metric.fields] if fields else None
+        missing = metric.missing(options, frozenset(inputs), asked)
+        if missing:
+            result[metric.name] = missing
+    return result
 
 
 def unregister_metric(name: str) -> None:

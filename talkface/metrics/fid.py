@@ -306,6 +306,7 @@ class FIDMetric(Metric):
     model_option = "fid_inception"
     model_env = FID_MODEL_ENV_VAR
     model_hint = FID_HINT
+    model_required = False  # load_fid_model has a default folder
 
     def load_model(self, source, options):
         return load_fid_model(source, device=options.device)  # has its own default folder and error message

@@ -118,8 +118,11 @@ def test_score_with_separate_audio(capsys, clips, encoder_folder):
     ("no_face", "no face"),
     ("audio_count", "--audio was given 2 times for 3 videos"),
     ("bad_metric", "unknown metric 'avs_q'"),
+    ("field_needs_reference", "score cannot compute what was asked: avs_m needs --reference"),
+    ("lse_without_syncnet", "score cannot compute what was asked: lse needs --syncnet MODEL"),
 ])
-def test_score_errors_are_one_line_exit_2(capsys, tmp_path, clips, encoder_folder, case, needle):
+def test_score_errors_are_one_line_exit_2(capsys, tmp_path, clips, encoder_folder, case, needle, monkeypatch):
+    monkeypatch.delenv("TALKFACE_SYNCNET_LSE", raising=False)
     model = encoder_folder
     argv = [clips["talking"]]
     if case == "missing_video":
@@ -137,6 +140,10 @@ def test_score_errors_are_one_line_exit_2(capsys, tmp_path, clips, encoder_folde
         argv = [clips["talking"]] * 3 + ["--audio", clips["speech"], "--audio", clips["speech"]]
     elif case == "bad_metric":
         argv += ["--metrics", "avs_q"]
+    elif case == "field_needs_reference":
+        argv += ["--metrics", "avs_u,avs_m"]
+    elif case == "lse_without_syncnet":
+        argv += ["--metrics", "lse,avs"]
     out = tmp_path / "scores.json"
     code, stdout, stderr = run_cli(capsys, "score", *argv, "--avhubert", model, "--output", out)
     assert code == 2

@@ -320,11 +320,63 @@ class TestCommand:
     def test_end_to_end(self, clips, tmp_path, capsys):
         generated, reference = make_dirs(tmp_path, {"a": clips["real"]}, {"a": clips["real"]})
         code = main(["evaluate", "--generated", str(generated), "--reference", str(reference), "--metrics",
-                     "ssim,psnr,lse", "--output", str(tmp_path / "r"), "--quiet", "--no-plots"])
+                     "ssim,psnr", "--output", str(tmp_path / "r"), "--quiet", "--no-plots"])
         out = capsys.readouterr().out
         assert code == 0
-        assert "ssim: 1.0000 (1 files)" in out and "lse: unavailable" in out
+        assert "ssim: 1.0000 (1 files)" in out and "unavailable" not in out
         assert {"results.json", "results.csv", "report.md", "cache"} <= {p.name for p in (tmp_path / "r").iterdir()}
+
+    def test_default_metrics_run_what_the_flags_allow(self, clips, tmp_path, capsys):
+        # without --metrics: lse, ssim, psnr, lmd; no --syncnet, so lse is reported unavailable and the rest run
+        generated, reference = make_dirs(tmp_path, {"a": clips["real"]}, {"a": clips["real"]})
+        code = main(["evaluate", "--generated", str(generated), "--reference", str(reference), "--output",
+                     str(tmp_path / "r"), "--quiet", "--no-plots"])
+        out = capsys.readouterr().out
+        assert code == 0 and "ssim: 1.0000 (1 files)" in out and "lse: unavailable" in out
+        # nothing of the defaults can run (no --reference, no --syncnet): exit 2 naming both flags
+        code = main(["evaluate", "--generated", str(generated), "--output", str(tmp_path / "r2"), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+        assert "lse needs --syncnet MODEL (or TALKFACE_SYNCNET_LSE)" in err and "ssim needs --reference" in err
+        assert not (tmp_path / "r2").exists()
+
+    @pytest.mark.parametrize("metrics,flags,needle", [
+        ("lse", ["--reference"], "lse needs --syncnet MODEL (or TALKFACE_SYNCNET_LSE) (download syncnet_v2.model"),
+        ("ssim", [], "ssim needs --reference"),
+        ("ssim,psnr,lse", ["--reference"], "lse needs --syncnet"),
+        ("psnr,lmd", [], "psnr needs --reference; lmd needs --reference"),
+        ("avs", ["--reference"], "avs needs --avhubert MODEL (or TALKFACE_AVHUBERT)"),
+        ("wer", [], "wer needs --text (or transcripts NAME.txt beside --reference) and --lip-reader MODEL"),
+    ])
+    def test_what_cannot_be_computed_exits_2_naming_the_flag(self, clips, tmp_path, capsys, metrics, flags,
+                                                              needle):
+        generated, reference = make_dirs(tmp_path, {"a": clips["real"]}, {"a": clips["real"]})
+        argv = ["evaluate", "--generated", str(generated), "--metrics", metrics, "--output", str(tmp_path / "r"),
+                "--quiet", "--no-plots"]
+        if "--reference" in flags:
+            argv += ["--reference", str(reference)]
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith("talkface: error: evaluate cannot compute what was asked: ")
+        assert needle in captured.err and captured.err.count("\n") == 1 and captured.out == ""
+        assert not (tmp_path / "r").exists()  # no report folder for a run that did nothing
+
+    def test_a_model_that_fails_to_load_exits_2_before_anything_is_written(self, clips, tmp_path, capsys):
+        generated, reference = make_dirs(tmp_path, {"a": clips["real"]}, {"a": clips["real"]})
+        empty = tmp_path / "not_a_model"
+        empty.mkdir()
+        code = main(["evaluate", "--generated", str(generated), "--reference", str(reference), "--metrics",
+                     "ssim,lse", "--syncnet", str(empty), "--output", str(tmp_path / "r"), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("talkface: error: cannot compute what was asked: lse: ")
+        assert not (tmp_path / "r").exists()
+
+    def test_generated_file_is_named_a_file(self, clips, tmp_path, capsys):
+        code = main(["evaluate", "--generated", str(clips["real"]), "--metrics", "lse", "--syncnet", "x",
+                     "--output", str(tmp_path / "r")])
+        err = capsys.readouterr().err
+        assert code == 2 and "is a file, not a folder; pass the folder that holds the generated videos" in err
+        assert f"talkface score {clips['real']}" in err and "does not exist" not in err
 
     @pytest.mark.parametrize("extra,message", [
         (["--generated", "/nonexistent/x"], "does not exist"),

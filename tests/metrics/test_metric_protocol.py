@@ -142,15 +142,18 @@ def test_toy_metric_through_evaluate(toy, videos, tmp_path):
 
 def test_toy_metric_through_the_command(toy, videos, tmp_path, capsys):
     generated, _ = make_dirs(tmp_path, videos, {})
+    # ssim needs references: asking for it without --reference cannot be answered (exit 2, the flag named)
     code = main(["evaluate", "--generated", str(generated), "--metrics", "toybright,ssim", "--output",
+                 str(tmp_path / "r"), "--quiet", "--no-plots"])
+    assert code == 2 and "ssim needs --reference" in capsys.readouterr().err
+    code = main(["evaluate", "--generated", str(generated), "--metrics", "toybright", "--output",
                  str(tmp_path / "r"), "--quiet", "--no-plots"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "ssim: unavailable: needs reference videos" in out
     expected = np.concatenate([expected_values(generated / "long.mp4"), expected_values(generated / "short.mp4")])
     assert f"brightness: {expected.mean():.4f} (2 files)" in out
     data = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert data["metrics"] == ["toybright", "ssim"] and data["summary"]["darkest"]["files"] == 2
+    assert data["metrics"] == ["toybright"] and data["summary"]["darkest"]["files"] == 2
 
 
 def test_toy_metric_through_the_demo_scorer(toy, videos, tmp_path):
@@ -170,3 +173,39 @@ def test_toy_metric_through_the_demo_scorer(toy, videos, tmp_path):
     score_rows, note = demo.score_generated(videos["long"])
     assert [row[0] for row in score_rows] == ["brightness", "darkest"] and note == ""
     assert score_rows[0][2] == "mean grey level of the frames"
+
+
+def test_missing_requirements_come_from_needs_field_needs_and_the_model(monkeypatch):
+    from talkface.evaluation.evaluate import EvaluationOptions
+    from talkface.metrics import ALWAYS_AVAILABLE, REFERENCE, TEXT, missing_requirements
+
+    for metric in METRICS.values():
+        if metric.model_env:
+            monkeypatch.delenv(metric.model_env, raising=False)
+    bare = EvaluationOptions()
+    everything = ALWAYS_AVAILABLE | {REFERENCE, TEXT}
+    assert missing_requirements(["lse", "ssim", "fid", "wer"], bare, ALWAYS_AVAILABLE) == {
+        "lse": ["syncnet"], "ssim": ["reference"], "fid": ["reference"], "wer": ["text", "lip_reader"]}
+    # FID has a default model folder; AVS as a whole only uses the reference, its fields avs_m/avs_v need it
+    assert missing_requirements(["fid", "ssim"], bare, everything) == {}
+    with_models = EvaluationOptions(syncnet="s", avhubert="a")
+    assert missing_requirements(["lse", "avs"], with_models, ALWAYS_AVAILABLE) == {}
+    assert missing_requirements(["avs"], with_models, ALWAYS_AVAILABLE, fields=["avs_u"]) == {}
+    assert missing_requirements(["avs"], with_models, ALWAYS_AVAILABLE, fields=["avs_v"]) == {"avs": ["reference"]}
+    # the lip reader falls back on the AV-HuBERT folder; an environment variable names a model too
+    assert missing_requirements(["wer"], with_models, everything) == {}
+    monkeypatch.setenv("TALKFACE_SYNCNET_LSE", "models/syncnet-lse")
+    assert missing_requirements(["lse"], bare, ALWAYS_AVAILABLE) == {}
+
+
+def test_a_field_need_must_name_a_reported_field():
+    from talkface.metrics import REFERENCE, Metric, register_metric
+
+    class Broken(Metric):
+        name = "broken"
+        fields = ("a",)
+        field_needs = {"b": frozenset({REFERENCE})}
+
+    with pytest.raises(ValueError, match="field_needs names fields it does not report"):
+        register_metric(Broken)
+    assert "broken" not in METRICS

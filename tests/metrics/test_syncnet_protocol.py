@@ -301,9 +301,9 @@ def test_evaluate_and_score_commands(golden, syncnet_folder, tmp_path, capsys, m
     scores = json.loads(out.read_text())["videos"][0]["scores"]
     assert scores["lse_d"] == pytest.approx(values["lse_d"], rel=1e-6) and scores["offset"] == values["offset"]
 
-    # without a box, the protocol needs S3FD: lse is unavailable, saying how to get it
-    assert main(argv[:argv.index("--box")] + ["--output", str(tmp_path / "report2"), "--quiet"]) == 0
-    assert "lse: unavailable" in capsys.readouterr().out
+    # without a box, the protocol needs S3FD: lse cannot be computed, exit 2 saying how to get it
+    assert main(argv[:argv.index("--box")] + ["--output", str(tmp_path / "report2"), "--quiet"]) == 2
+    assert "sfd_face.pth" in capsys.readouterr().err and not (tmp_path / "report2").exists()
 
 
 @pytest.mark.parametrize("argv,needle", [
