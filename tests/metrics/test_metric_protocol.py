@@ -185,7 +185,7 @@ def test_missing_requirements_come_from_needs_field_needs_and_the_model(monkeypa
     bare = EvaluationOptions()
     everything = ALWAYS_AVAILABLE | {REFERENCE, TEXT}
     assert missing_requirements(["lse", "ssim", "fid", "wer"], bare, ALWAYS_AVAILABLE) == {
-        "lse": ["syncnet"], "ssim": ["reference"], "fid": ["reference"], "wer": ["text", "lip_reader"]}
+        "ssim": ["reference"], "fid": ["reference"], "wer": ["text"]}  # lse, wer: registry default models
     # FID has a default model folder; AVS as a whole only uses the reference, its fields avs_m/avs_v need it
     assert missing_requirements(["fid", "ssim"], bare, everything) == {}
     with_models = EvaluationOptions(syncnet="s", avhubert="a")
@@ -194,8 +194,6 @@ def test_missing_requirements_come_from_needs_field_needs_and_the_model(monkeypa
     assert missing_requirements(["avs"], with_models, ALWAYS_AVAILABLE, fields=["avs_v"]) == {"avs": ["reference"]}
     # the lip reader falls back on the AV-HuBERT folder; an environment variable names a model too
     assert missing_requirements(["wer"], with_models, everything) == {}
-    monkeypatch.setenv("TALKFACE_SYNCNET_LSE", "models/syncnet-lse")
-    assert missing_requirements(["lse"], bare, ALWAYS_AVAILABLE) == {}
 
 
 def test_a_field_need_must_name_a_reported_field():
