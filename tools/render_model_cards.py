@@ -5,7 +5,7 @@
 
 Each card is `talkface.hub.cards.render_model_card(kind)`: the reference card of a model kind, with parameter counts
 computed from the default configurations and preprocessing tables from the feature extractors' defaults. Edit the
-templates (or MODEL_FACTS in talkface/hub.py), never the rendered files; tests/hub/test_hub.py checks they agree.
+templates (or MODEL_FACTS in talkface/hub/cards.py), never the rendered files; tests/hub/test_hub.py checks they agree.
 """
 
 import argparse
@@ -19,6 +19,7 @@ CARDS_DIR = REPO_ROOT / "model_cards"
 def render_all() -> dict:
     """file name -> rendered card, for every kind in `talkface.hub.cards.MODEL_FACTS`."""
     sys.path.insert(0, str(REPO_ROOT))
+    import talkface.models  # noqa: F401  (the model classes state their card rows; the hub layer imports no model)
     from talkface.hub.cards import CARD_KINDS, render_model_card
 
     return {f"{kind}.md": render_model_card(kind) for kind in CARD_KINDS}

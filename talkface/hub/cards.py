@@ -1,4 +1,4 @@
-"""Model cards and Hugging Face Hub uploads.
+"""Model cards of talkface model folders.
 
 Every talkface network is a transformers model, so `save_pretrained` / `from_pretrained` work with folders and Hub ids
 as usual. This module adds what transformers does not know about our models:
@@ -6,16 +6,17 @@ as usual. This module adds what transformers does not know about our models:
 * `render_model_card(kind, model=None, folder=None, **info)` renders the model card of a kind ("wav2lip",
   "avhubert", ...) from its template in `talkface/hub/templates/<kind>.md` (string.Template placeholders,
   no Jinja). The figures it states are computed, never typed in: parameter counts come from the model (or, without
-  one, from the default configurations built on the meta device), and the preprocessing tables from the folder's
-  `preprocessor_config.json` (or the feature extractor's defaults). Facts that cannot be computed (licence, data
-  sets, published results) live in `MODEL_FACTS` and in the templates.
+  one, from the standard configurations that the model classes state in `card_variants()`, built on the meta
+  device), and the preprocessing tables from the folder's `preprocessor_config.json` (or the defaults of the feature
+  extractor that states the card's `card_preprocessing`; see `talkface.hub.mixin`). Facts that cannot be computed
+  (licence, data sets, published results) live in `MODEL_FACTS` and in the templates. This module imports no model
+  class: the reference cards (model=None) need `talkface.models` imported by the caller.
 * `write_model_card(folder, kind, model=None, **info)` writes that card as `folder/README.md`. `talkface convert`
   and `train/train.py` call it; `info` carries what the caller knows (`source_checkpoint`, `repo_id`, training
   figures such as `training_steps` and `final_*` values).
-* `push_to_hub(objects, repo_id)` saves models / feature extractors / tokenizers with a card into a temporary folder
-  and uploads it; `upload_folder_to_hub(folder, repo_id)` uploads an existing folder.
-* `model_push_to_hub` replaces `PreTrainedModel.push_to_hub` on our models (`install_model_card_push`, done by
-  `talkface.models`) so that `model.push_to_hub(repo)` uploads our card instead of transformers' generic one.
+* Uploads live in `talkface.hub.upload` (`push_to_hub`, `upload_folder_to_hub`, also importable from here), and
+  `model.push_to_hub(repo)` is defined by `talkface.hub.mixin.TalkFaceHubMixin`, a base of every model class, so
+  it uploads our card instead of transformers' generic one.
 
 `tools/render_model_cards.py` renders every kind into `model_cards/`; a test checks those files are up to date.
 """
@@ -26,10 +27,12 @@ import json
 import logging
 import re
 import string
-import tempfile
 from pathlib import Path
 
 import yaml
+
+from .mixin import TalkFaceHubMixin, card_feature_extractor, card_model_classes
+from .upload import push_to_hub, upload_folder_to_hub
 
 logger = logging.getLogger(__name__)
 
@@ -199,40 +202,18 @@ def card_kind(model_or_model_type) -> str:
 
 
 def _standard_variants(kind: str):
-    """(label, model class, config) of the standard configurations the card of `kind` lists (built lazily)."""
-    from ..models import avhubert, fid_inception, gfpgan, s3fd, syncnet, syncnet_lse, talkface_gan as talkface, talklip, vgg19, wav2lip
+    """(label, model class, config) of the standard configurations the card of `kind` lists, as the model classes
+    of that kind state them (`card_variants()`)."""
+    classes = card_model_classes(kind)
+    if not classes:
+        raise LookupError(f"no model class states the card variants of {kind!r}; import talkface.models before "
+                          "rendering a reference card")
+    return [(label, model_class, config) for model_class in classes for label, config in model_class.card_variants()]
 
-    variants = {
-        "wav2lip": [("Wav2Lip / Wav2Lip + GAN (same network)", wav2lip.Wav2LipModel, wav2lip.Wav2LipConfig())],
-        "wav2lip-discriminator": [("visual-quality discriminator", wav2lip.Wav2LipVisualDiscriminator,
-                                   wav2lip.Wav2LipVisualDiscriminatorConfig())],
-        "syncnet": [("lip-sync expert", syncnet.SyncNetModel, syncnet.SyncNetConfig())],
-        "syncnet-lse": [("SyncNet `syncnet_v2.model`", syncnet_lse.SyncNetLSEModel, syncnet_lse.SyncNetLSEConfig())],
-        "avhubert": [
-            ("Base, pretrained encoder", avhubert.AVHubertModel, avhubert.AVHubertConfig.base()),
-            ("Large, pretrained encoder", avhubert.AVHubertModel, avhubert.AVHubertConfig.large()),
-            ("Base, lip reader (encoder + decoder)", avhubert.AVHubertForLipReading, avhubert.AVHubertConfig.base()),
-            ("Large, lip reader (encoder + decoder)", avhubert.AVHubertForLipReading,
-             avhubert.AVHubertConfig.large()),
-        ],
-        "talkface": [("generator (incl. the frozen expert audio encoder)", talkface.TalkFaceModel,
-                      talkface.TalkFaceConfig())],
-        "talkface-discriminator": [("discriminator", talkface.TalkFaceDiscriminator,
-                                    talkface.TalkFaceDiscriminatorConfig())],
-        "talklip": [
-            ("global audio encoder (AV-HuBERT Base)", talklip.TalkLipModel, talklip.TalkLipConfig()),
-            ("local mel audio encoder", talklip.TalkLipModel, talklip.TalkLipConfig(audio_encoder_type="local")),
-        ],
-        "vgg19": [
-            ("convolutions only (`talkface convert vgg19`, default)", vgg19.VGG19Model, vgg19.VGG19Config()),
-            ("with the ImageNet classifier (`--classifier`)", vgg19.VGG19Model,
-             vgg19.VGG19Config(use_classifier=True)),
-        ],
-        "fid-inception": [("FID Inception-v3", fid_inception.FIDInceptionModel, fid_inception.FIDInceptionConfig())],
-        "gfpgan": [("GFPGANv1.4 (clean)", gfpgan.GFPGANModel, gfpgan.GFPGANConfig())],
-        "s3fd": [("S3FD `sfd_face.pth`", s3fd.S3FDModel, s3fd.S3FDConfig())],
-    }
-    return variants[kind]
+
+def _default_config(kind: str):
+    """The default configuration of the (first) model class of `kind`."""
+    return _standard_variants(kind)[0][1].config_class()
 
 
 def count_parameters(model) -> int:
@@ -278,9 +259,7 @@ def _fmt(value) -> str:
 
 
 def _mel_table(values: dict | None) -> str:
-    from ..models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
-
-    fe = TalkingFaceAudioFeatureExtractor(**_extractor_kwargs(values))
+    fe = card_feature_extractor("mel")(**_extractor_kwargs(values))
     hop_ms = 1000 * fe.hop_length / fe.sampling_rate
     rows = [
         ("input", f"{fe.sampling_rate} Hz mono float (int16 is scaled by 1/32768); other rates are refused"),
@@ -303,9 +282,7 @@ def _mel_table(values: dict | None) -> str:
 
 
 def _avhubert_table(values: dict | None, audio_only: bool = False) -> str:
-    from ..models.avhubert.feature_extraction_avhubert import AVHubertFeatureExtractor
-
-    fe = AVHubertFeatureExtractor(**_extractor_kwargs(values))
+    fe = card_feature_extractor("avhubert")(**_extractor_kwargs(values))
     rows = [
         ("audio input", f"{fe.sampling_rate} Hz mono on the int16 scale (float input in [-1, 1] is multiplied by "
                         f"{_fmt(fe.waveform_scale)}); other rates are refused"),
@@ -331,9 +308,7 @@ def _avhubert_table(values: dict | None, audio_only: bool = False) -> str:
 
 
 def _mfcc_table(values: dict | None) -> str:
-    from ..models.syncnet_lse.feature_extraction_syncnet_lse import SyncNetLSEFeatureExtractor
-
-    fe = SyncNetLSEFeatureExtractor(**_extractor_kwargs(values))
+    fe = card_feature_extractor("mfcc")(**_extractor_kwargs(values))
     rows = [
         ("audio", f"{fe.sampling_rate} Hz mono, **int16-scaled** (float input in [-1, 1] is multiplied by 32768)"),
         ("MFCC", f"python_speech_features.mfcc: {fe.num_cepstral} coefficients, {fe.num_filters} filters, FFT "
@@ -364,9 +339,7 @@ def _two_column_table(left: str, right: str, rows) -> str:
 def _image_table(kind: str, model, folder=None) -> str:
     config = getattr(model, "config", None)
     if kind == "vgg19":
-        from ..models.vgg19 import VGG19Config
-
-        config = config or VGG19Config()
+        config = config or _default_config(kind)
         normalisation = (f"inside the model: (x - {list(config.image_mean)}) / {list(config.image_std)} (ImageNet)"
                          if config.normalize_input else "none: feed ImageNet-normalised tensors")
         rows = [("input", "RGB float images in [0, 1], any size >= 16 px for relu5_1 (batch, 3, H, W)"),
@@ -375,9 +348,7 @@ def _image_table(kind: str, model, folder=None) -> str:
                                     f"{', '.join(_fmt(float(w)) for w in config.perceptual_layer_weights)}: "
                                     "sum_l w_l mean |phi_l(generated) - phi_l(target)|")]
     elif kind == "fid-inception":
-        from ..models.fid_inception import FIDInceptionConfig
-
-        config = config or FIDInceptionConfig()
+        config = config or _default_config(kind)
         rows = [("input", "uint8 RGB frames divided by 255 (batch, 3, H, W)"),
                 ("resize", f"to {config.image_size} x {config.image_size} inside the model (bilinear, "
                            "align_corners=False, no antialiasing)"),
@@ -385,19 +356,15 @@ def _image_table(kind: str, model, folder=None) -> str:
                 ("features", "2048-d global average pool of Mixed_7c (pool3); FID uses their mean and unbiased "
                              "covariance")]
     elif kind == "gfpgan":
-        from ..models.gfpgan import GFPGANConfig
-
-        config = config or GFPGANConfig()
+        config = config or _default_config(kind)
         rows = [("alignment", f"5 points from the 68 landmarks (eye centres, nose tip 30, mouth corners 48/54), "
                               f"similarity transform to the FFHQ template at {config.image_size} x {config.image_size}"),
                 ("input", "RGB, (x / 255 - 0.5) / 0.5, i.e. [-1, 1]; output clamped to [-1, 1]"),
                 ("paste-back", "inverse warp with an eroded, blurred square mask; the rest of the frame is "
                                "returned bit for bit")]
     elif kind == "s3fd":
-        from ..models.s3fd import S3FDConfig, S3FDFeatureExtractor
-
-        config = config or S3FDConfig()
-        fe = S3FDFeatureExtractor(**_extractor_kwargs(_read_preprocessor(folder)))
+        config = config or _default_config(kind)
+        fe = card_feature_extractor("s3fd")(**_extractor_kwargs(_read_preprocessor(folder)))
         mean = ", ".join(_fmt(m) for m in fe.image_mean)
         rows = [("input", f"RGB uint8 frames resized by the scale (bilinear, cv2 INTER_LINEAR; default "
                           f"{', '.join(_fmt(s) for s in fe.scales)}; syncnet_python's run_pipeline uses 0.25), float "
@@ -569,75 +536,8 @@ def write_model_card(folder, kind: str, model=None, **info) -> Path:
     return path
 
 
-# --- Hub uploads ---------------------------------------------------------------------------------------------------
+#: `model.push_to_hub`: the method every talkface model class inherits (kept under its old name)
+model_push_to_hub = TalkFaceHubMixin.push_to_hub
 
-
-def upload_folder_to_hub(folder, repo_id: str, *, private: bool | None = None, token=None, revision=None,
-                         create_pr: bool = False, commit_message: str = "Upload talkface model",
-                         commit_description: str | None = None):
-    """Create `repo_id` if needed and upload every file of `folder` in one commit; returns the `CommitInfo`."""
-    from huggingface_hub import HfApi
-
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} has no config.json; save the model into it (save_pretrained) first")
-    api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-    if revision is not None and not create_pr:
-        api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                             commit_description=commit_description, token=token, revision=revision,
-                             create_pr=create_pr)
-
-
-def push_to_hub(objects, repo_id: str, *, kind: str | None = None, private: bool | None = None, token=None,
-                revision=None, create_pr: bool = False, commit_message: str | None = None,
-                commit_description: str | None = None, card_info: dict | None = None,
-                max_shard_size="50GB"):
-    """Save `objects` (the model first, then feature extractors / tokenizers) with a model card and upload them.
-
-    The card is rendered for `kind` (default: from the model's `model_type`) with `card_info` and `repo_id`.
-    Returns the `CommitInfo` of the upload.
-    """
-    objects = list(objects) if isinstance(objects, (list, tuple)) else [objects]
-    model = next((obj for obj in objects if hasattr(obj, "config")), None)
-    if model is None:
-        raise ValueError("push_to_hub needs a model (an object with a config) among the objects")
-    kind = kind or card_kind(model)
-    with tempfile.TemporaryDirectory(prefix="talkface-push-") as tmp_dir:
-        for obj in objects:
-            if obj is model:
-                obj.save_pretrained(tmp_dir, max_shard_size=max_shard_size)
-            else:
-                obj.save_pretrained(tmp_dir)
-        write_model_card(tmp_dir, kind, model=model, repo_id=repo_id, **(card_info or {}))
-        message = commit_message or f"Upload {type(model).__name__} with talkface"
-        return upload_folder_to_hub(tmp_dir, repo_id, private=private, token=token, revision=revision,
-                                    create_pr=create_pr, commit_message=message,
-                                    commit_description=commit_description)
-
-
-def model_push_to_hub(self, repo_id: str, *, commit_message: str | None = None, commit_description: str | None = None,
-                      private: bool | None = None, token=None, revision: str | None = None, create_pr: bool = False,
-                      max_shard_size="50GB", tags=None, preprocessors=(), card_info: dict | None = None):
-    """Upload this model to the Hub with its talkface model card (README.md).
-
-    Same arguments as transformers' `PreTrainedModel.push_to_hub`, plus:
-        preprocessors: feature extractors / tokenizers to upload beside the weights (their `save_pretrained` files,
-            e.g. `preprocessor_config.json`, `tokenizer.model`).
-        card_info: extra facts for the card (`source_checkpoint`, training figures).
-    The card replaces any README.md already in the repository; it is rendered from the model's kind and config.
-    """
-    info = dict(card_info or {})
-    if tags:
-        info["tags"] = list(tags)
-    return push_to_hub([self, *preprocessors], repo_id, private=private, token=token, revision=revision,
-                       create_pr=create_pr, commit_message=commit_message, commit_description=commit_description,
-                       card_info=info, max_shard_size=max_shard_size)
-
-
-def install_model_card_push(model_class):
-    """Give `model_class` the card-writing `push_to_hub` (`model_push_to_hub`) in place of transformers' one."""
-    card_kind(model_class.config_class.model_type)  # fail early for a class without a card
-    model_class.push_to_hub = model_push_to_hub
-    return model_class
+__all__ = ["CARD_KINDS", "MODEL_FACTS", "card_kind", "count_parameters", "model_push_to_hub", "push_to_hub",
+           "render_model_card", "upload_folder_to_hub", "write_model_card"]

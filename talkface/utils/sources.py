@@ -207,6 +207,25 @@ def _could_be_name(text: str) -> bool:
     return bool(text) and "/" not in text and "\\" not in text and not text.startswith((".", "~"))
 
 
+def resolve_registry_name(spec, *, what: str = "model", hint: str = "") -> Path | None:
+    """Step 2 of the rule alone: the checked folder of a downloaded registry name; None when `spec` is an existing
+    path or cannot be a name. A name not downloaded yet raises (`ModelNotDownloadedError`, one line with the exact
+    `talkface download NAME` command), before any Hub request. `from_pretrained` of the model classes uses this
+    (talkface.hub.mixin), so folders and Hub ids reach transformers as they were given."""
+    text = (os.fspath(spec) if isinstance(spec, os.PathLike) else str(spec)).strip()
+    if not _could_be_name(text) or Path(text).expanduser().exists():
+        return None
+    found = lookup_registry_name(text)
+    if found is None:
+        return None
+    suffix = f"; {hint}" if hint else ""
+    found_path = Path(os.fspath(found)).expanduser()
+    if not found_path.exists():
+        raise ModelLoadError(f"{what} {text!r}: its folder {found_path} does not exist{suffix}")
+    check_model_files(found_path, name=text)
+    return found_path
+
+
 def resolve_source(spec, *, what: str = "model", hint: str = "", allow_hub: bool = True) -> ModelSource:
     """Apply the rule (module docstring) to `spec` (a str, a path or a `ModelSource`).
 
@@ -224,18 +243,13 @@ def resolve_source(spec, *, what: str = "model", hint: str = "", allow_hub: bool
     if path.exists():
         check_model_files(path)
         return ModelSource(text, LOCAL, str(path))
-    if _could_be_name(text):
-        found = lookup_registry_name(text)
-        if found is not None:
-            found_path = Path(os.fspath(found)).expanduser()
-            if not found_path.exists():
-                raise ModelLoadError(f"{what} {text!r}: its folder {found_path} does not exist{suffix}")
-            check_model_files(found_path, name=text)
-            return ModelSource(text, LOCAL, str(found_path), name=text)
+    found_path = resolve_registry_name(text, what=what, hint=hint)
+    if found_path is not None:
+        return ModelSource(text, LOCAL, str(found_path), name=text)
     if looks_local(spec) or not allow_hub:
         raise ModelLoadError(f"{what} not found at {path}{suffix}")
     return ModelSource(text, HUB, text)
 
 
 __all__ = ["HUB", "LOCAL", "ModelSource", "WEIGHT_FILE_SUFFIXES", "check_model_files", "is_hub_id", "looks_local",
-           "lookup_registry_name", "resolve_source"]
+           "lookup_registry_name", "resolve_registry_name", "resolve_source"]

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
+from ...hub.mixin import FeatureExtractorHubMixin
 from ...errors import TalkFaceUserError
 from ...faces.mouth_roi import CROP_SIZE, IMAGE_MEAN, IMAGE_STD, normalize_mouth_rois
 
@@ -91,7 +92,7 @@ def _check_mouth_size(mouth_frames, crop_size: int):
         )
 
 
-class AVHubertFeatureExtractor(FeatureExtractionMixin):
+class AVHubertFeatureExtractor(FeatureExtractorHubMixin, FeatureExtractionMixin):
     r"""Turns 16 kHz speech into AV-HuBERT audio features and mouth crops into video input.
 
     Args:
@@ -112,6 +113,8 @@ class AVHubertFeatureExtractor(FeatureExtractionMixin):
         image_std (`float`, defaults to 0.165): the mouth-crop transform.
         layer_norm_eps (`float`, defaults to 1e-5): epsilon of the per-row normalisation.
     """
+
+    card_preprocessing = "avhubert"  # the model card preprocessing table these defaults fill
 
     model_input_names = ["audio_features", "padding_mask"]
 

@@ -26,6 +26,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...hub.mixin import TalkFaceHubMixin
 from .configuration_avhubert import AVHubertConfig
 
 
@@ -338,7 +339,7 @@ class AVHubertTransformerEncoder(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class AVHubertPreTrainedModel(PreTrainedModel):
+class AVHubertPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = AVHubertConfig
     base_model_prefix = "avhubert"
     main_input_name = "video"
@@ -390,6 +391,14 @@ class AVHubertModel(AVHubertPreTrainedModel):
     Either may be None (the reference's zero placeholder is used for the missing one). The model is differentiable
     with respect to both inputs, so it can serve frozen (`model.eval().requires_grad_(False)`) inside a loss.
     """
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [
+            ("Base, pretrained encoder", AVHubertConfig.base()),
+            ("Large, pretrained encoder", AVHubertConfig.large()),
+        ]
 
     def __init__(self, config: AVHubertConfig):
         super().__init__(config)

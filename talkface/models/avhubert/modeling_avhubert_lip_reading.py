@@ -275,6 +275,14 @@ class AVHubertForLipReading(AVHubertPreTrainedModel):
     loads just that encoder.
     """
 
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [
+            ("Base, lip reader (encoder + decoder)", AVHubertConfig.base()),
+            ("Large, lip reader (encoder + decoder)", AVHubertConfig.large()),
+        ]
+
     def __init__(self, config: AVHubertConfig):
         super().__init__(config)
         self.avhubert = AVHubertModel(config)

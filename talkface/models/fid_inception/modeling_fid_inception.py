@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...hub.mixin import TalkFaceHubMixin
 from .configuration_fid_inception import FIDInceptionConfig
 
 
@@ -187,7 +188,7 @@ class FIDInceptionBlockE(nn.Module):
         return torch.cat([branch1x1, branch3x3, branch3x3dbl, branch_pool], dim=1)
 
 
-class FIDInceptionPreTrainedModel(PreTrainedModel):
+class FIDInceptionPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = FIDInceptionConfig
     base_model_prefix = "fid_inception"
     main_input_name = "pixel_values"
@@ -210,6 +211,11 @@ class FIDInceptionPreTrainedModel(PreTrainedModel):
 
 class FIDInceptionModel(FIDInceptionPreTrainedModel):
     """FID Inception-v3: RGB images in [0, 1] -> 2048-d pool3 features."""
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [("FID Inception-v3", FIDInceptionConfig())]
 
     def __init__(self, config: FIDInceptionConfig):
         super().__init__(config)

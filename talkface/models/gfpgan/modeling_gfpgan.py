@@ -22,6 +22,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...hub.mixin import TalkFaceHubMixin
 from .configuration_gfpgan import GFPGANConfig
 
 
@@ -231,7 +232,7 @@ class GFPGANStyleDecoder(nn.Module):
 # ------------------------------------------------------------------------------------------------------------------
 # Models
 # ------------------------------------------------------------------------------------------------------------------
-class GFPGANPreTrainedModel(PreTrainedModel):
+class GFPGANPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = GFPGANConfig
     base_model_prefix = "gfpgan"
     main_input_name = "pixel_values"
@@ -262,6 +263,11 @@ class GFPGANPreTrainedModel(PreTrainedModel):
 
 class GFPGANModel(GFPGANPreTrainedModel):
     """GFPGAN v1 "clean": restores an aligned face (see talkface.pipelines.lipsync.enhancer for alignment)."""
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [("GFPGANv1.4 (clean)", GFPGANConfig())]
 
     def __init__(self, config: GFPGANConfig):
         super().__init__(config)

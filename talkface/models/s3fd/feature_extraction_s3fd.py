@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
+from ...hub.mixin import FeatureExtractorHubMixin
+
 
 def greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, overlap: float, top_k: int, max_keep: int
                ) -> torch.Tensor:
@@ -65,7 +67,7 @@ def numpy_nms(detections: np.ndarray, overlap: float) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
-class S3FDFeatureExtractor(FeatureExtractionMixin):
+class S3FDFeatureExtractor(FeatureExtractorHubMixin, FeatureExtractionMixin):
     r"""
     Args:
         image_mean (`list[float]`, defaults to `[123.0, 117.0, 104.0]`): subtracted from R, G, B.
@@ -79,6 +81,8 @@ class S3FDFeatureExtractor(FeatureExtractionMixin):
             default; run_pipeline passes 0.9).
         face_nms_threshold (`float`, defaults to 0.1): IoU of the final NMS over the faces of all scales.
     """
+
+    card_preprocessing = "s3fd"  # the model card preprocessing table these defaults fill
 
     model_input_names = ["pixel_values"]
 

@@ -19,6 +19,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...hub.mixin import TalkFaceHubMixin
 from .configuration_s3fd import S3FDConfig
 
 #: how to make an S3FD model folder (appended to load errors)
@@ -115,7 +116,7 @@ def decode_boxes(box_offsets: torch.Tensor, anchors: torch.Tensor, variances) ->
     return torch.cat((top_left, sizes + top_left), dim=-1)
 
 
-class S3FDPreTrainedModel(PreTrainedModel):
+class S3FDPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = S3FDConfig
     base_model_prefix = "s3fd"
     main_input_name = "pixel_values"
@@ -133,6 +134,11 @@ class S3FDModel(S3FDPreTrainedModel):
     """The S3FD network. `forward` gives every anchor's scores and decoded box; `S3FDFeatureExtractor`
     (`post_process`, `post_process_faces`) turns them into detections, and `detect_faces` does it all for
     a list of RGB images."""
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [("S3FD `sfd_face.pth`", S3FDConfig())]
 
     def __init__(self, config: S3FDConfig):
         super().__init__(config)

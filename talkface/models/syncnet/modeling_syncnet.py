@@ -21,6 +21,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...hub.mixin import TalkFaceHubMixin
 from .configuration_syncnet import SyncNetConfig
 
 # The encoders end with a valid 3x3 convolution that turns their 3x3 map into 1x1.
@@ -92,7 +93,7 @@ def _renamed_argument(value, kwargs: dict, old_name: str, new_name: str):
     return value
 
 
-class SyncNetPreTrainedModel(PreTrainedModel):
+class SyncNetPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = SyncNetConfig
     base_model_prefix = "syncnet"
     main_input_name = "face_windows"
@@ -125,6 +126,11 @@ class SyncNetModel(SyncNetPreTrainedModel):
 
     `audio_encoder` and `get_audio_embedding` can be used on their own (e.g. as a frozen audio encoder).
     """
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [("lip-sync expert", SyncNetConfig())]
 
     def __init__(self, config: SyncNetConfig):
         super().__init__(config)

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
+from ...hub.mixin import FeatureExtractorHubMixin
 from ...errors import MediaError
 
 
-class SyncNetLSEFeatureExtractor(FeatureExtractionMixin):
+class SyncNetLSEFeatureExtractor(FeatureExtractorHubMixin, FeatureExtractionMixin):
     r"""
     Args:
         sampling_rate (`int`, defaults to 16000): audio sample rate the MFCCs are computed at.
@@ -31,6 +32,8 @@ class SyncNetLSEFeatureExtractor(FeatureExtractionMixin):
         channel_order (`str`, defaults to `"bgr"`): colour order the *network* expects (it was trained on cv2
             frames). Inputs are RGB (`pixel_values(frames, channel_order="rgb")`) and converted to it.
     """
+
+    card_preprocessing = "mfcc"  # the model card preprocessing table these defaults fill
 
     model_input_names = ["pixel_values", "input_features"]
 

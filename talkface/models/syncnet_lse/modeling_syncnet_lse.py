@@ -16,6 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...hub.mixin import TalkFaceHubMixin
 from .configuration_syncnet_lse import SyncNetLSEConfig
 
 
@@ -110,7 +111,7 @@ def _embedding_head(config: SyncNetLSEConfig, in_features: int) -> nn.Sequential
     )
 
 
-class SyncNetLSEPreTrainedModel(PreTrainedModel):
+class SyncNetLSEPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = SyncNetLSEConfig
     base_model_prefix = "syncnet_lse"
     main_input_name = "pixel_values"
@@ -131,6 +132,11 @@ class SyncNetLSEPreTrainedModel(PreTrainedModel):
 class SyncNetLSEModel(SyncNetLSEPreTrainedModel):
     """SyncNet audio and video streams. `get_audio_embeddings` is the original `forward_aud`;
     `get_video_embeddings` is `forward_lip` applied to every window of a longer clip at once."""
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [("SyncNet `syncnet_v2.model`", SyncNetLSEConfig())]
 
     def __init__(self, config: SyncNetLSEConfig):
         super().__init__(config)

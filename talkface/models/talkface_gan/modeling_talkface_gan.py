@@ -28,6 +28,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...hub.mixin import TalkFaceHubMixin
 from ...errors import ModelLoadError
 from .configuration_talkface_gan import TalkFaceConfig, TalkFaceDiscriminatorConfig
 
@@ -237,7 +238,7 @@ class TalkFaceDiscriminatorOutput(ModelOutput):
 # --- models --------------------------------------------------------------------------------------------------------
 
 
-class TalkFacePreTrainedModel(PreTrainedModel):
+class TalkFacePreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = TalkFaceConfig
     base_model_prefix = "talkface"
     main_input_name = "masked_frames"
@@ -258,6 +259,11 @@ class TalkFacePreTrainedModel(PreTrainedModel):
 
 class TalkFaceModel(TalkFacePreTrainedModel):
     """The talkface generator. See the module docstring for the architecture."""
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [("generator (incl. the frozen expert audio encoder)", TalkFaceConfig())]
 
     def __init__(self, config: TalkFaceConfig):
         super().__init__(config)
@@ -372,7 +378,7 @@ class TalkFaceModel(TalkFacePreTrainedModel):
         return TalkFaceModelOutput(loss=loss, generated_frames=generated, audio_embeddings=audio_embeddings)
 
 
-class TalkFaceDiscriminatorPreTrainedModel(PreTrainedModel):
+class TalkFaceDiscriminatorPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = TalkFaceDiscriminatorConfig
     base_model_prefix = "talkface_discriminator"
     main_input_name = "frames"
@@ -387,6 +393,11 @@ class TalkFaceDiscriminatorPreTrainedModel(PreTrainedModel):
 
 class TalkFaceDiscriminator(TalkFaceDiscriminatorPreTrainedModel):
     """Real/fake critic: strided spectrally normalised convs with LeakyReLU, then a 1x1 conv to one logit."""
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [("discriminator", TalkFaceDiscriminatorConfig())]
 
     def __init__(self, config: TalkFaceDiscriminatorConfig):
         super().__init__(config)

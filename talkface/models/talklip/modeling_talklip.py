@@ -32,6 +32,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...hub.mixin import TalkFaceHubMixin
 from ..avhubert.modeling_avhubert import AVHubertModel
 from .configuration_talklip import TalkLipConfig
 
@@ -155,7 +156,7 @@ class TalkLipModelOutput(ModelOutput):
 
 
 # --- model --------------------------------------------------------------------------------------------------------
-class TalkLipPreTrainedModel(PreTrainedModel):
+class TalkLipPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = TalkLipConfig
     base_model_prefix = "talklip"
     main_input_name = "masked_and_reference_faces"
@@ -194,6 +195,14 @@ class TalkLipModel(TalkLipPreTrainedModel):
     its last `config.trainable_audio_layers` layers (their `requires_grad` is set at construction; everything else
     in the encoder is frozen). Otherwise it runs under `torch.no_grad()`, as TalkLip does before its first stage.
     """
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [
+            ("global audio encoder (AV-HuBERT Base)", TalkLipConfig()),
+            ("local mel audio encoder", TalkLipConfig(audio_encoder_type="local")),
+        ]
 
     def __init__(self, config: TalkLipConfig):
         super().__init__(config)

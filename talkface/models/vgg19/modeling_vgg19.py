@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...hub.mixin import TalkFaceHubMixin
 from .configuration_vgg19 import VGG19Config
 
 
@@ -34,7 +35,7 @@ class VGG19ModelOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
 
 
-class VGG19PreTrainedModel(PreTrainedModel):
+class VGG19PreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = VGG19Config
     base_model_prefix = "vgg19"
     main_input_name = "pixel_values"
@@ -53,6 +54,14 @@ class VGG19PreTrainedModel(PreTrainedModel):
 
 class VGG19Model(VGG19PreTrainedModel):
     """VGG-19 returning the activations of chosen layers (and optionally ImageNet logits)."""
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [
+            ("convolutions only (`talkface convert vgg19`, default)", VGG19Config()),
+            ("with the ImageNet classifier (`--classifier`)", VGG19Config(use_classifier=True)),
+        ]
 
     def __init__(self, config: VGG19Config):
         super().__init__(config)

@@ -19,6 +19,7 @@ AutoConfig.register(Wav2LipVisualDiscriminatorConfig.model_type, Wav2LipVisualDi
 AutoModel.register(Wav2LipVisualDiscriminatorConfig, Wav2LipVisualDiscriminator, exist_ok=True)
 
 __all__ = [
+    "TalkingFaceAudioFeatureExtractor",
     "Wav2LipConfig",
     "Wav2LipVisualDiscriminatorConfig",
     "Wav2LipModel",

@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
+from ...hub.mixin import FeatureExtractorHubMixin
 from ...errors import MediaError, TalkFaceUserError
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def periodic_hann_window(length: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
 
 
-class TalkingFaceAudioFeatureExtractor(FeatureExtractionMixin):
+class TalkingFaceAudioFeatureExtractor(FeatureExtractorHubMixin, FeatureExtractionMixin):
     r"""Wav2Lip's mel spectrogram and its per-video-frame windows.
 
     Args:
@@ -113,6 +114,8 @@ class TalkingFaceAudioFeatureExtractor(FeatureExtractionMixin):
         mel_step_size (`int`, defaults to 16): mel frames in the window that conditions one video frame (0.2 s).
         fps (`float`, defaults to 25.0): video frame rate the model was trained at; the default for `fps` arguments.
     """
+
+    card_preprocessing = "mel"  # the model card preprocessing table these defaults fill
 
     model_input_names = ["mel_chunks"]
 

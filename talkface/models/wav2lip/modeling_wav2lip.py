@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...hub.mixin import TalkFaceHubMixin
 from .configuration_wav2lip import Wav2LipConfig, Wav2LipVisualDiscriminatorConfig
 
 # The bottleneck turns the 3x3 maps of the face and audio encoders into 1x1 with a valid 3x3 convolution.
@@ -137,7 +138,7 @@ def _renamed_argument(value, kwargs: dict, old_name: str, new_name: str):
 
 
 # --- generator ----------------------------------------------------------------------------------------------------
-class Wav2LipPreTrainedModel(PreTrainedModel):
+class Wav2LipPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = Wav2LipConfig
     base_model_prefix = "wav2lip"
     main_input_name = "masked_and_reference_faces"
@@ -156,6 +157,11 @@ class Wav2LipModel(Wav2LipPreTrainedModel):
         mel_chunks: (batch, 1, num_mel_bins, mel_step_size) normalised mel window (see
             `TalkingFaceAudioFeatureExtractor`). Or (batch, frames, 1, num_mel_bins, mel_step_size).
     """
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [("Wav2Lip / Wav2Lip + GAN (same network)", Wav2LipConfig())]
 
     def __init__(self, config: Wav2LipConfig):
         super().__init__(config)
@@ -305,7 +311,7 @@ class Wav2LipModel(Wav2LipPreTrainedModel):
 
 
 # --- visual-quality discriminator ---------------------------------------------------------------------------------
-class Wav2LipVisualDiscriminatorPreTrainedModel(PreTrainedModel):
+class Wav2LipVisualDiscriminatorPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
     config_class = Wav2LipVisualDiscriminatorConfig
     base_model_prefix = "wav2lip_discriminator"
     main_input_name = "face_frames"
@@ -320,6 +326,11 @@ class Wav2LipVisualDiscriminator(Wav2LipVisualDiscriminatorPreTrainedModel):
     Inputs: face_frames (batch, 3, image_size, image_size) or (batch, 3, frames, image_size, image_size), BGR in
     [0, 1]; only rows image_size // 2: are looked at.
     """
+
+    @classmethod
+    def card_variants(cls):
+        # the rows of the model card's parameter table (talkface.hub.cards)
+        return [("visual-quality discriminator", Wav2LipVisualDiscriminatorConfig())]
 
     def __init__(self, config: Wav2LipVisualDiscriminatorConfig):
         super().__init__(config)
