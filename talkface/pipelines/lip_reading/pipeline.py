@@ -85,7 +85,7 @@ class LipReader:
     def from_pretrained(cls, path_or_id, device="cpu", **kwargs) -> "LipReader":
         """Load a lip-reading folder (or Hub id) made by `talkface convert avhubert` from a fine-tuned checkpoint."""
         from ...errors import ModelLoadError
-        from ...metrics.avs import load_avhubert
+        from ..loading import load_avhubert
         from ...models.avhubert.tokenization_avhubert import AVHubertTokenizer
 
         model, feature_extractor = load_avhubert(path_or_id, lip_reading=True, device=device)
