@@ -4,7 +4,7 @@ The public API is imported lazily (PEP 562), so `import talkface` is cheap and d
 modules, gradio, accelerate or a face backend until they are used.
 """
 
-import importlib
+from .utils.imports import lazy_attribute
 
 __version__ = "0.1.0"
 
@@ -56,7 +56,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 def __getattr__(name):
     if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        value = lazy_attribute(_LAZY[name], name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'talkface' has no attribute {name!r}")

@@ -8,12 +8,12 @@ User errors (`TalkFaceUserError`) are printed as one line on stderr with exit co
 """
 
 import argparse
-import importlib
 import logging
 import sys
 
 from .errors import TalkFaceUserError
 from .hub import registry
+from .utils.imports import import_module
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -37,7 +37,7 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     requested = next((a for a in (argv or []) if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
         if name == requested:
-            importlib.import_module(module_name).register(subparsers)
+            import_module(module_name).register(subparsers)
         else:
             subparsers.add_parser(name, help=help_text, add_help=False)
     return parser

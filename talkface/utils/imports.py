@@ -1,4 +1,10 @@
-"""Lazy imports of optional dependencies with an install hint."""
+"""Lazy imports: optional dependencies with an install hint, and talkface's own modules imported on first use.
+
+This is the one module of talkface that uses `importlib`: `require` imports an optional dependency (gradio,
+accelerate, a face backend, ...) or says what to install; `import_module` / `lazy_attribute` import a talkface
+module by name only when it is needed (the PEP 562 attributes of `talkface`, the sub-commands of the CLI), so
+`import talkface` and `talkface --help` stay light.
+"""
 
 import importlib
 
@@ -29,3 +35,13 @@ def require(module: str, purpose: str | None = None):
         raise MissingDependencyError(
             f"{module} is needed for {purpose or default_purpose}; install it with: pip install {requirement}"
         ) from err
+
+
+def import_module(name: str):
+    """Import the module `name` (absolute dotted name) now; for modules that are imported only when used."""
+    return importlib.import_module(name)
+
+
+def lazy_attribute(module: str, name: str):
+    """The attribute `name` of the module `module`, importing the module first."""
+    return getattr(importlib.import_module(module), name)
