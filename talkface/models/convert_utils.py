@@ -172,9 +172,7 @@ def save_model_folder(objects, out_dir, kind: str, overwrite: bool = False, card
 
 
 def push_folder_to_hub(folder, repo_id: str, private: bool = False, commit_message: str = "Upload talkface model"):
-    """Upload a saved model folder (weights, configs, card) to the Hugging Face Hub."""
-    from huggingface_hub import HfApi
+    """Upload a saved model folder (weights, configs, card) to the Hugging Face Hub (`talkface.hub.upload`)."""
+    from ..hub.upload import upload_folder_to_hub
 
-    api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message)
+    return upload_folder_to_hub(folder, repo_id, private=private, commit_message=commit_message)
