@@ -115,6 +115,17 @@ def landmark_face_mask(shape, landmarks, box, feather: float = 0.15, top: float 
     and outside the generated part of the crop (`generated_region`); inside it rises along a smoothstep of the
     distance to that edge over `feather` x the box's shorter side, narrowed so that it is 1 at the outer lips.
     """
+    height, width = shape[:2]
+    mask = np.zeros((height, width), np.float32)
+    patch, (x0, y0) = _landmark_mask_patch(shape, landmarks, box, feather, top, roll_degrees, size, origin)
+    mask[y0:y0 + patch.shape[0], x0:x0 + patch.shape[1]] = patch
+    return mask
+
+
+def _landmark_mask_patch(shape, landmarks, box, feather, top, roll_degrees, size, origin):
+    """`landmark_face_mask` on the bounding rectangle of its non-zero pixels only: (patch, (x0, y0) in the mask).
+    Everything outside that rectangle is 0, and the distances inside it are the same as over the whole mask (the
+    zero ring around the rectangle is nearer than any zero pixel beyond it), so the patch is the mask's own."""
     import cv2
 
     if not 0.0 < feather <= 0.5:
@@ -126,18 +137,23 @@ def landmark_face_mask(shape, landmarks, box, feather: float = 0.15, top: float 
     height, width = shape[:2]
     region = generated_region(box, size, top, roll_degrees) - np.asarray(origin, dtype=np.float64)
     inside = _fill((height, width), points[list(LOWER_FACE_POLYGON)]) & _fill((height, width), region)
-    if not inside.any():
-        return np.zeros((height, width), np.float32)
+    x0, y0, patch_w, patch_h = cv2.boundingRect(inside)
+    if patch_w == 0 or patch_h == 0:
+        return np.zeros((0, 0), np.float32), (0, 0)
+    inside = inside[y0:y0 + patch_h, x0:x0 + patch_w]
     distance = cv2.distanceTransform(np.pad(inside, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
     ramp = feather * min(float(box[2] - box[0]), float(box[3] - box[1]))
     lips = np.round(points[OUTER_LIPS]).astype(int)
     on_frame = (lips[:, 0] >= 0) & (lips[:, 0] < width) & (lips[:, 1] >= 0) & (lips[:, 1] < height)
-    lip_distances = distance[lips[on_frame, 1], lips[on_frame, 0]]
-    if lip_distances.size and lip_distances.min() > 0:
-        ramp = min(ramp, float(lip_distances.min()))
+    lips = lips[on_frame] - (x0, y0)
+    in_patch = (lips[:, 0] >= 0) & (lips[:, 0] < patch_w) & (lips[:, 1] >= 0) & (lips[:, 1] < patch_h)
+    if lips.size and in_patch.all():  # a lip point outside the patch is outside the polygon: distance 0
+        lip_distances = distance[lips[:, 1], lips[:, 0]]
+        if lip_distances.min() > 0:
+            ramp = min(ramp, float(lip_distances.min()))
     # the filled polygon's outermost ring (distance 1) may hold pixels whose centre is just outside the polygon:
     # the ramp starts beyond it, so every changed pixel lies inside the landmarks' polygon
-    return _smoothstep((distance - 1.0) / max(ramp - 1.0, 1.0)).astype(np.float32)
+    return _smoothstep((distance - 1.0) / max(ramp - 1.0, 1.0)).astype(np.float32), (x0, y0)
 
 
 def paste_face(frame: np.ndarray, face: np.ndarray, box, blend: str = "feather", feather: float = 0.15,
@@ -222,16 +238,28 @@ def _paste_warped(frame, face, box, blend, feather, top, landmarks, roll_degrees
         region[inside] = warped[inside]
         return output
     face_float = face.astype(np.float32) / 255.0 if face.dtype == np.uint8 else face.astype(np.float32)
-    warped = np.clip(cv2.warpAffine(face_float, to_roi, (roi_w, roi_h), flags=cv2.INTER_CUBIC,
-                                    borderMode=cv2.BORDER_REPLICATE), 0.0, 1.0)
     if landmarks is not None:
-        alpha = landmark_face_mask((roi_h, roi_w), landmarks, box, feather, top, roll_degrees, size, (rx1, ry1))
+        # only the bounding rectangle of the face-shaped mask changes: warp and blend that part of the region
+        alpha, (px, py) = _landmark_mask_patch((roi_h, roi_w), landmarks, box, feather, top, roll_degrees, size,
+                                               (rx1, ry1))
+        if alpha.size == 0:
+            return output
+        patch_h, patch_w = alpha.shape
+        region = region[py:py + patch_h, px:px + patch_w]
+        to_roi[:, 2] -= (px, py)
+        roi_w, roi_h, rx1, ry1 = patch_w, patch_h, rx1 + px, ry1 + py
     else:
         alpha = cv2.warpAffine(lower_face_mask(size, feather, top), to_roi, (roi_w, roi_h), flags=cv2.INTER_LINEAR)
+    warped = cv2.warpAffine(face_float, to_roi, (roi_w, roi_h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    np.clip(warped, 0.0, 1.0, out=warped)
     if blend == "poisson":
         return _poisson(frame, _to_uint8_face(warped, truncate=False), alpha > 0.5, (rx1, ry1))
-    original = region.astype(np.float32) / 255.0
-    blended = np.round((original + alpha[:, :, None] * (warped - original)) * 255.0).astype(np.uint8)
-    changed = alpha > 0
-    region[changed] = blended[changed]
+    # region + alpha * (warped - region) in grey levels, in place, rounded: where alpha is 0 this is the pixel's own
+    # value exactly, and a blend of two values in 0..255 stays in that range, so the cast below only drops ".0"
+    original = region.astype(np.float32)
+    warped *= 255.0
+    warped -= original
+    warped *= alpha[:, :, None]
+    warped += original
+    np.copyto(region, np.rint(warped, out=warped), casting="unsafe")
     return output

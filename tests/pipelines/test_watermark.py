@@ -92,6 +92,22 @@ def test_embed_changes_luma_only_at_low_cost(marker):
     assert np.array_equal(marker.embed(frames[0], 0), marker.embed(frames[0], 99))
 
 
+def test_embed_is_the_rounded_mark_added_with_saturation(marker):
+    """The uint8 fast path (rise and fall images) gives clip(frame + round(mark)), dark and bright pixels included,
+    for a frame that is not a whole number of tiles, and leaves its input untouched."""
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (300, 270, 3), dtype=np.uint8)
+    frame[:40] = 0
+    frame[40:80] = 255
+    before = frame.copy()
+    tile = np.tile(marker.tile, (2, 2))[:300, :270]
+    expected = np.clip(frame.astype(np.float64) + np.rint(tile * marker.strength)[:, :, None], 0, 255)
+    marked = marker.embed(frame)
+    assert np.array_equal(marked, expected.astype(np.uint8))
+    assert np.array_equal(frame, before)
+    assert (marked[:40] > 0).any() and (marked[40:80] < 255).any()  # the mark does move saturated pixels inwards
+
+
 def test_detect_in_memory_any_size(marker):
     rng = np.random.default_rng(0)
     frame = cv2.GaussianBlur(rng.integers(0, 256, (257, 301, 3), dtype=np.uint8), (9, 9), 3)
