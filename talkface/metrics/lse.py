@@ -55,7 +55,7 @@ class LSEMetric(Metric):
     default_model = registry.DEFAULT_SYNCNET
 
     def load_model(self, source, options):
-        from .sync import LSEScorer
+        from .sync_scorer import LSEScorer
 
         if source is None:
             return super().load_model(source, options)

@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import MediaError, NoFaceError, TalkFaceUserError
 from ..faces.syncnet_tracks import ContentSceneDetector, crop_face, crop_trajectory, track_shot
 from . import syncnet_protocol_media as steps
-from .sync import VideoSyncResult, lse_from_distances, sync_distances
+from .sync_math import VideoSyncResult, lse_from_distances, sync_distances
 
 logger = logging.getLogger(__name__)
 
