@@ -11,7 +11,7 @@ from talkface import media
 from talkface.faces.roll import roll_angle
 from talkface.pipelines.lipsync.options import LipSyncOptions
 from talkface.pipelines.lipsync.pipeline import LipSyncPipeline
-from tests.pipelines.test_pipeline import PaintingGenerator, speech  # noqa: F401  (speech: a fixture)
+from tests.pipelines.pipeline_helpers import PaintingGenerator
 from tests.utils import data_file
 
 CLIP = "clip05_retalking_face5_woman_glasses.mp4"  # 524x524; red jacket and lips, so the paint is green
