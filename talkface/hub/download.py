@@ -13,6 +13,9 @@ What happens, in order:
    (`vgg19-dcbb9e9d.pth`), the hash must match; the sha256 is computed either way;
 4. the converter of the entry's kind turns it into a model folder, written atomically with its model card and
    `download.json` (name, source, file, size, sha256, licence) to `<models dir>/<name>`.
+5. with `push_to_hub="USER/REPO"` (`--push-to-hub`), the folder is uploaded in one commit with a model card
+   rendered for that repository (`hub_card`); the token and the Hub are checked before step 1, and a failed upload
+   is a `PushError` that leaves the folder in place.
 
 A failure is one `TalkFaceUserError` line, and nothing is left in the models dir except a partial download that a
 network failure interrupted (the next run resumes it). The models dir is `~/.cache/talkface/models`, or
@@ -51,6 +54,11 @@ class LicenseNotAcceptedError(TalkFaceUserError):
 
 class DownloadError(TalkFaceUserError):
     """No source gave a usable file."""
+
+
+class PushError(TalkFaceUserError):
+    """The converted folder could not be uploaded to the Hub (no token, Hub unreachable, upload refused); the
+    folder stays in the models dir."""
 
 
 class _SourceFailed(Exception):
@@ -273,10 +281,12 @@ def download(name: str, models_dir_path=None, accept_license: bool = False, forc
     say = status or logger.info
     root = models_dir(models_dir_path)
     folder = root / name
+    if push_to_hub:
+        check_push(entry, push_to_hub)  # a missing token fails before a long download, not after it
     if is_downloaded(name, root) and not force:
         say(f"{name} is already downloaded at {folder} (--force downloads it again)")
         if push_to_hub:
-            _push(folder, push_to_hub, private, say)
+            _push(entry, folder, push_to_hub, private, say)
         return folder
     if entry.manual_page:
         raise DownloadError(
@@ -312,7 +322,7 @@ def download(name: str, models_dir_path=None, accept_license: bool = False, forc
             _remove_incomplete(root, name)
         say(f"{name}: wrote {folder}")
         if push_to_hub:
-            _push(folder, push_to_hub, private, say)
+            _push(entry, folder, push_to_hub, private, say)
         return folder
 
     kept = incomplete / (entry.file_name + ".part")
@@ -339,15 +349,93 @@ def _convert(entry, path: Path, folder: Path, source: str, size: int, sha256: st
         "license": entry.license.name, "license_url": entry.license.url, "converter": entry.converter,
         "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
+    # the card names the release file (the card shows a file name only); the source URL is in download.json
     return save_model_folder([*objects, record], folder, kind=entry.converter, overwrite=force,
-                             card_info={"source_checkpoint": f"{entry.file_name} ({source})",
+                             card_info={"source_checkpoint": entry.file_name,
                                         **({"repo_id": repo_id} if repo_id else {})})
 
 
-def _push(folder: Path, repo_id: str, private: bool, say):
-    from ..models.convert_utils import push_folder_to_hub
+# --- publishing ---------------------------------------------------------------------------------------------------
 
-    push_folder_to_hub(folder, repo_id, private=private)
+
+def _push_kept(folder: Path) -> str:
+    return f"the model folder stays at {folder}; run the same command again to retry the upload"
+
+
+def check_push(entry, repo_id: str, note: str = "nothing was downloaded or uploaded"):
+    """What an upload needs, checked before anything is fetched: a valid repository id, a Hugging Face token
+    (`hf auth login` or HF_TOKEN) and a reachable Hub endpoint. `note` ends the error line."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+        if "/" not in repo_id:
+            raise HFValidationError("it must be USER/REPO or ORG/REPO")
+    except HFValidationError as err:
+        raise PushError(f"--push-to-hub {repo_id!r} is not a Hub repository id ({str(err).splitlines()[0]})") from err
+    if not huggingface_hub.get_token():
+        raise PushError(f"cannot push {entry.name} to {repo_id}: no Hugging Face token; log in with `hf auth login` "
+                        f"or set HF_TOKEN ({note})")
+    if not _hub_reachable():
+        raise PushError(f"cannot push {entry.name} to {repo_id}: the Hub ({constants.ENDPOINT}) cannot be reached "
+                        f"({note})")
+
+
+def _folder_model(folder: Path):
+    """The model saved in `folder`, as the class its config.json names (the card states its class and size)."""
+    from ..models import MODEL_CLASSES
+    from ..models.avhubert import AVHubertForLipReading
+
+    config = json.loads((folder / "config.json").read_text())
+    classes = {cls.__name__: cls for _, cls in MODEL_CLASSES.values()}
+    classes[AVHubertForLipReading.__name__] = AVHubertForLipReading
+    architectures = config.get("architectures") or []
+    model_class = classes.get(architectures[0]) if architectures else None
+    return (model_class or MODEL_CLASSES[config["model_type"]][1]).from_pretrained(folder)
+
+
+def hub_card(entry, folder: Path, repo_id: str) -> str:
+    """The model card a pushed folder gets: rendered again for `repo_id` (its loading lines name the Hub id, even
+    when the folder was downloaded without --push-to-hub), from the folder's own files and model."""
+    from .cards import render_model_card
+
+    return render_model_card(entry.converter, model=_folder_model(folder), folder=folder, repo_id=repo_id,
+                             source_checkpoint=entry.file_name)
+
+
+def _is_hub_failure(err: Exception) -> bool:
+    """An error of the upload itself (HTTP status, connection, token, file), not a bug in talkface."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    root_module = type(err).__module__.split(".")[0]
+    return isinstance(err, (HfHubHTTPError, OSError)) or root_module in ("httpx", "httpx2", "requests", "urllib3")
+
+
+def _push(entry, folder: Path, repo_id: str, private: bool, say):
+    """Upload every file of the model folder and its card for `repo_id` in one commit (the local folder is not
+    changed). A failure is one `PushError` line; the folder stays."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    check_push(entry, repo_id, note=_push_kept(folder))
+    card = hub_card(entry, folder, repo_id)
+    operations = [CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+                  for path in sorted(folder.rglob("*")) if path.is_file() and path.relative_to(folder).as_posix()
+                  != "README.md"]
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
+    say(f"{entry.name}: uploading {len(operations)} files to {repo_id}")
+    try:
+        api = HfApi()
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.create_commit(getattr(url, "repo_id", None) or repo_id, operations,
+                          commit_message=f"Upload {entry.name} ({entry.file_name}, converted with talkface)")
+    except Exception as err:
+        if not _is_hub_failure(err):
+            raise
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        raise PushError(f"could not push {entry.name} to {repo_id} ({type(err).__name__}: {reason}); "
+                        f"{_push_kept(folder)}") from err
     say(f"pushed {folder} to https://huggingface.co/{repo_id}")
 
 
@@ -377,6 +465,7 @@ registry.register_downloader(download_on_first_use)
 
 __all__ = [
     "DEFAULT_MODELS_DIR", "MIRROR_ENV", "MODELS_DIR_ENV", "RECORD_FILE", "DownloadError", "LicenseNotAcceptedError",
-    "check_license", "download", "download_command", "download_on_first_use", "terminal_confirm", "entry_for", "format_size", "is_downloaded", "list_models",
+    "PushError", "check_license", "check_push", "hub_card", "download", "download_command", "download_on_first_use",
+    "terminal_confirm", "entry_for", "format_size", "is_downloaded", "list_models",
     "model_folder", "models_dir", "read_record", "sha256_of", "source_urls",
 ]

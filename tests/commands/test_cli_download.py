@@ -160,3 +160,123 @@ def test_unknown_names_and_bad_combinations_are_exit_2(mirror, capsys):
         code, _, err = run(capsys, *argv)
         assert code == 2 and expected in one_error_line(err)
     assert mirror.requests == []  # the bad name stopped the run before syncnet-lse was fetched
+
+
+# --- --push-to-hub -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hub(mirror, monkeypatch):
+    """The Hub as far as an upload goes: a token in HF_TOKEN, the endpoint at the local server (so the reachability
+    check connects for real), and HfApi's create_repo / create_commit / upload_folder replaced by a recorder."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.hf_api import RepoUrl
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
+    monkeypatch.setattr(constants, "ENDPOINT", mirror.url)
+    calls = []
+
+    def create_repo(self, repo_id, *, private=None, exist_ok=False, **kwargs):
+        calls.append({"call": "create_repo", "repo_id": repo_id, "private": private, "exist_ok": exist_ok})
+        return RepoUrl(f"{mirror.url}/{repo_id}", endpoint=mirror.url)
+
+    def create_commit(self, repo_id, operations, *, commit_message, **kwargs):
+        files = {}
+        for operation in operations:
+            content = operation.path_or_fileobj
+            files[operation.path_in_repo] = content if isinstance(content, bytes) else open(content, "rb").read()
+        calls.append({"call": "create_commit", "repo_id": repo_id, "files": files, "message": commit_message})
+
+    def upload_folder(self, *args, **kwargs):
+        calls.append({"call": "upload_folder"})
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
+
+
+def card_header(readme: str) -> dict:
+    import yaml
+
+    assert readme.startswith("---\n")
+    return yaml.safe_load(readme.split("---\n")[1])
+
+
+def test_push_to_hub_uploads_weights_config_and_the_card_with_the_licence(hub, mirror, tmp_path, capsys):
+    from talkface.hub import registry
+    from talkface.hub.cards import MODEL_FACTS
+
+    code, out, err = run(capsys, "wav2lip-gan", "--accept-license", "--push-to-hub", "someone/wav2lip-gan")
+    assert code == 0, err
+    folder = tmp_path / "models" / "wav2lip-gan"
+    assert out.strip() == f"wav2lip-gan: {folder}" and "pushed" in err and "someone/wav2lip-gan" in err
+    (create, commit) = hub
+    assert create == {"call": "create_repo", "repo_id": "someone/wav2lip-gan", "private": False, "exist_ok": True}
+    assert commit["call"] == "create_commit" and commit["repo_id"] == "someone/wav2lip-gan"
+    files = commit["files"]
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", downloads.RECORD_FILE,
+            "README.md"} <= set(files)
+    for name in set(files) - {"README.md"}:  # the converted folder's own bytes
+        assert files[name] == (folder / name).read_bytes(), name
+    readme = files["README.md"].decode()
+    header = card_header(readme)
+    licence = registry.get("wav2lip-gan").license
+    assert header["license"] == "other" and header["license_link"] == licence.url
+    assert header["license_name"] == MODEL_FACTS["wav2lip"]["license_name"] and header["library_name"] == "talkface"
+    assert MODEL_FACTS["wav2lip"]["license_note"][:60] in readme
+    assert 'from_pretrained("someone/wav2lip-gan")' in readme and "converted from | `wav2lip_gan.pth` |" in readme
+    assert "`Wav2LipModel`" in readme and "`model.safetensors`" in readme
+    # what was uploaded loads back as the downloaded model
+    uploaded = tmp_path / "uploaded"
+    for name, content in files.items():
+        (uploaded / name).parent.mkdir(parents=True, exist_ok=True)
+        (uploaded / name).write_bytes(content)
+    local, remote = Wav2LipModel.from_pretrained(folder), Wav2LipModel.from_pretrained(uploaded)
+    assert all(torch.equal(a, b) for a, b in zip(local.state_dict().values(), remote.state_dict().values()))
+
+
+def test_push_of_a_downloaded_folder_uploads_only_with_a_card_for_that_repo(hub, mirror, tmp_path, capsys):
+    assert run(capsys, "syncnet-lse")[0] == 0  # downloaded without --push-to-hub: the local card names no repo
+    folder = tmp_path / "models" / "syncnet-lse"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert "someone/" not in before["README.md"].decode()
+    code, _, err = run(capsys, "syncnet-lse", "--push-to-hub", "someone/syncnet-lse", "--private")
+    assert code == 0, err
+    assert len(mirror.gets("/syncnet-lse/syncnet_v2.model")) == 1  # not fetched again
+    create, commit = hub
+    assert create["private"] is True and commit["repo_id"] == "someone/syncnet-lse"
+    readme = commit["files"]["README.md"].decode()
+    assert 'from_pretrained("someone/syncnet-lse")' in readme and card_header(readme)["license"] == "mit"
+    assert "`SyncNetLSEModel`" in readme and "converted from | `syncnet_v2.model` |" in readme
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the local folder is left as it was
+
+
+def test_push_without_a_token_stops_before_the_download(hub, mirror, tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    code, out, err = run(capsys, "syncnet-lse", "--push-to-hub", "someone/syncnet-lse")
+    line = one_error_line(err)
+    assert code == 2 and out == "" and "no Hugging Face token" in line and "hf auth login" in line
+    assert mirror.requests == [] and hub == [] and not (tmp_path / "models" / "syncnet-lse").exists()
+    code, _, err = run(capsys, "syncnet-lse", "--push-to-hub", "not a repo")
+    assert code == 2 and "is not a Hub repository id" in one_error_line(err) and mirror.requests == []
+
+
+def test_a_failed_upload_is_one_line_and_keeps_the_folder(mirror, tmp_path, capsys, monkeypatch):
+    """No recorder: huggingface_hub's own create_repo posts to the local server, which refuses the POST (501)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
+    monkeypatch.setattr(constants, "ENDPOINT", mirror.url)
+    code, out, err = run(capsys, "syncnet-lse", "--push-to-hub", "someone/syncnet-lse")
+    folder = tmp_path / "models" / "syncnet-lse"
+    line = one_error_line(err)
+    assert code == 2 and out == ""
+    assert "could not push syncnet-lse to someone/syncnet-lse" in line and f"stays at {folder}" in line
+    assert "HfHubHTTPError" in line and "501" in line  # the server's answer to the POST that creates the repository
+    assert downloads.is_downloaded("syncnet-lse") and (folder / "model.safetensors").is_file()
+    assert not list((tmp_path / "models").glob(".*"))  # no temporary or incomplete folder left
