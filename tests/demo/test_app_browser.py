@@ -209,7 +209,9 @@ def test_a_failed_run_shows_its_line_in_the_output_area(page, media_files):
     _wait_playing_picture(page, "#result-video")
 
 
-def test_an_mpeg4_part2_upload_previews_and_a_video_is_the_speech(page, media_files):
+def test_an_mpeg4_part2_upload_previews_and_a_video_is_the_speech(page, media_files, tmp_path):
+    from talkface.demo.preview import stream_codecs
+
     page.reload()
     page.wait_for_selector("#generate-button")
     _upload(page, "face-file", media_files["mpeg4"])
@@ -220,7 +222,11 @@ def test_an_mpeg4_part2_upload_previews_and_a_video_is_the_speech(page, media_fi
         return v.videoWidth; }""", original)
     assert blank == 0
     # ... while the page shows an H.264 copy that plays, and says so
-    _wait_playing_picture(page, "#face-preview")
+    preview = _wait_playing_picture(page, "#face-preview")
+    copy = tmp_path / "preview.mp4"
+    assert preview.get_attribute("src") != original
+    copy.write_bytes(page.request.get(preview.get_attribute("src")).body())
+    assert stream_codecs(copy)[0] == "h264" and stream_codecs(media_files["mpeg4"])[0] == "mpeg4"
     assert "MPEG-4 Part 2 video with AAC sound in .mp4" in page.locator("#face-note").inner_text()
     # a video as the speech: its sound track, without Gradio's file-type warning
     _upload(page, "speech-file", media_files["clip_2s"])
@@ -290,7 +296,12 @@ def test_fresh_machine_without_models(browser, media_files, tmp_path):
         _upload(page, "speech-file", media_files["speech"])
         _wait_playing_picture(page, "#face-preview")
         page.click("#generate-button")
-        page.locator("#result-status").get_by_text("⚠️ Error: no generator model is configured").wait_for()
+        status = page.locator("#result-status")
+        status.get_by_text("⚠️ Error: no generator model is configured").wait_for()
+        # rendered, not raw markdown: the commands are code spans, no backticks, asterisks or escapes show
+        text = status.inner_text()
+        assert not any(mark in text for mark in ("`", "**", "\\")) and "wav2lip_gan.pth" in text
+        assert "talkface download wav2lip-gan --accept-license" in status.locator("code").all_inner_texts()
         _shot(page, "08_no_models")
         _no_toasts(page)
     finally:
