@@ -4,11 +4,19 @@ Everything goes through PyAV (the ffmpeg libraries), so any container/codec ffmp
 here holds a whole video in memory: `iter_frames` decodes lazily and `VideoWriter` encodes frame by frame.
 
 Timing model:
-  * Video frames are delivered on a constant grid of `fps` frames per second measured from the start of the video
-    stream: grid frame i shows the latest decoded frame whose presentation time (relative to the stream's first
-    frame) is <= i / fps. Variable-frame-rate input (phone recordings, screen captures) therefore comes out evenly
-    spaced, with frames repeated or dropped as a constant-rate player would show them.
-  * The grid covers the stream up to the end of its last frame (last pts + that frame's duration).
+  * A file's video and audio are read on ONE timeline, the file's own: it starts at the earliest start time of its
+    first video stream and its first audio stream (a start before 0, encoder delay that players skip, counts as 0).
+    Streams that start together (nearly every file) are read exactly as before; a stream that starts later is
+    padded at its front, so the decoded frames and samples line up as a player shows them:
+      - a video that starts after its audio: the leading grid frames repeat its first frame;
+      - an audio track that starts after its video: `read_audio` puts silence in front of it.
+    So scoring a file against its own sound track is in sync even when its video starts 0.5 s after its sound.
+  * Video frames are delivered on a constant grid of `fps` frames per second from that origin: grid frame i shows
+    the latest decoded frame whose presentation time (relative to the origin) is <= i / fps. Variable-frame-rate
+    input (phone recordings, screen captures) therefore comes out evenly spaced, with frames repeated or dropped
+    as a constant-rate player would show them.
+  * The grid covers the stream up to the end of its last frame (last pts + that frame's duration); `probe`'s
+    durations are measured from the same origin.
   * A still image is one frame; callers decide how long to hold it.
 """
 
@@ -63,6 +71,31 @@ def is_image_file(path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def _stream_start(stream) -> Fraction | None:
+    """Where a stream starts on the file's timeline, in seconds (None when the container does not say); a start
+    before 0 (encoder delay) counts as 0."""
+    if stream is None or stream.start_time is None or stream.time_base is None:
+        return None
+    return max(Fraction(0), stream.start_time * stream.time_base)
+
+
+def _timeline_origin(container) -> Fraction | None:
+    """The start of the file's timeline in seconds: the earliest start of its first video and first audio stream
+    (the timing model in the module docstring); None when neither says where it starts."""
+    streams = [container.streams.video[0] if container.streams.video else None,
+               container.streams.audio[0] if container.streams.audio else None]
+    starts = [start for start in map(_stream_start, streams) if start is not None]
+    return min(starts) if starts else None
+
+
+def _lead(stream, container) -> Fraction:
+    """How long after the timeline's origin `stream` starts, in seconds (0 for the stream that starts first)."""
+    start, origin = _stream_start(stream), _timeline_origin(container)
+    if start is None or origin is None or start - origin <= _TIMESTAMP_TOLERANCE:
+        return Fraction(0)
+    return start - origin
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Audio
 # --------------------------------------------------------------------------------------------------------------
@@ -99,8 +132,8 @@ def resample_audio(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.nda
 def read_audio(path, sampling_rate: int = 16000) -> np.ndarray:
     """Read the first audio stream of any file as mono float32 in [-1, 1] at `sampling_rate`.
 
-    Works for audio files (wav, flac, mp3, m4a, ogg, ...) and for a video's own track. Channels are averaged.
-    Raises `MediaError` for a missing file, a file without an audio stream, or empty audio.
+    Works for audio files (wav, flac, mp3, m4a, ogg, ...) and for a video's own track. Channels are averaged. A
+    track that starts after the file's video gets that much silence in front (the timing model above). Raises `MediaError` for a missing file, a file without an audio stream, or empty audio.
     """
     path = _check_file(path)
     container = _open(path)
@@ -122,6 +155,7 @@ def read_audio(path, sampling_rate: int = 16000) -> np.ndarray:
         except av.error.FFmpegError as err:
             raise MediaError(f"cannot decode the audio of {path} ({err}); re-encode it, e.g. to wav") from err
         declared = _stream_seconds(stream, container) if stream.duration is not None else None
+        lead = _lead(stream, container)  # the sound starts after the video: silence in front (timing model)
     finally:
         container.close()
     if not chunks or sum(len(c) for c in chunks) == 0:
@@ -133,6 +167,8 @@ def read_audio(path, sampling_rate: int = 16000) -> np.ndarray:
         declared_samples = int(round(declared * source_rate))
         if 0 < len(waveform) - declared_samples <= _MAX_CODEC_PADDING:
             waveform = waveform[:declared_samples]
+    if lead:
+        waveform = np.concatenate([np.zeros(int(round(lead * source_rate)), dtype=np.float32), waveform])
     waveform = resample_audio(waveform, source_rate, sampling_rate)
     return np.clip(waveform, -1.0, 1.0)
 
@@ -222,6 +258,7 @@ def probe(path) -> MediaInfo:
                 num_frames = num_frames or counted
                 info.duration = info.duration or span
             info.num_frames = num_frames
+            info.duration += float(_lead(stream, container))  # measured from the file's timeline origin
             if stream.average_rate:
                 info.fps = float(stream.average_rate)
             elif info.duration > 0:
@@ -232,6 +269,7 @@ def probe(path) -> MediaInfo:
                 info.audio_duration = float(stream.duration * stream.time_base)
             else:
                 info.audio_duration = _packet_span(container, stream)[1]
+            info.audio_duration += float(_lead(stream, container))
     finally:
         container.close()
     return info
@@ -289,11 +327,12 @@ def iter_frames(path, fps: float = 25.0, start: int = 0) -> Iterator[np.ndarray]
         stream.thread_type = "SLICE"
         time_base = stream.time_base
         grid_step = Fraction(fps).limit_denominator(1_000_000) ** -1
-        origin = stream.start_time  # in time_base units; None for some raw streams -> first decoded pts
+        # the timeline's origin in seconds (timing model); None for some raw streams -> the first decoded frame
+        origin = _timeline_origin(container) if _stream_start(stream) is not None else None
         if start > 0 and origin is not None:
             # Seek to the keyframe at or before the first wanted grid time; decoding catches up from there.
-            target = origin + int(start * grid_step / time_base)
-            container.seek(max(target, origin), stream=stream, backward=True, any_frame=False)
+            target = int((origin + start * grid_step) / time_base)
+            container.seek(max(target, stream.start_time), stream=stream, backward=True, any_frame=False)
         fallback_duration = (1 / stream.average_rate) if stream.average_rate else grid_step
 
         def decoded():
@@ -311,10 +350,10 @@ def iter_frames(path, fps: float = 25.0, start: int = 0) -> Iterator[np.ndarray]
         if current is None:
             raise MediaError(f"{path} contains no video frames; pass a face video or a photo")
         if origin is None:
-            origin = current.pts
+            origin = current.pts * time_base
 
         def seconds(frame) -> Fraction:
-            return (frame.pts - origin) * time_base
+            return frame.pts * time_base - origin
 
         def duration(frame) -> Fraction:
             return frame.duration * time_base if frame.duration else fallback_duration
@@ -368,8 +407,8 @@ def count_grid_frames(path, fps: float = 25.0) -> int:
             end = packet_end if end is None else max(end, packet_end)
         if first is None:
             raise MediaError(f"{path} contains no video frames; pass a face video or a photo")
-        origin = stream.start_time if stream.start_time is not None else first
-        span = end - origin * time_base
+        origin = _timeline_origin(container) if _stream_start(stream) is not None else first * time_base
+        span = end - origin
         grid_step = Fraction(fps).limit_denominator(1_000_000) ** -1
         # grid frames i with i * step < span (up to the tolerance iter_frames applies)
         return max(1, -(-(span - _TIMESTAMP_TOLERANCE) // grid_step))

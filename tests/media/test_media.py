@@ -108,14 +108,16 @@ def test_vfr_clip03_grid():
     info = media.probe(path)
     assert info.num_frames == 135 and info.fps == pytest.approx(22.13, abs=0.05)
     frames = media.read_frames(path, fps=25)
-    # the stream spans 6.1 s from its first frame (pts 0.033): 153 grid frames at 25 fps
-    assert len(frames) == 153
-    # frame 0 is the first decoded frame even though the stream starts at 0.033 s; later frames move on
+    # the video starts at pts 0.033, its sound at 0: the timeline starts with the sound, and the video spans
+    # 6.1 s from 0.033 s, so 6.133 s: 154 grid frames at 25 fps
+    assert len(frames) == 154
+    assert media.probe(path).duration == pytest.approx(6.133, abs=1e-3)
+    # grid frame 0 (0 s) comes before the first video frame: it shows that first frame, as grid frame 1 does
     first = next(media.iter_frames(path, fps=25))
-    assert np.array_equal(frames[0], first)
+    assert np.array_equal(frames[0], first) and np.array_equal(frames[0], frames[1])
     assert not np.array_equal(frames[0], frames[-1])
     # and a 30 fps grid repeats/drops differently but covers the same span
-    assert len(media.read_frames(path, fps=30)) == math.ceil(6.1 * 30 - 1e-9)
+    assert len(media.read_frames(path, fps=30)) == math.ceil(6.133 * 30 - 1e-9)
 
 
 def test_grid_resamples_30fps_clip():

@@ -79,7 +79,7 @@ def test_vfr_clip03(tmp_path, speech, mediapipe_backend):
     result = LipSyncPipeline(generator, face_backend=mediapipe_backend)(
         face=data_file("clip03_retalking_face1_man_suit.mp4"), audio=speech[0.8], out=out, progress=False)
     check_output(result, out, 0.8)
-    assert result.source_frames == 153 and result.frames_without_face == 0
+    assert result.source_frames == 154 and result.frames_without_face == 0
     assert media.probe(out).width == 700
 
 
