@@ -14,6 +14,7 @@ from ..errors import MediaError, TalkFaceUserError
 from ..metrics import ALWAYS_AVAILABLE, AUDIO, GENERATED, METRICS, REFERENCE, get_metric
 from ..hub import registry
 from ..utils.io import check_output, write_json
+from ..utils.sources import model_display_name
 from .scoring_flags import (
     add_avs_flags,
     add_face_backend_flag,
@@ -183,7 +184,8 @@ def run(args):
     if args.output:
         models = {get_metric(name).model_option: get_metric(name).model_source(options) for name in names}
         data = {
-            **{option: str(source) for option, source in models.items()},  # "syncnet", "avhubert": the folders
+            # "syncnet", "avhubert": the models' names (never a full local path)
+            **{option: model_display_name(source) for option, source in models.items()},
             "output_layer": options.avs_layer,
             "landmark_stride": options.avs_landmark_stride,
             "face_backend": options.face_backend,

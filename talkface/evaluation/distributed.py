@@ -47,6 +47,7 @@ def distributed_evaluate(pairs, unpaired, metrics, output, options, progress: bo
         check_available,
         prepare_output,
         raise_unavailable,
+        report_settings,
         score_pairs,
     )
     from .report import write_report
@@ -86,7 +87,7 @@ def distributed_evaluate(pairs, unpaired, metrics, output, options, progress: bo
                 for index, pair_entries in zip(done, score_pairs([pairs[i] for i in done], runnable, context)):
                     merged[index] = pair_entries
                 report = assemble_report(metrics, pairs, merged, unavailable, context, unpaired,
-                                         settings=dataclasses.asdict(options))
+                                         settings=report_settings(options))
                 report.output_dir = output_dir
                 if output_dir is not None:
                     write_report(report, output_dir, options)

@@ -44,6 +44,7 @@ from ..metrics.sync import DEFAULT_VSHIFT, TrackingOptions
 from ..metrics.syncnet_protocol import LSE_PROTOCOLS, validate_lse_box
 from ..utils.devices import resolve_device
 from ..utils.io import check_output, write_bytes
+from ..utils.sources import model_display_name
 from .cache import cache_key, cache_read, cache_write, safe_name
 from .pairing import (  # noqa: F401  (re-exported: these names lived here first)
     AUDIO_EXTENSIONS,
@@ -325,9 +326,22 @@ def assemble_report(metrics, pairs, entries, unavailable, context: EvaluationCon
     for name in runnable:
         summary.update(get_metric(name).summarise(results[name], context))
     if settings is None:
-        settings = dataclasses.asdict(context.options)
+        settings = report_settings(context.options)
     return EvaluationReport(metrics=list(metrics), summary=summary, files=files, skipped=skipped,
                             unavailable=unavailable, unpaired_references=list(unpaired_references), settings=settings)
+
+
+#: the EvaluationOptions fields that name a model
+MODEL_SETTINGS = ("syncnet", "avhubert", "lip_reader", "fid_inception", "s3fd")
+
+
+def report_settings(options: EvaluationOptions) -> dict:
+    """The settings a report carries (results.json, score's JSON, the demo's downloads): every option, with the
+    models named by registry name, Hub id or folder base name, never by their full local path."""
+    settings = dataclasses.asdict(options)
+    for name in MODEL_SETTINGS:
+        settings[name] = model_display_name(settings[name])
+    return settings
 
 
 def raise_unavailable(unavailable: dict):

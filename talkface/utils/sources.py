@@ -251,5 +251,33 @@ def resolve_source(spec, *, what: str = "model", hint: str = "", allow_hub: bool
     return ModelSource(text, HUB, text)
 
 
+def model_display_name(spec) -> str | None:
+    """How outputs name a model (a generated video's metadata, score/lipread JSON, evaluation reports, the demo):
+    its registry name, its Hub id, or the base name of its local folder or file, never the full local path (which
+    carries user names and the folder layout). Works on a spec (str, path) or a `ModelSource`; None stays None.
+
+    >>> model_display_name("/home/alice/work/models/wav2lip-gan")
+    'wav2lip-gan'
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, ModelSource):
+        if spec.name:
+            return spec.name
+        return spec.location if spec.is_hub else _base_name(spec.location)
+    text = (os.fspath(spec) if isinstance(spec, os.PathLike) else str(spec)).strip()
+    path = Path(text).expanduser()
+    if text and path.exists():
+        return _base_name(path)
+    if is_hub_id(text) or _could_be_name(text):  # a Hub id, a registry name (or a plain name such as a class's)
+        return text
+    return _base_name(path)  # a local path that does not exist (any more)
+
+
+def _base_name(path) -> str:
+    path = Path(path).expanduser()
+    return path.name or path.resolve().name or str(path)  # "." -> the folder's own name
+
+
 __all__ = ["HUB", "LOCAL", "ModelSource", "WEIGHT_FILE_SUFFIXES", "check_model_files", "is_hub_id", "looks_local",
-           "lookup_registry_name", "resolve_registry_name", "resolve_source"]
+           "lookup_registry_name", "model_display_name", "resolve_registry_name", "resolve_source"]

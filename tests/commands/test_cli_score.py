@@ -183,7 +183,7 @@ def test_score_and_evaluate_give_the_same_lse(capsys, tmp_path, clips, syncnet_f
     assert scored["videos"][0]["scores"] == {name: values[name] for name in ("lse_d", "lse_c", "offset")}
     assert scored["face_mode"] == evaluated["settings"]["face_mode"] == (face_mode or "precropped")
     assert scored["settings"] == {**evaluated["settings"], "use_cache": False, "plots": False}  # same defaults
-    assert scored["syncnet"] == str(syncnet_folder) and len(scored["videos"][0]["curves"]["lse_confidence"]) == \
+    assert scored["syncnet"] == syncnet_folder.name and len(scored["videos"][0]["curves"]["lse_confidence"]) == \
         NUM_FRAMES
 
 
@@ -195,7 +195,9 @@ def test_score_lse_and_avs_together(capsys, tmp_path, clips, syncnet_folder, enc
     assert stdout.splitlines()[0].split() == ["video", "frames", "lse_c", "avs_u"]
     data = json.loads(out.read_text())
     assert data["metrics"] == ["lse_c", "avs_u", "avs_m", "avs_v"] and set(data["mean"]) == {"lse_c", "avs_u"}
-    assert data["avhubert"] == str(encoder_folder) and data["syncnet"] == str(syncnet_folder)
+    # the models by their folders' names, never their full local paths (issue 13)
+    assert data["avhubert"] == encoder_folder.name and data["syncnet"] == syncnet_folder.name
+    assert str(syncnet_folder.parent) not in json.dumps(data["settings"])
     assert set(data["videos"][0]["scores"]) == {"lse_c", "avs_u"}
     assert data["mean"]["lse_c"] == pytest.approx(sum(v["scores"]["lse_c"] for v in data["videos"]) / 2)
 

@@ -206,3 +206,25 @@ def test_a_damaged_registry_folder_says_download_again(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "talkface.hub.registry", registry)
     with pytest.raises(ModelLoadError, match="talkface download wav2lip-gan --force"):
         resolve_source("wav2lip-gan")
+
+
+def test_outputs_name_a_model_never_by_its_full_local_path(tmp_path, monkeypatch, no_hub):
+    from talkface.utils.sources import ModelSource, model_display_name
+
+    folder = tmp_path / "home" / "alice" / "private" / "wav2lip-gan"
+    folder.mkdir(parents=True)
+    (tmp_path / "weights.pth").write_bytes(b"x")
+    monkeypatch.chdir(folder)
+    assert model_display_name(folder) == model_display_name(str(folder)) == "wav2lip-gan"
+    assert model_display_name(".") == "wav2lip-gan"  # the current folder by its own name
+    assert model_display_name(f"{folder}/") == "wav2lip-gan"
+    assert model_display_name(tmp_path / "weights.pth") == "weights.pth"
+    assert model_display_name("/gone/alice/models/syncnet") == "syncnet"  # a path that no longer exists
+    assert model_display_name("Rudrabha/Wav2Lip") == "Rudrabha/Wav2Lip"  # a Hub id stays whole
+    assert model_display_name("syncnet-lse") == "syncnet-lse"  # a registry name
+    assert model_display_name(None) is None
+    assert model_display_name(ModelSource("wav2lip-gan", LOCAL, str(folder), name="wav2lip-gan")) == "wav2lip-gan"
+    assert model_display_name(ModelSource(str(folder), LOCAL, str(folder))) == "wav2lip-gan"
+    assert model_display_name(ModelSource("owner/name", HUB, "owner/name")) == "owner/name"
+    for spec in (folder, tmp_path / "weights.pth", "/gone/alice/models/syncnet"):
+        assert "alice" not in model_display_name(spec) and "/" not in model_display_name(spec)

@@ -64,6 +64,7 @@ from ...faces.roll import crop_face_aligned, roll_angle
 from ...faces.tracking import FaceTracker
 from ...hub.registry import DEFAULT_ENHANCER
 from ...utils.devices import resolve_device
+from ...utils.sources import model_display_name
 from .generator import LipSyncGenerator, load_generator
 from .options import DURATION_POLICIES, InvalidInputError, LipSyncOptions, default_batch_size
 from .precision import DEFAULT_PRECISION, check_precision, resolve_precision
@@ -185,7 +186,8 @@ class LipSyncPipeline:
         self.precision_reason = "requested"
         self.enhancer = enhancer
         self.watermarker = watermarker
-        self.model_name = model_name or type(generator.model).__name__
+        # never a full local path: a registry name, a Hub id or the folder's base name (utils/sources.py)
+        self.model_name = model_display_name(model_name) or type(generator.model).__name__
         self.frame_cache_bytes = frame_cache_bytes
         self.options = (options or LipSyncOptions()).replace(**option_defaults)
         self._backends: dict[str, FaceBackend] = {}  # face backends this pipeline built, by name
@@ -227,7 +229,7 @@ class LipSyncPipeline:
             from .quantization import quantize_generator
 
             quantize_generator(generator)
-        pipeline = cls(generator, model_name=kwargs.pop("model_name", str(model)), precision=precision, **kwargs)
+        pipeline = cls(generator, model_name=kwargs.pop("model_name", model_display_name(model)), precision=precision, **kwargs)
         pipeline.precision_reason = reason
         return pipeline
 

@@ -289,7 +289,9 @@ def generation_metadata(model_name: str, talkface_version: str | None = None, pr
     """Container tags for a generated video, naming talkface, its version, the generator model and its precision."""
     if talkface_version is None:
         from ... import __version__ as talkface_version
-    model_name = str(model_name or "unknown model")
+    from ...utils.sources import model_display_name
+
+    model_name = model_display_name(model_name) or "unknown model"  # never a full local path
     details = f"model: {model_name}" + (f"; precision: {precision}" if precision else "")
     return {
         "comment": f"AI-generated with talkface {talkface_version} ({details})",
