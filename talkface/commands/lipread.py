@@ -11,6 +11,7 @@ from ..errors import MediaError, TalkFaceUserError
 from ..hub.registry import DEFAULT_LIP_READER
 from .download import add_download_flag
 from ..utils.io import check_output, write_json
+from ..utils.sources import model_display_name
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def register(subparsers):
 
 
 def run(args):
-    from ..pipelines.lip_reading.pipeline import LipReader, read_reference_text
+    from ..pipelines.lip_reading.pipeline import LipReader, modality_audio, read_reference_text
 
     for path in args.videos:
         if not Path(path).is_file():
@@ -59,6 +60,8 @@ def run(args):
     inputs = {"VIDEO": args.videos, "--reference-text": [t for t in args.reference_text or [] if Path(t).is_file()]}
     if args.output:
         check_output(args.output, inputs, flag="--output", example="transcripts.json")
+    for video in args.videos:  # --modality audio/audiovisual needs sound: said before the model is loaded
+        modality_audio(video, args.modality)
 
     from ..utils.devices import resolve_device
 
@@ -67,7 +70,7 @@ def run(args):
                                        landmark_stride=args.landmark_stride)
     results = [reader.transcribe(video, modality=args.modality, num_beams=args.beam) for video in args.videos]
 
-    data = {"avhubert": str(args.avhubert), "beam": args.beam, "modality": args.modality,
+    data = {"avhubert": model_display_name(args.avhubert), "beam": args.beam, "modality": args.modality,
             "videos": [r.to_dict() for r in results]}
     if references is None:
         for result in results:

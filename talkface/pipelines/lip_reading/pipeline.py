@@ -29,6 +29,29 @@ logger = logging.getLogger(__name__)
 MODALITIES = ("video", "audio", "audiovisual")
 DEFAULT_NUM_BEAMS = 5  # the reference decodes with beam 50 (s2s_decode.yaml); 5 is close and 10x cheaper
 VIDEO_FPS = 25.0
+#: a sound track whose loudest sample stays below this (-60 dBFS) is silence: the audio modalities hear nothing
+SILENCE_PEAK = 10 ** (-60 / 20)
+
+
+def modality_audio(audio, modality: str, sampling_rate: int = 16000):
+    """The waveform the "audio" / "audiovisual" modalities hear (None for "video"), checked before any video work:
+    a file without an audio stream, or whose sound track is silent, is a `MediaError` naming that cause and the
+    fix (the lips alone: the video modality; or a file with sound). `audio`: a path or a 16 kHz waveform."""
+    if modality == "video":
+        return None
+    flag = f"--modality {modality}"
+    fix = "use --modality video (reading the lips alone) or a file with sound"
+    if isinstance(audio, (str, Path)):
+        from ...media import probe, read_audio
+
+        if not probe(audio).has_audio:
+            raise MediaError(f"{audio} has no audio stream, so {flag} has nothing to hear; {fix}")
+        name, waveform = f"the sound track of {audio}", read_audio(audio, sampling_rate)
+    else:
+        name, waveform = "the audio given", np.asarray(audio, dtype=np.float32)
+    if waveform.size == 0 or float(np.abs(waveform).max()) < SILENCE_PEAK:
+        raise MediaError(f"{name} is silent (nothing above -60 dBFS), so {flag} has nothing to hear; {fix}")
+    return waveform
 
 
 @dataclass
@@ -138,13 +161,11 @@ class LipReader:
         timings = {}
         if modality != "video" and audio is None:
             if not isinstance(video, (str, Path)):
-                raise TalkFaceUserError("no audio given for the audio modality; pass audio=...")
+                raise TalkFaceUserError(f"the {modality} modality needs the speech: frames have no sound track, so "
+                                        "pass audio=PATH_OR_WAVEFORM, or use modality='video'")
             audio = video
-        if modality != "video" and isinstance(audio, (str, Path)):
-            from ...media import probe
-
-            if not probe(audio).has_audio:  # checked before the expensive video work
-                raise MediaError(f"{audio} has no sound track; use the video modality or pass audio")
+        # read and checked (an audio stream, not silence) before the expensive video work
+        audio = modality_audio(audio, modality, self.feature_extractor.sampling_rate)
         mouth_video = self.prepare_video(video)
         timings.update(mouth_video.timings)
         num_frames = mouth_video.num_frames
