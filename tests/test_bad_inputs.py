@@ -9,7 +9,7 @@ HOW TO ADD A ROW. Append a `Case` to `CASES`:
 * `{name}` in argv is the path of `name` in the case's own folder, a fresh copy of the corpus files made by
   `make_corpus` (face.mp4: 64x64 video, no sound; clip.mp4: the same with sound; speech.wav; photo.png; notes.txt;
   wav2lip/: a tiny generator folder; wav2lip.pth + wav2lip_config.json: its original-format checkpoint);
-  `{tmp}` is that folder. The command runs with that folder as the current directory.
+  `{tmp}` is that folder (`message` may use the same placeholders). The command runs with that folder as the current directory.
   `generate(out, **flags)`, `CONVERT`, `SCORE` build the common command lines (flags: face="{photo.png}", ...).
 * `setup=callable(folder)` makes extra files for one case (a truncated file, a link, a read-only folder, ...).
   `patch=callable(monkeypatch, folder)` injects a fault in-process (e.g. a disk that fills up).
@@ -229,6 +229,16 @@ def _disk_full_after(calls: int):
     return patch
 
 
+def _silent_clip(path, seconds=0.4):
+    """A 64x64 clip whose sound track holds only digital silence."""
+    from talkface import media
+
+    with media.VideoWriter(path, fps=25, width=FACE_SIZE, height=FACE_SIZE,
+                           audio=np.zeros(int(seconds * SAMPLING_RATE), np.float32)) as writer:
+        for frame in tiny_frames(int(seconds * 25)):
+            writer.write(frame)
+
+
 def _mode_is(name, file_mode, folder_mode=None):
     def check(folder):
         target = folder / name
@@ -319,6 +329,12 @@ CASES = [
     Case("score: --output is the scored video", [*SCORE, "--output", "{clip.mp4}"], message="same file"),
     Case("score: --output folder not writable", [*SCORE, "--output", "{locked/scores.json}"],
          setup=_read_only_folder("locked"), message="not writable"),
+    Case("lipread: --modality audio on a video without an audio stream", ["lipread", "{face.mp4}", "--modality",
+                                                                         "audio"],
+         message="face.mp4 has no audio stream, so --modality audio has nothing to hear; use --modality video"),
+    Case("lipread: --modality audiovisual on a video whose sound is silence",
+         ["lipread", "{hush.mp4}", "--modality", "audiovisual"], setup=lambda folder: _silent_clip(folder / "hush.mp4"),
+         message="the sound track of {hush.mp4} is silent"),
     Case("lipread: --output is an existing folder",
          ["lipread", "{clip.mp4}", "--avhubert", "{wav2lip}", "--output", "{results}"],
          setup=_mkdir("results"), message="existing folder"),
@@ -359,14 +375,15 @@ def run_case(case: Case, folder: Path, monkeypatch, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def assert_clean_failure(case: Case, code: int, stderr: str, before: dict, after: dict):
+def assert_clean_failure(case: Case, code: int, stderr: str, before: dict, after: dict, folder: Path):
     assert code == case.code, f"exit code {code}, expected {case.code}; stderr:\n{stderr}"
     assert "Traceback" not in stderr, stderr
     if case.code != 0:
         lines = [line for line in stderr.replace("\r", "\n").splitlines()
                  if line.strip() and not PROGRESS.search(line)]
         assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{stderr}"
-        assert case.message.lower() in lines[0].lower(), f"{case.message!r} not in {lines[0]!r}"
+        message = expand([case.message], folder)[0]  # {name} in a message: that file's path
+        assert message.lower() in lines[0].lower(), f"{message!r} not in {lines[0]!r}"
     def allowed(key, names):
         return any(key == name or key.startswith(name.rstrip("/") + "/") for name in names)
 
@@ -398,7 +415,7 @@ def test_bad_input(case, corpus, tmp_path, monkeypatch, capsys):
         for path in folder.rglob("*"):  # let pytest delete read-only folders
             if path.is_dir() and not path.is_symlink() and not path.stat().st_mode & stat.S_IWUSR:
                 path.chmod(0o755)
-    assert_clean_failure(case, code, stderr, before, after)
+    assert_clean_failure(case, code, stderr, before, after, folder)
     if case.check is not None:
         case.check(folder)
 
