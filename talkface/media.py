@@ -59,12 +59,63 @@ def _check_file(path) -> Path:
     return path
 
 
+# what a file's first bytes say it is (checked in order; None at an offset: any byte)
+_SIGNATURES = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or a docx/xlsx/pptx document)"),
+    (b"GIF8", "a GIF image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"BM", "a BMP image"),
+    (b"RIFF", "a RIFF file (WAV audio, AVI video or WebP image)"),
+    (b"ID3", "an MP3 audio file"),
+    (b"fLaC", "a FLAC audio file"),
+    (b"OggS", "an Ogg audio/video file"),
+    (b"\x1a\x45\xdf\xa3", "a Matroska/WebM video"),
+    (b"\x80\x02", "a Python pickle (e.g. a PyTorch checkpoint)"),
+    (b"\x7fELF", "a program (ELF executable)"),
+)
+
+
+def describe_content(path) -> str | None:
+    """What a file looks like from its first bytes ("a PDF document", "a text file", "an empty file", ...), to say
+    what a wrongly named upload really is; None when unknown or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return None
+    if not head:
+        return "an empty file (0 bytes)"
+    if head[4:8] == b"ftyp":
+        return "an MP4/MOV file"
+    for signature, what in _SIGNATURES:
+        if head.startswith(signature):
+            return what
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if err.start < len(head) - 4:  # not just a character cut at the end of the 512 bytes
+                return None
+        return "a text file"
+    return None
+
+
+def _looks_like(path) -> str:
+    """ " (it looks like a PDF document)" or "" """
+    what = describe_content(path)
+    return f" (it looks like {what})" if what else ""
+
+
 def _open(path):
     av = _av()
     try:
         return av.open(str(path))
     except av.error.FFmpegError as err:
-        raise MediaError(f"cannot read {path} as audio/video ({err}); pass a file ffmpeg can decode") from err
+        looks = _looks_like(path)
+        raise MediaError(f"cannot read {path} as audio/video{looks or f' ({err})'}; pass a file ffmpeg can decode"
+                         ) from err
 
 
 def is_image_file(path) -> bool:
@@ -286,7 +337,7 @@ def _read_image(path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)  # imdecode rather than imread: works with any path encoding
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # 3 channels, EXIF orientation applied
     if image is None:
-        raise MediaError(f"cannot decode the image {path}; pass a png or jpg photo")
+        raise MediaError(f"{path} is not an image that can be decoded{_looks_like(path)}; pass a PNG or JPEG photo")
     return np.ascontiguousarray(image[:, :, ::-1])  # BGR -> RGB
 
 

@@ -26,8 +26,13 @@ def check_face(config, path):
         info = media.probe(path)
     except MediaError as err:
         logger.info("unreadable face upload: %s", err)
-        raise MediaError(f"the face file {name} is not a video or photo that can be read; upload a video (mp4, "
-                         "mov, webm, mkv, ...) or a photo (png, jpg)") from err
+        what = media.describe_content(path)
+        looks = f" (it looks like {what})" if what else ""
+        if media.is_image_file(path):  # named like a photo: say it is not one, and what it seems to be
+            raise MediaError(f"the face file {name} is not an image{looks}; upload a PNG/JPEG photo or a video "
+                             "(mp4, mov, webm, mkv, ...) showing a face") from err
+        raise MediaError(f"the face file {name} is not a video or photo that can be read{looks}; upload a video "
+                         "(mp4, mov, webm, mkv, ...) or a photo (png, jpg)") from err
     if not info.has_video:
         raise MediaError(f"the face file {name} has no picture (is it an audio file?); upload a video or photo "
                          "showing a face")

@@ -194,8 +194,9 @@ def test_a_failed_run_shows_its_line_in_the_output_area(page, media_files):
     status = page.locator("#result-status")
     status.get_by_text("is not a video or photo that can be read").wait_for(timeout=60_000)
     _shot(page, "03_error")
-    assert status.inner_text() == ("⚠️ Error: the face file 'notes.mp4' is not a video or photo that can be read; "
-                                   "upload a video (mp4, mov, webm, mkv, ...) or a photo (png, jpg)")
+    assert status.inner_text() == ("⚠️ Error: the face file 'notes.mp4' is not a video or photo that can be read "
+                                   "(it looks like a text file); upload a video (mp4, mov, webm, mkv, ...) or a photo "
+                                   "(png, jpg)")
     assert "notes.mp4" in page.locator("#face-note").inner_text()  # said at upload too
     # no empty red "Error" in the output panels, no toast
     for panel in ("#result-video", "#result-scores"):

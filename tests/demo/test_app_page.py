@@ -59,8 +59,8 @@ def actions(served):
 def test_page_shows_a_failed_run_as_one_status_line_and_stays_usable(actions, files):
     video, status, scores, note = page_generate(actions, face=files["not_video"], speech=files["speech"])
     assert video is None and scores.empty and note == ""  # the earlier result is cleared
-    assert status == ("⚠️ **Error**: the face file 'notes.mp4' is not a video or photo that can be read; upload a "
-                      "video (mp4, mov, webm, mkv, ...) or a photo (png, jpg)")
+    assert status == ("⚠️ **Error**: the face file 'notes.mp4' is not a video or photo that can be read (it looks "
+                      "like a text file); upload a video (mp4, mov, webm, mkv, ...) or a photo (png, jpg)")
     _, status, _, _ = page_generate(actions, face=files["face"])
     assert status.startswith("⚠️ **Error**: no audio given")
     # a model that is not there: the command that provides it, as a code span (rendered, not raw backticks)

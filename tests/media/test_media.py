@@ -247,3 +247,25 @@ def test_writer_refuses_unwritable_output(tmp_path):
         media.VideoWriter(tmp_path / "no" / "such" / "out.mp4", fps=25, width=32, height=32)
     with pytest.raises(MediaError, match="folder"):
         media.VideoWriter(tmp_path, fps=25, width=32, height=32)
+
+
+def test_wrongly_named_files_say_what_they_look_like(tmp_path):
+    pdf = tmp_path / "photo.png"
+    pdf.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n")
+    with pytest.raises(MediaError, match=r"photo.png is not an image that can be decoded \(it looks like a PDF "
+                                         r"document\); pass a PNG or JPEG photo"):
+        media.probe(pdf)
+    text = tmp_path / "clip.mp4"
+    text.write_text("these are my notes\n")
+    with pytest.raises(MediaError, match=r"cannot read .*clip.mp4 as audio/video \(it looks like a text file\)"):
+        media.probe(text)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    assert media.describe_content(empty) == "an empty file (0 bytes)"
+    gif = tmp_path / "face.gif"
+    gif.write_bytes(b"GIF89a" + bytes(20))
+    assert media.describe_content(gif) == "a GIF image"
+    assert media.describe_content(tmp_path / "missing") is None
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(bytes(range(256)) * 2)
+    assert media.describe_content(noise) is None
