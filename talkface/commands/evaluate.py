@@ -115,5 +115,9 @@ def run(args):
         print(f"{name}: {entry['value']:.4f} ({entry['files']} files)")
     if report.skipped:
         print(f"{len(report.skipped)} file/metric combinations skipped (listed in {args.output}/report.md)")
+    from ..evaluation.report import short_audio_warnings
+
+    for line in short_audio_warnings(report):  # audio much shorter than the video: one line each, on stderr
+        print(f"talkface: warning: {line}", file=sys.stderr)
     print(f"wrote {args.output}/results.json, results.csv, report.md")
     return 0

@@ -8,6 +8,7 @@ Inputs are checked before a model is loaded, so a wrong path fails at once with 
 
 import logging
 import math
+import sys
 from pathlib import Path
 
 from ..errors import MediaError, TalkFaceUserError
@@ -145,12 +146,14 @@ def _video_entry(row, names, fields) -> dict:
     return {"video": row["generated"], "audio": row["audio"], "reference": row["reference"],
             "num_frames": max(row["num_frames"].values(), default=0),
             "scores": {f: row["values"][f] for f in fields if f in row["values"]}, "skipped": skipped,
+            "audio_coverage": row.get("audio_coverage"),
             "curves": curves, "details": {name: row["details"].get(name) for name in names}}
 
 
 def run(args):
     from ..evaluation.evaluate import EvaluationContext, evaluate_pairs
     from ..evaluation.pairing import FilePair
+    from ..evaluation.report import short_audio_warnings
 
     options = options_from_args(args, use_cache=False, plots=False)
     names, fields = resolve_metrics(args.metrics, options)
@@ -181,6 +184,8 @@ def run(args):
     print(format_table(videos, scored or fields))
     for field, reason in {f: r for v in videos for f, r in v["skipped"].items()}.items():
         print(f"note: {field} skipped: {reason}")
+    for line in short_audio_warnings(report):  # audio much shorter than the video: one line each, on stderr
+        print(f"talkface: warning: {line}", file=sys.stderr)
     if args.output:
         models = {get_metric(name).model_option: get_metric(name).model_source(options) for name in names}
         data = {

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import TalkFaceUserError
 from ..evaluation.evaluate import EvaluationOptions, evaluate_pairs
 from ..evaluation.pairing import FilePair
-from ..evaluation.report import EvaluationReport, write_report
+from ..evaluation.report import EvaluationReport, short_audio_warnings, write_report
 from ..metrics import ALWAYS_AVAILABLE, AUDIO, GENERATED, REFERENCE, get_metric, missing_requirements
 from .config import TINY_RANDOM_LABEL, ProgressCallback, no_progress
 from .models import NEEDS_GROUND_TRUTH, DemoEvaluationContext
@@ -91,6 +91,7 @@ def score_generated(demo, video: Path, progress: ProgressCallback = no_progress)
             for metric in map(get_metric, metrics) for name in metric.fields if name in values]
     notes = [f"**{metric.upper()}** not computed: {reason}" for metric, reason in report.unavailable.items()]
     notes += [f"**{item['metric'].upper()}** not computed: {short(item['reason'], 300)}" for item in report.skipped]
+    notes += [f"**Short audio**: {line}" for line in short_audio_warnings(report)]
     if rows and demo.config.tiny_random:
         notes.append(f"The scoring models have {TINY_RANDOM_LABEL}: these numbers mean nothing.")
     return rows, "\n\n".join(notes)
@@ -170,6 +171,7 @@ def score(demo, videos, audios=None, references=None, face_mode: str = SCORE_DEF
                                for name in fields), ""])
     notes = [f"- **{metric.upper()}** not computed: {reason}" for metric, reason in report.unavailable.items()]
     notes += [f"- **{name}** not computed: {reason}" for name, reason in left_out.items()]
+    notes += [f"- **Short audio**: {line}" for line in short_audio_warnings(report)]
     with_models = [metric.name.upper() for metric in runnable if metric.model_option]
     if config.tiny_random and with_models:
         notes.append(f"- {' and '.join(with_models)} come from models with {TINY_RANDOM_LABEL}: those numbers mean "

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError, ModelLoadError, TalkFaceUserError
-from ..metrics import DEFAULT_METRICS, REFERENCE, get_metric, parse_metric_names
+from ..metrics import AUDIO, DEFAULT_METRICS, REFERENCE, get_metric, parse_metric_names
 from ..metrics.avs import DEFAULT_LANDMARK_STRIDE
 from ..metrics.image_quality import DEFAULT_PSNR_CAP_DB
 from ..metrics.sync import DEFAULT_VSHIFT, TrackingOptions
@@ -270,6 +270,8 @@ def run_metric(metric, media: PairMedia, context: EvaluationContext) -> dict:
     else:
         try:
             entry = {"status": "ok", "result": metric.compute(media, context)}
+            if AUDIO in metric.needs:  # how much of the video the audio covers (short audio is warned about)
+                entry["result"].setdefault("audio_coverage", media.audio_coverage)
         except TalkFaceUserError as err:  # unreadable file, no face, too short: reported, not fatal
             entry = {"status": "skipped", "reason": str(err)}
             logger.debug("%s: %s skipped: %s", pair.stem, metric.name, err)
@@ -305,7 +307,7 @@ def assemble_report(metrics, pairs, entries, unavailable, context: EvaluationCon
         row = {"stem": pair.stem, "generated": str(pair.generated),
                "reference": str(pair.reference) if pair.reference else None,
                "audio": str(pair.audio) if pair.audio else None, "values": {}, "details": {}, "curves": {},
-               "num_frames": {}, "counts": {}}
+               "num_frames": {}, "counts": {}, "audio_coverage": None}
         for name in runnable:
             entry = pair_entries[name]
             if entry["status"] == "skipped":
@@ -320,6 +322,8 @@ def assemble_report(metrics, pairs, entries, unavailable, context: EvaluationCon
                 row["num_frames"][name] = result["num_frames"]
             if "counts" in result:
                 row["counts"][name] = result["counts"]
+            if result.get("audio_coverage") is not None:
+                row["audio_coverage"] = min(row.get("audio_coverage") or 1.0, result["audio_coverage"])
             results[name].append({"stem": pair.stem, **result})
         files.append(row)
     summary = {}

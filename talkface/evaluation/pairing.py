@@ -158,6 +158,21 @@ class PairMedia:
             raise MediaError(f"{self.audio_source} has no sound track; {fix}") from err
 
     @property
+    def audio_coverage(self) -> float:
+        """How much of the generated video's duration its audio covers, in [0, 1] (1: the audio is as long or
+        longer). Metrics that compare the lips with the audio pad a shorter audio with silence, so below
+        `talkface.evaluation.report.SHORT_AUDIO_COVERAGE` their scores say little; the report warns."""
+        return self._get("audio_coverage", self._audio_coverage)
+
+    def _audio_coverage(self) -> float:
+        from .. import media
+
+        loaded, frames = self._values.get("generated", (False, None))
+        num_frames = len(frames) if loaded else media.count_grid_frames(self.pair.generated, fps=self.fps)
+        video_seconds = num_frames / self.fps
+        return round(min(1.0, len(self.audio) / self.sampling_rate / video_seconds), 4) if video_seconds else 1.0
+
+    @property
     def transcript(self) -> str:
         if self.pair.text is None:
             raise TalkFaceUserError(

@@ -21,12 +21,18 @@ from .cache import json_default
 logger = logging.getLogger(__name__)
 
 
+#: a scored file whose audio covers less than this fraction of its video's duration gets a warning (the audio
+#: metrics pad it with silence, so their scores describe the padding more than the lips): `short_audio_warnings`
+SHORT_AUDIO_COVERAGE = 0.9
+
+
 @dataclass
 class EvaluationReport:
     """What `evaluate` found.
 
     summary: field -> {"value", "files", "metric", "higher_is_better"} (data-set values).
-    files: one dict per generated file: stem, paths, values (field -> value), details (metric -> extra data).
+    files: one dict per generated file: stem, paths, values (field -> value), details (metric -> extra data),
+        audio_coverage (the fraction of the video its audio covers, for metrics that use the audio; else None).
     skipped: {"stem", "metric", "reason"} for every metric that could not score a file.
     unavailable: metric -> why it did not run at all (with the fix).
     unpaired_references: reference files without a generated counterpart (not evaluated).
@@ -57,6 +63,21 @@ class EvaluationReport:
             "unpaired_references": self.unpaired_references,
             "settings": self.settings,
         }
+
+
+def short_audio_warnings(report: EvaluationReport) -> list[str]:
+    """One line per file whose audio covers less than SHORT_AUDIO_COVERAGE of its video (the CLI prints them on
+    stderr, report.md and the demo show them)."""
+    lines = []
+    for row in report.files:
+        coverage = row.get("audio_coverage")
+        if coverage is None or coverage >= SHORT_AUDIO_COVERAGE:
+            continue
+        source = f"the audio {Path(row['audio']).name}" if row.get("audio") else "its own sound track"
+        lines.append(f"{Path(row['generated']).name}: {source} covers only {coverage:.0%} of the video "
+                     f"(audio_coverage {coverage:.2f}, warned below {SHORT_AUDIO_COVERAGE:.0%}); the lip-sync scores "
+                     "past its end compare the lips with silence: score it with its whole driving speech")
+    return lines
 
 
 def format_value(value) -> str:
@@ -140,6 +161,9 @@ def render_markdown(report: EvaluationReport) -> str:
     lines += ["", f"{len(report.files)} generated files; ↑ higher is better, ↓ lower is better. "
               "LSE, AVS: mean over files; SSIM, PSNR, LMD: mean over all frames; WER: corpus level; FID: all frames.",
               ""]
+    warnings = short_audio_warnings(report)
+    if warnings:
+        lines += ["## Short audio", ""] + [f"- {line}" for line in warnings] + [""]
     if report.unavailable:
         lines += ["## Unavailable metrics", ""]
         lines += [f"- **{metric}**: {reason}" for metric, reason in report.unavailable.items()]
