@@ -52,11 +52,18 @@ def _av():
     return av
 
 
-def _check_file(path) -> Path:
+def check_file(path) -> Path:
+    """`path` as a Path when it is an existing file; a `MediaError` that says what it is otherwise (missing, or a
+    folder)."""
     path = Path(path)
+    if path.is_dir():
+        raise MediaError(f"{path} is a folder, not a file; pass a media file")
     if not path.is_file():
         raise MediaError(f"file not found: {path}; check the path")
     return path
+
+
+_check_file = check_file
 
 
 # what a file's first bytes say it is (checked in order; None at an offset: any byte)

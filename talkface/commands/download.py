@@ -77,6 +77,11 @@ class _ProgressBar:
 
 
 def run(args):
+    folder = downloads.models_dir(args.models_dir)
+    if folder.exists() and not folder.is_dir():
+        flag = "--models-dir" if args.models_dir else f"${downloads.MODELS_DIR_ENV}"
+        raise TalkFaceUserError(f"{flag} {folder} is a file, not a folder; pass the folder that holds (or will hold) "
+                                "the model folders")
     if args.list:
         if args.names:
             raise TalkFaceUserError("pass either --list or model names, not both")

@@ -7,7 +7,7 @@ WER (total word errors / total reference words, as AV-HuBERT's `infer_s2s.py` re
 import logging
 from pathlib import Path
 
-from ..errors import MediaError, TalkFaceUserError
+from ..errors import TalkFaceUserError
 from ..hub.registry import DEFAULT_LIP_READER
 from .download import add_download_flag
 from ..utils.io import check_output, write_json
@@ -46,9 +46,10 @@ def register(subparsers):
 def run(args):
     from ..pipelines.lip_reading.pipeline import LipReader, modality_audio, read_reference_text
 
+    from ..media import check_file
+
     for path in args.videos:
-        if not Path(path).is_file():
-            raise MediaError(f"file not found: {path}; check the path")
+        check_file(path)  # missing, or a folder: one line saying which
     if args.beam < 1:
         raise TalkFaceUserError(f"--beam must be at least 1, got {args.beam}")
     references = None

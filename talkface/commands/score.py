@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..errors import MediaError, TalkFaceUserError
+from ..errors import TalkFaceUserError
 from ..metrics import ALWAYS_AVAILABLE, AUDIO, GENERATED, METRICS, REFERENCE, get_metric
 from ..hub import registry
 from ..utils.io import check_output, write_json
@@ -98,9 +98,10 @@ def _per_video(values, videos, flag):
 
 
 def _check_inputs(args):
+    from ..media import check_file
+
     for path in [*args.videos, *(args.audio or []), *(args.reference or [])]:
-        if not Path(path).is_file():
-            raise MediaError(f"file not found: {path}; check the path")
+        check_file(path)  # missing, or a folder: one line saying which
     if args.output:
         check_output(args.output, _inputs(args), flag="--output", example="scores.json")
 

@@ -239,13 +239,15 @@ class Watermarker:
 def _open_video(path):
     import av
 
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"file not found: {path}; check the path")
+    from ... import media
+
+    path = media.check_file(path)
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as err:
-        raise MediaError(f"cannot read {path} as a video ({err}); pass a file ffmpeg can decode") from err
+        what = media.describe_content(path)
+        raise MediaError(f"cannot read {path} as a video ({f'it looks like {what}' if what else err}); pass a file "
+                         "ffmpeg can decode") from err
     if not container.streams.video:
         container.close()
         raise MediaError(f"{path} has no video stream; pass a video file")
