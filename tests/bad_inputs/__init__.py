@@ -1,0 +1,1 @@
+"""The bad-input corpus's case tables and helpers (run by tests/test_bad_inputs.py)."""
