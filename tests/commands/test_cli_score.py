@@ -110,6 +110,22 @@ def test_score_with_separate_audio(capsys, clips, encoder_folder):
     assert stdout.splitlines()[2].split()[:2] == ["silent.mp4", "12"]
 
 
+def test_avs_u_on_a_tenth_of_a_second_of_speech_warns(capsys, tmp_path, clips, encoder_folder):
+    """Issue 13: 0.1 s of speech for a ~1 s video gave a confident AVS_u over the silence padding, with no word."""
+    from talkface.media import read_audio
+    from tests.commands.test_cli_generate import write_wav
+
+    short = write_wav(tmp_path / "short.wav", read_audio(clips["talking"])[:1600])
+    out = tmp_path / "scores.json"
+    code, _, stderr = run_cli(capsys, "score", clips["talking"], "--audio", short, "--avhubert", encoder_folder,
+                              "--metrics", "avs_u", "--output", out)
+    assert code == 0, stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith("talkface: warning:")]
+    assert len(warnings) == 1 and "talking.mp4: the audio short.wav covers only 10% of the video" in warnings[0]
+    assert json.loads(out.read_text())["videos"][0]["audio_coverage"] == pytest.approx(0.1 / (NUM_FRAMES / 25),
+                                                                                       abs=0.01)
+
+
 @pytest.mark.parametrize("case, needle", [
     ("missing_video", "file not found"),
     ("missing_model", "talkface convert avhubert --checkpoint"),
