@@ -1,4 +1,5 @@
-"""Shared fixtures: seeds and the RUN_SLOW gate. Helpers live in tests/utils/__init__.py (`from tests.utils import ...`)."""
+"""Shared fixtures: an empty models dir, seeds, one mediapipe backend per module, and the RUN_SLOW gate. Helpers live
+in tests/utils/__init__.py (`from tests.utils import ...`)."""
 
 import os
 
@@ -14,6 +15,17 @@ def _empty_models_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TALKFACE_MODELS_DIR", str(tmp_path_factory.getbasetemp() / "no-models"))
     monkeypatch.delenv("TALKFACE_DOWNLOAD_MIRROR", raising=False)
     monkeypatch.delenv("TALKFACE_AUTO_DOWNLOAD", raising=False)
+
+
+@pytest.fixture(scope="module")
+def mediapipe_backend():
+    """One mediapipe face backend per test module (skips where mediapipe is not installed)."""
+    pytest.importorskip("mediapipe")
+    from talkface.faces import get_face_backend
+
+    backend = get_face_backend("mediapipe")
+    yield backend
+    backend.close()
 
 
 @pytest.fixture(autouse=True)

@@ -6,13 +6,11 @@ import ast
 import contextlib
 import io
 import re
-import wave
 
-import numpy as np
 import pytest
 import torch
 
-from tests.utils import REPO_ROOT, data_file
+from tests.utils import REPO_ROOT, data_file, write_wav
 
 README = REPO_ROOT / "README.md"
 CLIP = "clip07_edtalk_mouth_source_muxed.mkv"  # 256x256, 25 fps, tight face
@@ -45,15 +43,6 @@ def test_every_readme_import_runs():
         exec(compile(statement, "README.md", "exec"), {})  # an ImportError here is a broken README
 
 
-def _write_wav(path, waveform, sampling_rate=16000):
-    pcm = (np.clip(waveform, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(sampling_rate)
-        handle.writeframes(pcm.tobytes())
-
-
 @pytest.fixture
 def readme_workspace(tmp_path, monkeypatch):
     """A working directory holding what the first snippet names: face.mp4, speech.wav, models/avhubert, and a
@@ -72,7 +61,7 @@ def readme_workspace(tmp_path, monkeypatch):
     with media.VideoWriter(tmp_path / "face.mp4", fps=25, width=frames.shape[2], height=frames.shape[1]) as writer:
         for frame in frames:
             writer.write(frame)
-    _write_wav(tmp_path / "speech.wav", media.read_audio(data_file(SPEECH))[16000:28800])  # 0.8 s
+    write_wav(tmp_path / "speech.wav", media.read_audio(data_file(SPEECH))[16000:28800])  # 0.8 s
 
     torch.manual_seed(0)
     models_dir = tmp_path / "models-dir"

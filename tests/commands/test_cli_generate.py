@@ -1,6 +1,5 @@
 """`talkface generate`: a successful run, and every user error as one line, exit code 2, no output file."""
 
-import wave
 
 import numpy as np
 import pytest
@@ -8,19 +7,9 @@ import torch
 
 from talkface import media
 from talkface.cli import main
-from tests.utils import data_file
+from tests.utils import data_file, write_wav
 
 CLIP = "clip07_edtalk_mouth_source_muxed.mkv"
-
-
-def write_wav(path, waveform, sampling_rate=16000):
-    pcm = (np.clip(waveform, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sampling_rate)
-        wav.writeframes(pcm.tobytes())
-    return path
 
 
 @pytest.fixture(scope="module")

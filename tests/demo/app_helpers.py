@@ -2,27 +2,16 @@
 free port, the `generate` / `score` endpoints called as a script would, and the checks of a returned mp4."""
 
 import socket
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from talkface import media
+from tests.utils import write_wav  # noqa: F401 (the demo tests import it from here)
 
 FPS = 25
 SR = 16000
 MAX_SECONDS = 3.0
-
-
-def write_wav(path, waveform):
-    pcm = (np.clip(waveform, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(SR)
-        handle.writeframes(pcm.tobytes())
-    return path
 
 
 def write_clip(path, frames, audio=None):

@@ -28,16 +28,6 @@ CLIP = "clip05_retalking_face5_woman_glasses.mp4"  # 524x524, glasses, face abou
 
 
 @pytest.fixture(scope="module")
-def mediapipe_backend():
-    pytest.importorskip("mediapipe")
-    from talkface.faces import get_face_backend
-
-    backend = get_face_backend("mediapipe")
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
 def real_face(mediapipe_backend):
     """(frame, padded box, landmarks) of the first frame of a real clip."""
     frame = media.read_frames(data_file(CLIP), max_frames=1)[0]

@@ -29,14 +29,6 @@ CLIPS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def mediapipe_backend():
-    pytest.importorskip("mediapipe")
-    backend = get_face_backend("mediapipe")
-    yield backend
-    backend.close()
-
-
 # ---------------------------------------------------------------------------------------------- backends
 
 

@@ -1,7 +1,6 @@
 """Media I/O: audio decoding/resampling, constant-grid frame reading (VFR included), the streaming mp4 writer."""
 
 import math
-import wave
 
 import av
 import numpy as np
@@ -9,7 +8,7 @@ import pytest
 
 from talkface import media
 from talkface.errors import MediaError
-from tests.utils import data_file
+from tests.utils import data_file, write_wav
 
 CLIPS = [
     "clip01_sadtalker_WDA_AlexandriaOcasioCortez_000.mp4",
@@ -25,16 +24,6 @@ SPEECH = [
     "speech04_retalking_audio1.wav",
 ]
 PHOTOS = ["photo01_sadtalker_people_0.png", "photo02_hallo_ref6.jpg", "photo04_edtalk_leijun.png"]
-
-
-def write_wav(path, samples: np.ndarray, sampling_rate: int, channels: int = 1):
-    """Write 16-bit PCM; samples: (n,) or (n, channels) float in [-1, 1]."""
-    pcm = (np.clip(samples.reshape(len(samples), channels), -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(channels)
-        wav.setsampwidth(2)
-        wav.setframerate(sampling_rate)
-        wav.writeframes(pcm.tobytes())
 
 
 # ---------------------------------------------------------------------------------------------- audio

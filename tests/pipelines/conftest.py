@@ -21,13 +21,3 @@ def speech(tmp_path_factory):
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory):
     return make_clip(tmp_path_factory.mktemp("clips") / "short.mp4", 20)
-
-
-@pytest.fixture(scope="module")
-def mediapipe_backend():
-    pytest.importorskip("mediapipe")
-    from talkface.faces import get_face_backend
-
-    backend = get_face_backend("mediapipe")
-    yield backend
-    backend.close()

@@ -2,7 +2,6 @@
 short, and the checks of a written video."""
 
 import math
-import wave
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import torch
 from talkface import media
 from talkface.models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 from talkface.pipelines.lipsync.generator import LipSyncGenerator, PreparedAudio
-from tests.utils import data_file
+from tests.utils import data_file, write_wav
 
 CLIP = "clip07_edtalk_mouth_source_muxed.mkv"  # 256x256, 25 fps, tight face
 SPEECH = "speech04_retalking_audio1.wav"
@@ -57,16 +56,6 @@ class PaintingGenerator(LipSyncGenerator):
         return generated
 
 
-def write_wav(path, waveform, sampling_rate=16000):
-    pcm = (np.clip(waveform, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sampling_rate)
-        wav.writeframes(pcm.tobytes())
-    return path
-
-
 def make_clip(path, num_frames, black=(), source=CLIP):
     """The first `num_frames` frames of a real clip (25 fps, no audio), with some frames replaced by black."""
     frames = media.read_frames(data_file(source), max_frames=num_frames)
@@ -74,7 +63,6 @@ def make_clip(path, num_frames, black=(), source=CLIP):
         for i, frame in enumerate(frames):
             writer.write(np.zeros_like(frame) if i in black else frame)
     return path
-
 
 
 def check_output(result, out, audio_seconds, fps=25.0):

@@ -19,16 +19,6 @@ GREEN = (0.0, 1.0, 0.0)
 NUM_FRAMES = 12
 
 
-@pytest.fixture(scope="module")
-def mediapipe_backend():
-    pytest.importorskip("mediapipe")
-    from talkface.faces import get_face_backend
-
-    backend = get_face_backend("mediapipe")
-    yield backend
-    backend.close()
-
-
 def write_clip(path, frames):
     with media.VideoWriter(path, fps=25, width=frames.shape[2], height=frames.shape[1]) as writer:
         for frame in frames:

@@ -164,16 +164,6 @@ def test_load_generator_picks_the_talklip_adapter(tiny_talklip_folder):
 # --- the pipeline on a real clip ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mediapipe_backend():
-    pytest.importorskip("mediapipe")
-    from talkface.faces import get_face_backend
-
-    backend = get_face_backend("mediapipe")
-    yield backend
-    backend.close()
-
-
 def test_pipeline_end_to_end_on_a_real_clip(tmp_path, tiny_talklip_folder, speech, mediapipe_backend):
     from talkface.pipelines.lipsync.pipeline import LipSyncPipeline
 

@@ -1,8 +1,9 @@
-"""Test helpers: paths to ../shared (skipping when absent) and the golden weight formula."""
+"""Test helpers: paths to ../shared (skipping when absent), the golden weight formula, small media writers."""
 
 import json
 import math
 import os
+import wave
 import zlib
 from pathlib import Path
 
@@ -23,6 +24,17 @@ def shared_file(*parts) -> Path:
     path = SHARED_DIR.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"{path} not available (../shared is absent)")
+    return path
+
+
+def write_wav(path, samples, sampling_rate: int = 16000, channels: int = 1):
+    """Write 16-bit PCM WAV; samples: (n,) or (n, channels) floats in [-1, 1]. Returns path."""
+    pcm = (np.clip(np.asarray(samples).reshape(len(samples), channels), -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(channels)
+        handle.setsampwidth(2)
+        handle.setframerate(sampling_rate)
+        handle.writeframes(pcm.tobytes())
     return path
 
 
