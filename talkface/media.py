@@ -437,6 +437,13 @@ def count_grid_frames(path, fps: float = 25.0) -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 
+#: x264 preset of the videos talkface writes. Measured on clip01 (512x512, 100 frames, crf 18, one thread, this 2-core
+#: CPU): veryfast 14.4 ms/frame, 775 kB, PSNR 38.5 dB against the frames given; superfast 10.4 ms, 976 kB, 38.8 dB;
+#: ultrafast 5.8 ms, 1563 kB, 39.1 dB. The same crf keeps the picture (PSNR even a little higher); ultrafast spends
+#: about twice the bytes to take the encode, the largest per-frame cost outside the generator, from 14 to 6 ms.
+X264_PRESET = "ultrafast"
+
+
 class VideoWriter:
     """Streaming H.264 (yuv420p) + AAC mp4 writer; a context manager.
 
@@ -455,7 +462,7 @@ class VideoWriter:
     """
 
     def __init__(self, out_path, fps: float, width: int, height: int, audio: np.ndarray | None = None,
-                 sampling_rate: int = 16000, metadata: dict | None = None, crf: int = 18, preset: str = "veryfast",
+                 sampling_rate: int = 16000, metadata: dict | None = None, crf: int = 18, preset: str = X264_PRESET,
                  threads: int | None = None, inputs=None):
         self.out_path = Path(out_path)
         self.fps = Fraction(fps).limit_denominator(10_000)
