@@ -528,6 +528,7 @@ class VideoWriter:
         av = _av()
         if self._container is None:
             raise RuntimeError("VideoWriter.write called before open() / outside its `with` block")
+        self._output.raise_if_stopped()
         if frame_rgb.shape != (self.height, self.width, 3) or frame_rgb.dtype != np.uint8:
             raise ValueError(f"expected a uint8 frame of shape {(self.height, self.width, 3)}, got "
                              f"{frame_rgb.dtype} {frame_rgb.shape}")
@@ -563,6 +564,7 @@ class VideoWriter:
         if self._container is None:
             return
         try:
+            self._output.raise_if_stopped()  # a signal removed the temporary: stop as the handler did
             if self.frames_written == 0:
                 raise MediaError(f"no frames were written to {self.out_path}; nothing to save")
             self._write_audio_until(None)

@@ -174,6 +174,9 @@ def disk_full_error(err: OSError, path, flag: str = "--out") -> OutputError | No
 _lock = threading.RLock()
 _temporaries: dict[str, None] = {}  # insertion-ordered set of paths to delete on a signal
 _previous_handlers: dict[int, object] = {}
+# temporaries a signal removed -> that signal: their writers must stop even where the handler's exception was
+# swallowed (raised inside a C callback, caught by third-party code) and the run carried on to its next write
+_removed_by_signal: dict[str, int] = {}
 
 
 def remove_path(path) -> None:
@@ -192,6 +195,7 @@ def _on_signal(signum, frame):
     with _lock:
         for path in list(_temporaries):
             remove_path(path)
+            _removed_by_signal[path] = signum
         _temporaries.clear()
         previous = _previous_handlers.get(signum)
         _restore_handlers()
@@ -236,6 +240,17 @@ def unregister_temporary(path) -> None:
         _temporaries.pop(str(path), None)
         if not _temporaries:
             _restore_handlers()
+
+
+def raise_if_removed_by_signal(path) -> None:
+    """Raise what the signal handler raised (KeyboardInterrupt for SIGINT, else SystemExit(128 + signum)) if a
+    signal removed the temporary `path`; nothing otherwise."""
+    signum = _removed_by_signal.get(str(path))
+    if signum is None:
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
 
 
 def registered_temporaries() -> list[str]:
@@ -321,10 +336,15 @@ class SafeOutput:
                 raise translated from exc
         return False
 
+    def raise_if_stopped(self) -> None:
+        """Stop the writer (SystemExit / KeyboardInterrupt, as the handler did) once a signal removed the temporary."""
+        raise_if_removed_by_signal(self.tmp_path)
+
     def commit(self) -> Path:
         """Move the finished temporary over `path` (modes per umask) and return `path`."""
         if self.done:
             return self.path
+        self.raise_if_stopped()
         try:
             if not self.tmp_path.exists():
                 raise FileNotFoundError(f"the writer produced nothing at {self.tmp_path}")

@@ -5,6 +5,7 @@ import os
 import signal
 import stat
 
+import numpy as np
 import pytest
 
 from talkface.errors import OutputError, TalkFaceUserError
@@ -125,6 +126,33 @@ def test_a_signal_removes_the_temporaries_and_exits_128_plus_signum(tmp_path, si
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signum) is before  # and the previous handler is back
     assert safe_io.registered_temporaries() == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_writer_whose_temporary_a_signal_removed_stops_even_if_the_exception_was_swallowed(tmp_path, signum):
+    # the handler's exception can be lost (raised inside a C callback, caught by third-party code); the run then
+    # reaches its next write or its commit, which must end it the same way instead of failing on the missing file
+    from talkface import media
+
+    expected = KeyboardInterrupt if signum == signal.SIGINT else SystemExit
+    frame = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(expected) as caught:
+        with media.VideoWriter(tmp_path / "out.mp4", fps=25, width=16, height=16) as writer:
+            writer.write(frame)
+            try:
+                os.kill(os.getpid(), signum)
+                for _ in range(1000):
+                    pass
+            except (SystemExit, KeyboardInterrupt):
+                pass  # swallowed
+            writer.write(frame)
+    if expected is SystemExit:
+        assert caught.value.code == 128 + signum
+    assert list(tmp_path.iterdir()) == []
+    output = safe_io.SafeOutput(tmp_path / "again.txt")  # a later run in the same process is not affected
+    output.tmp_path.write_text("x")
+    output.commit()
+    assert (tmp_path / "again.txt").read_text() == "x"
 
 
 def test_handlers_are_restored_after_a_normal_write(tmp_path):
