@@ -127,6 +127,16 @@ def _shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def _wait_for_status(status, text):
+    """Wait for `text` in a status area; on a timeout fail with what the area says instead (a run that ended
+    with another line, or one still going)."""
+    try:
+        status.get_by_text(text).wait_for(timeout=TIMEOUT_MS)
+    except Exception as err:  # playwright's TimeoutError
+        raise AssertionError(f"waited {TIMEOUT_MS / 1000:.0f} s for {text!r}; the status says "
+                             f"{status.inner_text()!r}") from err
+
+
 def _no_toasts(page):
     """Nothing of Gradio's own pop-ups: every message of the demo is a line on the page."""
     toasts = page.locator(".toast-body").all_inner_texts()
@@ -376,7 +386,7 @@ def test_download_button_then_generate(browser, media_files, tmp_path, monkeypat
             _upload(page, "speech-file", media_files["speech"])
             _wait_playing_picture(page, "#face-preview")
             page.click("#generate-button")
-            page.locator("#result-status").get_by_text("Done: 60 frames").wait_for(timeout=TIMEOUT_MS)
+            _wait_for_status(page.locator("#result-status"), "Done: 60 frames")
             _wait_playing_picture(page, "#result-video")
             _shot(page, "10_generated_after_download")
             _no_toasts(page)
