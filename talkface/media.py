@@ -32,6 +32,7 @@ import numpy as np
 from .errors import MediaError
 from .utils.filetypes import describe_content  # noqa: F401  (also media.describe_content)
 from .utils.io import SafeOutput, check_output, disk_full_error
+from .utils.pixels import rgb_to_yuv420p
 
 logger = logging.getLogger(__name__)
 
@@ -311,8 +312,9 @@ def _quarter_turns(frame) -> int:
     return int(round((getattr(frame, "rotation", 0) or 0) / 90.0)) % 4
 
 
-def _frame_to_rgb(frame) -> np.ndarray:
-    image = frame.to_ndarray(format="rgb24")
+def _frame_to_rgb(frame, reformatter=None) -> np.ndarray:
+    """RGB of a decoded frame; a `VideoReformatter` kept for the stream reuses its scaler (same pixels, less set-up)"""
+    image = (reformatter.reformat(frame, format="rgb24") if reformatter else frame).to_ndarray(format="rgb24")
     rotation = _quarter_turns(frame)
     if rotation:  # phone videos: apply the display matrix like a player does (counter-clockwise quarter turns)
         image = np.ascontiguousarray(np.rot90(image, k=rotation))
@@ -375,7 +377,7 @@ def iter_frames(path, fps: float = 25.0, start: int = 0) -> Iterator[np.ndarray]
             return frame.duration * time_base if frame.duration else fallback_duration
 
         upcoming = next(frames, None)
-        current_rgb = None
+        current_rgb, reformatter = None, av.video.reformatter.VideoReformatter()
         index = start
         while True:
             grid_time = index * grid_step
@@ -385,7 +387,7 @@ def iter_frames(path, fps: float = 25.0, start: int = 0) -> Iterator[np.ndarray]
             if upcoming is None and grid_time >= seconds(current) + duration(current) - _TIMESTAMP_TOLERANCE:
                 return
             if current_rgb is None:
-                current_rgb = _frame_to_rgb(current)
+                current_rgb = _frame_to_rgb(current, reformatter)
             yield current_rgb
             index += 1
     finally:
@@ -535,7 +537,7 @@ class VideoWriter:
         if (self.encoded_width, self.encoded_height) != (self.width, self.height):
             frame_rgb = np.pad(frame_rgb, ((0, self.encoded_height - self.height),
                                            (0, self.encoded_width - self.width), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame_rgb), format="yuv420p")
         frame.pts = self.frames_written
         frame.time_base = 1 / self.fps
         self._container.mux(self._video.encode(frame))
