@@ -12,8 +12,8 @@ from ..errors import ModelLoadError, TalkFaceUserError
 from ..faces.backends import FACE_BACKENDS
 from ..faces.blending import BLEND_MODES
 from ..hub.registry import DEFAULT_GENERATOR
-from ..pipelines.lipsync.options import (DEFAULT_BATCH_SIZE, DEVICE_BATCH_SIZES, DURATION_POLICIES, LipSyncOptions,
-                                         option_names)
+from ..pipelines.lipsync.options import (DEFAULT_BATCH_SIZE, DEVICE_BATCH_SIZES, DURATION_POLICIES, OVERLAP_MODES,
+                                         LipSyncOptions, option_names)
 from ..pipelines.lipsync.precision import DEFAULT_PRECISION, PRECISIONS
 from ..utils.devices import DEFAULT_DEVICE, DEVICE_CHOICES, resolve_device
 from ..utils.sources import resolve_source
@@ -78,6 +78,10 @@ def register(subparsers):
     parser.add_argument("--detect-every", type=int, default=DEFAULTS.detect_every,
                         help="run face detection every N frames and interpolate between (default "
                         f"{DEFAULTS.detect_every})")
+    parser.add_argument("--overlap", choices=OVERLAP_MODES, default=DEFAULTS.overlap,
+                        help="decode + crop faces and paste back + encode in their own threads while the generator "
+                        "runs (the output is the same bit for bit): on, off, or auto (on with CUDA; on a CPU as "
+                        f"measured, see docs/generation.md); default {DEFAULTS.overlap}")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar (neither the "
                         "lip-sync bar nor transformers' and huggingface_hub's loading and download bars)")
     parser.add_argument("--enhance", choices=("none", "gfpgan"), default="none",

@@ -8,7 +8,8 @@ training data layout) goes through `SafeOutput`, which promises:
   On any exception the temporary is deleted, and so it is on SIGINT, SIGTERM and SIGHUP: while a temporary exists,
   handlers are installed (main thread only) that delete every registered temporary and end the process with
   exit code 128 + the signal number (SIGINT raises `KeyboardInterrupt`, which the CLI turns into 130). The
-  previous handlers come back when the last temporary is gone.
+  previous handlers come back when the last temporary is gone. Writers may run in other threads when the main
+  thread holds the handlers for them (`signal_cleanup_held()`).
 * **Nothing of the user's lost.** The target is checked before any work: an output that is the same file as an
   input (also through a symlink or a hard link), a folder output that contains an input, a file output that is an
   existing folder and a folder output that is an existing file are `TalkFaceUserError`s with one line naming the
@@ -24,6 +25,7 @@ training data layout) goes through `SafeOutput`, which promises:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -177,6 +179,7 @@ _previous_handlers: dict[int, object] = {}
 # temporaries a signal removed -> that signal: their writers must stop even where the handler's exception was
 # swallowed (raised inside a C callback, caught by third-party code) and the run carried on to its next write
 _removed_by_signal: dict[str, int] = {}
+_holds = 0  # main-thread `signal_cleanup_held()` blocks open: the handlers stay while any is
 
 
 def remove_path(path) -> None:
@@ -238,8 +241,25 @@ def register_temporary(path) -> None:
 def unregister_temporary(path) -> None:
     with _lock:
         _temporaries.pop(str(path), None)
-        if not _temporaries:
+        if not _temporaries and not _holds:
             _restore_handlers()
+
+
+@contextlib.contextmanager
+def signal_cleanup_held():
+    """Install the cleanup handlers now (call it in the main thread) and keep them until the block ends, so writers
+    opened and closed in other threads (whose registrations cannot install handlers) are covered too."""
+    global _holds
+    with _lock:
+        _holds += 1
+        _install_handlers()
+    try:
+        yield
+    finally:
+        with _lock:
+            _holds -= 1
+            if not _holds and not _temporaries:
+                _restore_handlers()
 
 
 def raise_if_removed_by_signal(path) -> None:
@@ -352,7 +372,7 @@ class SafeOutput:
             if self.folder and self.path.exists():
                 self._swap_folder()
             else:
-                with _SignalsHeld():
+                with _SignalsHeld(), _lock:  # the lock: a handler running meanwhile in the main thread waits
                     os.replace(self.tmp_path, self.path)
                     self._forget()
         except BaseException as err:

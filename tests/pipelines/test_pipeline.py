@@ -13,7 +13,8 @@ from talkface import media
 from talkface.errors import MediaError, ModelLoadError, NoFaceError
 from talkface.faces import FaceBackend
 from talkface.pipelines.lipsync.options import InvalidInputError, LipSyncOptions
-from talkface.pipelines.lipsync.pipeline import LipSyncPipeline, _monotonic_runs, frame_schedule
+from talkface.pipelines.lipsync.frames import _monotonic_runs
+from talkface.pipelines.lipsync.pipeline import LipSyncPipeline, frame_schedule
 from tests.pipelines.pipeline_helpers import PaintingGenerator, check_output, make_clip, red_excess
 from tests.utils import data_file
 

@@ -50,6 +50,10 @@ class LipSyncGenerator(abc.ABC):
     img_size: int = 96
     #: number of consecutive frames the network generates in one pass (1 for Wav2Lip, k=5 for TalkFaceModel)
     frames_per_step: int = 1
+    #: True when `generate` uses the audio only as `audio.per_frame[frame_indices]` and each face (each
+    #: `frames_per_step` group) independently of the others in the call: then faces of several files may share a
+    #: call (cross-file batching, execution.py). False (the safe default) runs every file in calls of its own.
+    per_frame_audio: bool = False
 
     def __init__(self, model: torch.nn.Module, feature_extractor=None):
         self.model = model.eval()

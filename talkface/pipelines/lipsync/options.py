@@ -21,6 +21,8 @@ from ...faces.blending import BLEND_MODES
 from ...faces.tracking import DEFAULT_PADS, validate_box, validate_pads
 
 DURATION_POLICIES = ("pingpong", "loop", "cut")
+#: LipSyncOptions.overlap: the stages in their own threads or not (execution.py says what auto means)
+OVERLAP_MODES = ("auto", "on", "off")
 #: faces per generator call when `batch_size` is None, by device type (anything else: `DEFAULT_BATCH_SIZE`)
 DEVICE_BATCH_SIZES = {"cuda": 128}
 DEFAULT_BATCH_SIZE = 16
@@ -50,6 +52,9 @@ class LipSyncOptions:
         align_roll: turn each crop upright by the head's roll (from the eye line of the landmarks) before the
             generator sees it, and turn the result back when pasting (tilted and sideways heads); needs landmarks.
         face_backend: face backend name ("mediapipe", "dlib", "face_alignment", "s3fd") or a `FaceBackend` instance.
+        overlap: run decoding + face crops and paste-back + encoding in their own threads, overlapped with the
+            generator: "on", "off" or "auto" (on for CUDA; on a CPU as measured, see execution.py). The output is
+            the same bit for bit either way.
     """
 
     fps: float | None = None
@@ -63,6 +68,7 @@ class LipSyncOptions:
     detect_every: int = 1
     align_roll: bool = True
     face_backend: str | FaceBackend = field(default="mediapipe", compare=False)
+    overlap: str = "auto"
 
     def __post_init__(self):
         def fix(name, value):  # frozen dataclass: normalised values are written through object.__setattr__
@@ -101,6 +107,8 @@ class LipSyncOptions:
         if not isinstance(self.face_backend, FaceBackend) and self.face_backend not in FACE_BACKENDS:
             raise InvalidInputError(f"face backend must be one of {', '.join(FACE_BACKENDS)} (or a FaceBackend), "
                                     f"got {self.face_backend!r}")
+        if self.overlap not in OVERLAP_MODES:
+            raise InvalidInputError(f"overlap must be one of {', '.join(OVERLAP_MODES)}, got {self.overlap!r}")
 
     def replace(self, **changes) -> "LipSyncOptions":
         """A validated copy with some fields changed; an unknown name raises TypeError listing the options."""
@@ -149,4 +157,4 @@ def _whole(name, value) -> int:
     return int(value)
 
 
-__all__ = ["DURATION_POLICIES", "InvalidInputError", "MAX_FPS", "LipSyncOptions", "default_batch_size", "option_names"]
+__all__ = ["DURATION_POLICIES", "InvalidInputError", "MAX_FPS", "OVERLAP_MODES", "LipSyncOptions", "default_batch_size", "option_names"]

@@ -45,11 +45,11 @@ Hooks (for other parts of talkface; both optional):
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +63,12 @@ from ...faces.blending import paste_face
 from ...faces.roll import crop_face_aligned, roll_angle
 from ...faces.tracking import FaceTracker
 from ...hub.registry import DEFAULT_ENHANCER
+from ...utils import io as safe_io
 from ...utils.devices import resolve_device
 from ...utils.sources import model_display_name
+from .execution import (Part, Row, RowOutcome, Step, generate_parts, resolve_batch_files, resolve_overlap,
+                        run_stages)
+from .frames import frame_schedule, source_stream
 from .generator import LipSyncGenerator, load_generator
 from .options import DURATION_POLICIES, InvalidInputError, LipSyncOptions, default_batch_size
 from .precision import DEFAULT_PRECISION, check_precision, resolve_precision
@@ -100,40 +104,6 @@ class LipSyncOutput:
     source_frames: int
     options: LipSyncOptions | None = None
     precision: str = "fp32"
-
-
-def frame_schedule(num_output_frames: int, num_source_frames: int, policy: str) -> Iterator[int]:
-    """Source frame index for each output frame under a duration policy."""
-    n = num_source_frames
-    for i in range(num_output_frames):
-        if i < n or n == 1:
-            yield min(i, n - 1)
-        elif policy == "loop":
-            yield i % n
-        elif policy == "pingpong":
-            period = 2 * n - 2  # 0 1 .. n-1 n-2 .. 1 | 0 1 ..: the turning frames are not repeated
-            phase = i % period
-            yield phase if phase < n else period - phase
-        else:  # "cut" never asks for more output frames than source frames
-            raise ValueError(f"policy {policy!r} cannot extend {n} source frames to {num_output_frames}")
-
-
-def _monotonic_runs(indices: Iterator[int]) -> Iterator[tuple[int, int, int]]:
-    """Group consecutive indices into runs (first, last, step) with step +1 or -1."""
-    first = last = step = None
-    for index in indices:
-        if first is None:
-            first = last = index
-        elif step is None and abs(index - last) == 1:
-            step, last = index - last, index
-        elif step is not None and index - last == step:
-            last = index
-        else:
-            yield first, last, step or 1
-            first = last = index
-            step = None
-    if first is not None:
-        yield first, last, step or 1
 
 
 def check_lipsync_inputs(face, audio, out, options: LipSyncOptions | None = None, **overrides):
@@ -191,7 +161,6 @@ class LipSyncPipeline:
         self.frame_cache_bytes = frame_cache_bytes
         self.options = (options or LipSyncOptions()).replace(**option_defaults)
         self._backends: dict[str, FaceBackend] = {}  # face backends this pipeline built, by name
-        self._missing_landmarks = 0  # faces of the current call pasted without landmarks
 
     @classmethod
     def from_pretrained(cls, model, device="auto", precision: str = DEFAULT_PRECISION, dtype: torch.dtype | None = None,
@@ -280,139 +249,261 @@ class LipSyncPipeline:
             MediaError / NoFaceError / InvalidInputError for bad input; nothing is left at `out` on any failure.
         """
         face_info, _, options = self.check_inputs(face, audio, out, options, **overrides)
-        generator = self.generator
-        fps = options.fps or generator.fps
+        row = Row(face, audio, out, options, metadata, progress, face_info)
+        self._run_rows([row], batch_files=1, overlap=options.overlap)
+        if row.error is not None:
+            raise row.error
+        return row.result
+
+    def generate_many(self, requests, batch_files="auto", overlap: str | None = None,
+                      progress: bool | Callable = False) -> list[RowOutcome]:
+        """Lip-sync many files with this pipeline, `batch_files` of them in flight at once: each file in flight
+        gives its next batch of face crops to one shared generator call (cross-file batching; execution.py).
+
+        Args:
+            requests: dicts with the keys face, audio, out and optionally options (a `LipSyncOptions`, default
+                the pipeline's) and metadata, as a call takes them.
+            batch_files: files in flight (1: one after the other), or "auto" (more than one only on CUDA).
+            overlap: "auto" / "on" / "off" (execution.py); None: the pipeline's default options say.
+            progress: for every file, as a call's `progress`.
+        Returns one `RowOutcome` per request, in order: its `LipSyncOutput`, or the exception that ended it (one
+        bad file never stops the others; a signal or KeyboardInterrupt does). Every file is written exactly as
+        one call writes it (the generator's values may move by float rounding where the batch composition
+        changes them; docs/generation.md).
+        """
+        rows = []
+        for request in requests:
+            request = dict(request)
+            options = request.pop("options", None) or self.options
+            rows.append(Row(request.pop("face"), request.pop("audio"), request.pop("out"), options,
+                             request.pop("metadata", None), progress, None))
+            if request:
+                raise TypeError(f"generate_many: unknown request key(s) {', '.join(sorted(request))}")
+        count = resolve_batch_files(batch_files, self.device.type)
+        self._run_rows(rows, batch_files=count, overlap=overlap or self.options.overlap)
+        return [RowOutcome(row.result, row.error, row.seconds) for row in rows]
+
+    # ------------------------------------------------------------------------------------------------------
+    def _run_rows(self, rows: list[Row], batch_files: int, overlap: str):
+        """Produce, compute and finish the rows (execution.run_stages); every row ends with a result or an error.
+        The signal cleanup handlers are held by this (main) thread, since writers open and close in the finish
+        stage, which may be another thread."""
+        overlapped = resolve_overlap(overlap, self.device.type)
+        try:
+            with safe_io.signal_cleanup_held():
+                run_stages(self._steps(rows, batch_files), self._compute_step, self._finish_step, overlapped)
+        finally:
+            for row in rows:  # a stop (signal, bug in a stage): nothing half-written stays
+                if row.writer is not None:
+                    row.writer.abort()
+                    row.writer = None
+                if row.bar is not None:
+                    row.bar.close()
+                    row.bar = None
+
+    def _steps(self, rows, batch_files: int):
+        """The produce stage: up to `batch_files` rows in flight; each step holds the next batch of each of them
+        (`_Part`s) and the rows that ended before it (their last batch is in an earlier step)."""
+        pending, active = iter(rows), []
+        try:
+            while True:
+                while len(active) < batch_files:
+                    row = next(pending, None)
+                    if row is None:
+                        break
+                    row.started = time.perf_counter()
+                    try:
+                        self._start_row(row)
+                        active.append((row, self._row_parts(row)))
+                    except Exception as err:
+                        row.error = err
+                        yield Step([], [row])
+                if not active:
+                    return
+                parts, ended = [], []
+                for row, row_parts in list(active):
+                    part = None
+                    if row.error is None:
+                        try:
+                            part = next(row_parts)
+                        except StopIteration:
+                            pass
+                        except Exception as err:
+                            row.error = err
+                    if part is None:
+                        row_parts.close()
+                        active.remove((row, row_parts))
+                        ended.append(row)
+                    else:
+                        parts.append(part)
+                yield Step(parts, ended)
+        finally:
+            for _, row_parts in active:
+                row_parts.close()
+
+    def _start_row(self, row: Row):
+        """Everything a row needs before its first frame: probe, audio, prepared audio, tracker, progress."""
+        if row.face_info is None:
+            row.face_info, _, row.options = self.check_inputs(row.face, row.audio, row.out, row.options)
+        generator, options = self.generator, row.options
+        row.fps = options.fps or generator.fps
         sampling_rate = generator.sampling_rate
         batch_size = options.batch_size or default_batch_size(self.device.type)
         step = max(1, int(getattr(generator, "frames_per_step", 1)))
-        batch_size = -(-batch_size // step) * step  # whole k-frame groups per call
+        row.batch_size = -(-batch_size // step) * step  # whole k-frame groups per call
 
-        waveform = media.read_audio(audio, sampling_rate)
-        num_frames = generator.num_video_frames(len(waveform), fps)
-        num_source_frames = 1 if face_info.is_image else media.count_grid_frames(face, fps)
-        if options.duration_policy == "cut" and not face_info.is_image and num_frames > num_source_frames:
-            num_frames = num_source_frames
+        waveform = media.read_audio(row.audio, sampling_rate)
+        row.num_frames = generator.num_video_frames(len(waveform), row.fps)
+        face_info = row.face_info
+        row.num_source_frames = 1 if face_info.is_image else media.count_grid_frames(row.face, row.fps)
+        if options.duration_policy == "cut" and not face_info.is_image and row.num_frames > row.num_source_frames:
+            row.num_frames = row.num_source_frames
             # the longest audio that still needs exactly num_frames frames
-            waveform = waveform[: math.floor(num_frames * sampling_rate / fps)]
-        prepared_audio = generator.prepare_audio(waveform, sampling_rate, fps)
-        if prepared_audio.num_frames != num_frames:
-            raise RuntimeError(f"{type(generator).__name__}.prepare_audio gave {prepared_audio.num_frames} frames, "
-                               f"its num_video_frames says {num_frames}; an adapter must agree with itself")
+            waveform = waveform[: math.floor(row.num_frames * sampling_rate / row.fps)]
+        row.waveform = waveform
+        row.prepared_audio = generator.prepare_audio(waveform, sampling_rate, row.fps)
+        if row.prepared_audio.num_frames != row.num_frames:
+            raise RuntimeError(f"{type(generator).__name__}.prepare_audio gave {row.prepared_audio.num_frames} "
+                               f"frames, its num_video_frames says {row.num_frames}; an adapter must agree with itself")
+        row.tracker = FaceTracker(None if options.box is not None else self._backend(options),
+                                  face_index=options.face_index, box=options.box, pads=options.pads,
+                                  detect_every=options.detect_every,
+                                  landmarks=self.enhancer is not None or _paste_uses_landmarks(options))
+        row.bar, row.report = _progress(row.progress, row.num_frames)
 
-        tracker = FaceTracker(None if options.box is not None else self._backend(options),
-                              face_index=options.face_index, box=options.box, pads=options.pads,
-                              detect_every=options.detect_every,
-                              landmarks=self.enhancer is not None or _paste_uses_landmarks(options))
-        self._missing_landmarks = 0
+    def _row_parts(self, row: Row):
+        """A row's batches of `batch_size` output frames, with the crops of their faces cut (the produce stage)."""
+        face_info = row.face_info
         width, height = face_info.width, face_info.height
-        tags = generation_metadata(self.model_name, _version(), precision=self.precision)
-        tags.update(metadata or {})
-        bar, report = _progress(progress, num_frames)
-        frames_with_face = 0
+        stream = source_stream(row.face, face_info, row.fps, row.num_frames, row.num_source_frames,
+                               row.options.duration_policy, row.tracker, self.frame_cache_bytes)
+        batch = []
         try:
-            with media.VideoWriter(out, fps=fps, width=width, height=height, audio=waveform,
-                                   sampling_rate=sampling_rate, metadata=tags,
-                                   threads=1 if self.device.type == "cpu" else None,
-                                   inputs={"--face": face, "--audio": audio}) as writer:
-                batch = []
-                stream = self._source_stream(face, face_info, fps, num_frames, num_source_frames,
-                                             options.duration_policy, tracker)
-                for output_index, (source_index, frame, detection) in enumerate(stream):
-                    if frame.shape[:2] != (height, width):  # a stream that changes size midway
-                        import cv2
+            for output_index, (source_index, frame, detection) in enumerate(stream):
+                if frame.shape[:2] != (height, width):  # a stream that changes size midway
+                    import cv2
 
-                        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-                    batch.append((output_index, source_index, frame, detection))
-                    if len(batch) == batch_size:
-                        frames_with_face += self._process_batch(batch, prepared_audio, writer, options,
-                                                                face_info.is_image)
-                        report(len(batch))
-                        batch = []
-                if batch:
-                    frames_with_face += self._process_batch(batch, prepared_audio, writer, options,
-                                                            face_info.is_image)
-                    report(len(batch))
-                if frames_with_face == 0:
-                    raise NoFaceError(
-                        f"no face found in {face}; pass a video or photo where a face is visible, try "
-                        "--face-backend dlib/face_alignment, or give the face position with --box x1 y1 x2 y2")
-                num_written = writer.frames_written
+                    frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+                batch.append((output_index, source_index, frame, detection))
+                if len(batch) == row.batch_size:
+                    yield self._part(row, batch)
+                    batch = []
+            if batch:
+                yield self._part(row, batch)
         finally:
-            if bar is not None:
-                bar.close()
+            stream.close()
+
+    def _part(self, row: Row, batch) -> Part:
+        """The generator inputs of one batch: float RGB crops (batch, 3, S, S), the pose input's lower half zeroed
+        (done in numpy: single-threaded, no contention with the generator's thread pool)."""
+        size = self.generator.img_size
+        with_face = [item for item in batch if item[3] is not None]
+        rolls = {item[0]: self._roll(item[3], row) for item in with_face}
+        part = Part(row, batch, with_face, rolls)
+        if with_face:
+            if row.face_info.is_image:  # a photo: every frame shows the same crop
+                first = with_face[0]
+                crop = crop_face_aligned(first[2], first[3].box, rolls[first[0]], size)
+                crops = np.broadcast_to(crop, (len(with_face), size, size, 3))
+            else:
+                crops = np.stack([crop_face_aligned(frame, detection.box, rolls[index], size)
+                                  for index, _, frame, detection in with_face])
+            part.reference = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
+            part.masked = part.reference.copy()
+            part.masked[:, :, size // 2:] = 0.0  # the lower half is what the generator must produce
+            part.frame_indices = torch.tensor([item[0] for item in with_face], dtype=torch.long)
+        return part
+
+    def _compute_step(self, step: Step):
+        """The compute stage: the generated faces of every part with faces, (n, S, S, 3) float in [0, 1], by part.
+        A generator error fails the rows of this step (a call with one row raises it)."""
+        parts = [part for part in step.parts if part.with_face and part.row.error is None]
+        if not parts:
+            return {}
+        try:
+            faces = generate_parts(self.generator, parts, self._autocast)
+        except Exception as err:
+            for part in parts:
+                part.row.error = err
+            return {}
+        return {id(part): face for part, face in zip(parts, faces)}
+
+    def _finish_step(self, step: Step, generated: dict):
+        """The finish stage: paste back, hooks, write; then end the rows that ended before this step."""
+        for part in step.parts:
+            row = part.row
+            if row.error is not None:
+                continue
+            try:
+                self._finish_part(part, generated.get(id(part)))
+            except Exception as err:
+                row.error = err
+        for row in step.ended:
+            self._end_row(row)
+
+    def _finish_part(self, part: Part, faces):
+        row, options = part.row, part.row.options
+        if row.writer is None:
+            face_info = row.face_info
+            tags = generation_metadata(self.model_name, _version(), precision=self.precision)
+            tags.update(row.metadata or {})
+            writer = media.VideoWriter(row.out, fps=row.fps, width=face_info.width, height=face_info.height,
+                                       audio=row.waveform, sampling_rate=self.generator.sampling_rate,
+                                       metadata=tags, threads=1 if self.device.type == "cpu" else None,
+                                       inputs={"--face": row.face, "--audio": row.audio})
+            writer.open()
+            row.writer = writer
+        generated = {} if faces is None else {item[0]: face for item, face in zip(part.with_face, faces)}
+        for output_index, _, frame, detection in part.batch:
+            if detection is not None:
+                frame = paste_face(frame, generated[output_index], detection.box, blend=options.blend,
+                                   feather=options.feather, landmarks=detection.landmarks,
+                                   roll_degrees=part.rolls[output_index])
+                if self.enhancer is not None:
+                    frame = self.enhancer(frame, detection)
+                if self.watermarker is not None:
+                    frame = self.watermarker(frame, output_index)
+            row.writer.write(frame)
+        row.frames_with_face += len(part.with_face)
+        row.report(len(part.batch))
+
+    def _end_row(self, row: Row):
+        """Close a row's video (or drop it after an error) and make its `LipSyncOutput` (the finish stage)."""
+        try:
+            if row.error is None:
+                if row.frames_with_face == 0:
+                    raise NoFaceError(
+                        f"no face found in {row.face}; pass a video or photo where a face is visible, try "
+                        "--face-backend dlib/face_alignment, or give the face position with --box x1 y1 x2 y2")
+                writer, row.writer = row.writer, None
+                writer.close()
+                row.result = self._output(row, writer.frames_written)
+        except Exception as err:
+            row.error = err
+        finally:
+            if row.writer is not None:
+                row.writer.abort()
+                row.writer = None
+            if row.bar is not None:
+                row.bar.close()
+                row.bar = None
+            row.seconds = time.perf_counter() - row.started
+
+    def _output(self, row: Row, num_written: int) -> LipSyncOutput:
+        options, frames_with_face = row.options, row.frames_with_face
         frames_without_face = num_written - frames_with_face
-        if self._missing_landmarks:
+        if row.missing_landmarks:
             logger.info("%d of %d frames with a face had no landmarks and were pasted with the box mask%s",
-                        self._missing_landmarks, frames_with_face, " without roll alignment" if options.align_roll
+                        row.missing_landmarks, frames_with_face, " without roll alignment" if options.align_roll
                         else "")
         if frames_without_face:
             logger.info("%d of %d frames had no detectable face and were left unchanged", frames_without_face,
                         num_written)
-        return LipSyncOutput(out_path=Path(out), num_frames=num_written, frames_without_face=frames_without_face,
-                             fps=fps, duration=num_written / fps, audio_duration=len(waveform) / sampling_rate,
-                             source_frames=num_source_frames, options=options, precision=self.precision)
-
-    # ------------------------------------------------------------------------------------------------------
-    def _source_stream(self, face, face_info, fps, num_frames, num_source_frames, policy, tracker):
-        """(source index, frame, box or None) for every output frame, in output order."""
-        if face_info.is_image:
-            image = media.read_frames(face)[0]
-            (_, image_face), = tracker.track([image])
-            if image_face is None:
-                raise NoFaceError(f"no face found in the photo {face}; pass a photo with a clearly visible face, "
-                                  "or give its position with --box x1 y1 x2 y2")
-            for _ in range(num_frames):
-                yield 0, image, image_face
-            return
-
-        first_pass = min(num_frames, num_source_frames)
-        revisits = num_frames > num_source_frames
-        frame_bytes = face_info.width * face_info.height * 3
-        cache = [] if revisits and num_source_frames * frame_bytes <= self.frame_cache_bytes else None
-        faces: list = [None] * num_source_frames  # the tracked face of every source frame, reused on revisits
-        tracked = tracker.track(itertools.islice(media.iter_frames(face, fps=fps), first_pass))
-        count = 0
-        for source_index, (frame, detection) in enumerate(tracked):
-            faces[source_index] = detection
-            if cache is not None:
-                cache.append(frame)
-            count += 1
-            yield source_index, frame, detection
-        if count == 0:
-            raise MediaError(f"{face} contains no decodable video frames; re-encode it, e.g. to H.264 mp4")
-        if count < first_pass:  # decoding ended before the timestamps said it would: hold the last frame
-            logger.debug("%s delivered %d frames on the grid, %d expected", face, count, first_pass)
-            for _ in range(first_pass - count):
-                yield count - 1, frame, detection
-            num_source_frames = count
-        if not revisits:
-            return
-        schedule = itertools.islice(frame_schedule(num_frames, num_source_frames, policy), first_pass, None)
-        for first, last, step in _monotonic_runs(schedule):
-            for source_index, frame in self._decode_run(face, fps, first, last, step, cache):
-                yield source_index, frame, faces[source_index]
-
-    @staticmethod
-    def _decode_run(face, fps, first, last, step, cache, chunk=64):
-        """Frames first..last (inclusive, step +-1) from the cache or by decoding again (backwards in chunks)."""
-        if cache is not None:
-            for index in range(first, last + step, step):
-                yield index, cache[index]
-            return
-        if step == 1:
-            frames = media.iter_frames(face, fps=fps, start=first)
-            for index, frame in zip(range(first, last + 1), frames):
-                yield index, frame
-            return
-        # backwards: decode chunks of `chunk` frames forwards (seeking to each) and hand them out reversed
-        chunk_last = first
-        while chunk_last >= last:
-            chunk_first = max(last, chunk_last - chunk + 1)
-            frames = list(itertools.islice(media.iter_frames(face, fps=fps, start=chunk_first),
-                                           chunk_last - chunk_first + 1))
-            for offset in range(len(frames) - 1, -1, -1):
-                yield chunk_first + offset, frames[offset]
-            chunk_last = chunk_first - 1
+        sampling_rate = self.generator.sampling_rate
+        return LipSyncOutput(out_path=Path(row.out), num_frames=num_written, frames_without_face=frames_without_face,
+                             fps=row.fps, duration=num_written / row.fps,
+                             audio_duration=len(row.waveform) / sampling_rate, source_frames=row.num_source_frames,
+                             options=options, precision=self.precision)
 
     def _autocast(self):
         """bf16 everywhere and fp16 on the CPU run under autocast (fp16 GPU weights are cast at load time)."""
@@ -421,53 +512,17 @@ class LipSyncPipeline:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _process_batch(self, batch, prepared_audio, writer, options: LipSyncOptions, same_source_crop) -> int:
-        """Generate the faces of one batch, paste them back, run the hooks and write the frames. Returns #faces."""
-        size = self.generator.img_size
-        with_face = [item for item in batch if item[3] is not None]
-        rolls = {item[0]: self._roll(item[3], options) for item in with_face}
-        generated = {}
-        if with_face:
-            if same_source_crop:  # a photo: every frame shows the same crop
-                first = with_face[0]
-                crop = crop_face_aligned(first[2], first[3].box, rolls[first[0]], size)
-                crops = np.broadcast_to(crop, (len(with_face), size, size, 3))
-            else:
-                crops = np.stack([crop_face_aligned(frame, detection.box, rolls[index], size)
-                                  for index, _, frame, detection in with_face])
-            # (batch, S, S, 3) uint8 -> (batch, 3, S, S) float in [0, 1]; done in numpy (single-threaded, no
-            # contention with the generator's thread pool)
-            reference = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
-            masked = reference.copy()
-            masked[:, :, size // 2:] = 0.0  # the lower half is what the generator must produce
-            frame_indices = torch.tensor([item[0] for item in with_face], dtype=torch.long)
-            with torch.no_grad(), self._autocast():
-                faces = self.generator.generate(torch.from_numpy(masked), torch.from_numpy(reference),
-                                                prepared_audio, frame_indices)
-            faces = np.clip(faces.detach().float().cpu().numpy().transpose(0, 2, 3, 1), 0.0, 1.0)  # (batch, S, S, 3)
-            generated = {item[0]: face for item, face in zip(with_face, faces)}
-        for output_index, _, frame, detection in batch:
-            if detection is not None:
-                frame = paste_face(frame, generated[output_index], detection.box, blend=options.blend,
-                                   feather=options.feather, landmarks=detection.landmarks,
-                                   roll_degrees=rolls[output_index])
-                if self.enhancer is not None:
-                    frame = self.enhancer(frame, detection)
-                if self.watermarker is not None:
-                    frame = self.watermarker(frame, output_index)
-            writer.write(frame)
-        return len(with_face)
-
-    def _roll(self, detection, options: LipSyncOptions) -> float:
+    def _roll(self, detection, row: Row) -> float:
         """The roll (degrees) the crop of this face is turned by: its eye line's, 0 without alignment or landmarks.
-        Counts the faces whose paste-back wanted landmarks and had none (the box mask, no alignment)."""
+        Counts the row's faces whose paste-back wanted landmarks and had none (the box mask, no alignment)."""
+        options = row.options
         if detection.landmarks is None:
             if _paste_uses_landmarks(options):
-                if not self._missing_landmarks:
+                if not row.missing_landmarks:
                     logger.info("no face landmarks (a forced --box, a boxes-only face backend, or none fitted): "
                                 "pasting with the box-shaped mask%s", ", crops not roll-aligned"
                                 if options.align_roll else "")
-                self._missing_landmarks += 1
+                row.missing_landmarks += 1
             return 0.0
         return roll_angle(detection.landmarks) if options.align_roll and options.blend != "none" else 0.0
 

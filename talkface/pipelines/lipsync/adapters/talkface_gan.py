@@ -17,6 +17,8 @@ from ..generator import LipSyncGenerator, PreparedAudio, register_generator
 class TalkFaceGenerator(LipSyncGenerator):
     """Runs `TalkFaceModel` for the pipeline, `frames_per_step` (= k) frames per pass."""
 
+    per_frame_audio = True  # mel windows per frame; each k-frame group is generated on its own
+
     def __init__(self, model: TalkFaceModel, feature_extractor: TalkingFaceAudioFeatureExtractor | None = None):
         super().__init__(model, feature_extractor or TalkingFaceAudioFeatureExtractor())
         self.img_size = model.config.image_size

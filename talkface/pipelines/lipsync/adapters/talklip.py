@@ -67,6 +67,9 @@ class TalkLipGenerator(LipSyncGenerator):
     """
 
     frames_per_step = 1
+    # the utterance-level audio encoder runs in prepare_audio, once per file; generate takes one embedding (or mel
+    # window) row per face, every face on its own: files may share a call
+    per_frame_audio = True
 
     def __init__(self, model: TalkLipModel, feature_extractor=None,
                  max_chunk_seconds: float = DEFAULT_MAX_CHUNK_SECONDS,

@@ -23,6 +23,7 @@ class Wav2LipGenerator(LipSyncGenerator):
     """
 
     frames_per_step = 1
+    per_frame_audio = True  # one mel window per face, every face on its own: files may share a call
 
     def __init__(self, model: Wav2LipModel, feature_extractor: TalkingFaceAudioFeatureExtractor | None = None):
         super().__init__(model, feature_extractor or TalkingFaceAudioFeatureExtractor())
