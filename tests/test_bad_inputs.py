@@ -141,8 +141,9 @@ def test_the_corpus_covers_every_command_and_the_demo():
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGINT"])
-def test_signal_during_generate_leaves_nothing(signame, corpus, tmp_path):
+@pytest.mark.parametrize("signame, overlap", [("SIGTERM", "auto"), ("SIGHUP", "auto"), ("SIGINT", "auto"),
+                                              ("SIGTERM", "on"), ("SIGINT", "on")])
+def test_signal_during_generate_leaves_nothing(signame, overlap, corpus, tmp_path):
     import signal
     import subprocess
     import sys
@@ -156,7 +157,8 @@ def test_signal_during_generate_leaves_nothing(signame, corpus, tmp_path):
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
-    argv = expand(generate("{out.mp4}", audio="{long.wav}", duration_policy="loop"), folder)
+    # overlap on: decoding and encoding run in their own threads (the signal reaches the main thread)
+    argv = expand(generate("{out.mp4}", audio="{long.wav}", duration_policy="loop", overlap=overlap), folder)
     process = subprocess.Popen([sys.executable, "-m", "talkface", *argv], cwd=folder, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:

@@ -159,3 +159,50 @@ def test_handlers_are_restored_after_a_normal_write(tmp_path):
     before = {s: signal.getsignal(s) for s in safe_io.CLEANUP_SIGNALS}
     safe_io.write_text(tmp_path / "a.txt", "a")
     assert {s: signal.getsignal(s) for s in safe_io.CLEANUP_SIGNALS} == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_writers_in_other_threads_are_covered_while_the_main_thread_holds_the_handlers(tmp_path, signum, capfd):
+    """signal_cleanup_held: a temporary registered by another thread (which cannot install handlers) is removed on
+    a signal, and that writer stops at its next check; the handlers come back when the hold ends."""
+    import threading
+
+    before = signal.getsignal(signum)
+    expected = KeyboardInterrupt if signum == signal.SIGINT else SystemExit
+    opened, stopped, outputs = threading.Event(), [], []
+
+    def writer():
+        output = safe_io.SafeOutput(tmp_path / "out.bin").__enter__()
+        outputs.append(output)
+        output.tmp_path.write_bytes(b"half")
+        opened.set()
+        while True:
+            try:
+                output.raise_if_stopped()
+            except BaseException as err:  # noqa: B036
+                stopped.append(type(err))
+                output.abort()
+                return
+            threading.Event().wait(0.01)
+
+    with pytest.raises(expected):
+        with safe_io.signal_cleanup_held():
+            assert signal.getsignal(signum) is not before
+            thread = threading.Thread(target=writer)
+            thread.start()
+            assert opened.wait(10)
+            signal.raise_signal(signum)
+    thread.join(10)
+    assert stopped == [expected]
+    assert list(tmp_path.iterdir()) == [] and safe_io.registered_temporaries() == []
+    assert signal.getsignal(signum) is before
+    capfd.readouterr()
+
+
+def test_the_hold_alone_restores_the_handlers():
+    before = {s: signal.getsignal(s) for s in safe_io.CLEANUP_SIGNALS}
+    with safe_io.signal_cleanup_held():
+        with safe_io.signal_cleanup_held():
+            assert all(signal.getsignal(s) is not before[s] for s in safe_io.CLEANUP_SIGNALS)
+        assert all(signal.getsignal(s) is not before[s] for s in safe_io.CLEANUP_SIGNALS)
+    assert {s: signal.getsignal(s) for s in safe_io.CLEANUP_SIGNALS} == before
