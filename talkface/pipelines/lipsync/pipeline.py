@@ -437,7 +437,7 @@ class LipSyncPipeline:
             try:
                 self._finish_part(part, generated.get(id(part)))
             except Exception as err:
-                row.error = err
+                row.error = _output_error(err, row.out)
         for row in step.ended:
             self._end_row(row)
 
@@ -479,7 +479,7 @@ class LipSyncPipeline:
                 writer.close()
                 row.result = self._output(row, writer.frames_written)
         except Exception as err:
-            row.error = err
+            row.error = _output_error(err, row.out)
         finally:
             if row.writer is not None:
                 row.writer.abort()
@@ -525,6 +525,13 @@ class LipSyncPipeline:
                 row.missing_landmarks += 1
             return 0.0
         return roll_angle(detection.landmarks) if options.align_roll and options.blend != "none" else 0.0
+
+
+def _output_error(err: Exception, out) -> Exception:
+    """A full disk while writing `out` is the one-line `OutputError` (as `VideoWriter`'s `with` block makes it)."""
+    if isinstance(err, OSError):
+        return safe_io.disk_full_error(err, out) or err
+    return err
 
 
 def _paste_uses_landmarks(options: LipSyncOptions) -> bool:
