@@ -63,6 +63,18 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
+def _smoothstep_inplace(x: np.ndarray) -> np.ndarray:
+    """`_smoothstep` of a float array, computed in `x` and one scratch array (the same operations in the same
+    order, so the same values; the paste-back's mask is large at 1080p)."""
+    np.minimum(x, 1.0, out=x)
+    np.maximum(x, 0.0, out=x)
+    ramp = np.multiply(x, -2.0)
+    ramp += 3.0  # 3 - 2x
+    x *= x
+    x *= ramp
+    return x
+
+
 @functools.lru_cache(maxsize=16)
 def lower_face_mask(size: int = 96, feather: float = 0.15, top: float = 0.5) -> np.ndarray:
     """(size, size) float32 mask in crop coordinates: ~1 over the lower face, 0 at the box edges and above `top`.
@@ -87,14 +99,24 @@ def _to_uint8_face(face: np.ndarray, truncate: bool) -> np.ndarray:
     return scaled.astype(np.uint8) if truncate else np.round(scaled).astype(np.uint8)
 
 
-def _fill(shape, polygon) -> np.ndarray:
-    """uint8 (h, w) image: 1 inside the float polygon (sub-pixel vertices), 0 elsewhere."""
+def _fill(shape, polygon, origin=(0, 0)) -> np.ndarray:
+    """uint8 (h, w) image: 1 inside the float polygon (sub-pixel vertices), 0 elsewhere; the image's pixel (0, 0)
+    is the polygon's pixel `origin` (whole pixels, so the vertices' sub-pixel bits stay the same)."""
     import cv2
 
     image = np.zeros(shape, np.uint8)
     points = np.round((np.asarray(polygon, dtype=np.float64) + 0.5) * 16 - 8).astype(np.int32)  # 4 fraction bits
+    points -= np.asarray(origin, dtype=np.int32) * 16
     cv2.fillPoly(image, [points], 1, lineType=cv2.LINE_8, shift=4)
     return image
+
+
+def _polygon_bounds(polygon, shape) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): whole pixels of `shape` (h, w) that hold every pixel `_fill` may set for `polygon`."""
+    points = np.asarray(polygon, dtype=np.float64)
+    x0, y0 = (max(0, int(np.floor(v)) - 1) for v in points.min(axis=0))
+    x1, y1 = (int(np.ceil(v)) + 2 for v in points.max(axis=0))
+    return x0, y0, min(shape[1], x1), min(shape[0], y1)
 
 
 def generated_region(box, size: int, top: float = 0.5, roll_degrees: float = 0.0) -> np.ndarray:
@@ -136,11 +158,20 @@ def _landmark_mask_patch(shape, landmarks, box, feather, top, roll_degrees, size
     points = points - np.asarray(origin, dtype=np.float64)
     height, width = shape[:2]
     region = generated_region(box, size, top, roll_degrees) - np.asarray(origin, dtype=np.float64)
-    inside = _fill((height, width), points[list(LOWER_FACE_POLYGON)]) & _fill((height, width), region)
+    polygon = points[list(LOWER_FACE_POLYGON)]
+    # the pixels inside are within the lower face's bounding rectangle: only that much is searched (the generated
+    # region is filled on the whole image as before: OpenCV clips a polygon at the image's edges with its own
+    # rounding, so a smaller image would move some of its edge pixels)
+    bx0, by0, bx1, by1 = _polygon_bounds(polygon, (height, width))
+    if bx1 <= bx0 or by1 <= by0:
+        return np.zeros((0, 0), np.float32), (0, 0)
+    inside = _fill((by1 - by0, bx1 - bx0), polygon, (bx0, by0))
+    inside &= _fill((height, width), region)[by0:by1, bx0:bx1]
     x0, y0, patch_w, patch_h = cv2.boundingRect(inside)
     if patch_w == 0 or patch_h == 0:
         return np.zeros((0, 0), np.float32), (0, 0)
     inside = inside[y0:y0 + patch_h, x0:x0 + patch_w]
+    x0, y0 = x0 + bx0, y0 + by0
     distance = cv2.distanceTransform(np.pad(inside, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
     ramp = feather * min(float(box[2] - box[0]), float(box[3] - box[1]))
     lips = np.round(points[OUTER_LIPS]).astype(int)
@@ -153,7 +184,9 @@ def _landmark_mask_patch(shape, landmarks, box, feather, top, roll_degrees, size
             ramp = min(ramp, float(lip_distances.min()))
     # the filled polygon's outermost ring (distance 1) may hold pixels whose centre is just outside the polygon:
     # the ramp starts beyond it, so every changed pixel lies inside the landmarks' polygon
-    return _smoothstep((distance - 1.0) / max(ramp - 1.0, 1.0)).astype(np.float32), (x0, y0)
+    distance -= 1.0
+    distance /= max(ramp - 1.0, 1.0)
+    return _smoothstep_inplace(distance), (x0, y0)
 
 
 def paste_face(frame: np.ndarray, face: np.ndarray, box, blend: str = "feather", feather: float = 0.15,
@@ -251,7 +284,8 @@ def _paste_warped(frame, face, box, blend, feather, top, landmarks, roll_degrees
     else:
         alpha = cv2.warpAffine(lower_face_mask(size, feather, top), to_roi, (roi_w, roi_h), flags=cv2.INTER_LINEAR)
     warped = cv2.warpAffine(face_float, to_roi, (roi_w, roi_h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    np.clip(warped, 0.0, 1.0, out=warped)
+    np.minimum(warped, 1.0, out=warped)  # clip to [0, 1] (np.clip's values, in two faster passes)
+    np.maximum(warped, 0.0, out=warped)
     if blend == "poisson":
         return _poisson(frame, _to_uint8_face(warped, truncate=False), alpha > 0.5, (rx1, ry1))
     # region + alpha * (warped - region) in grey levels, in place, rounded: where alpha is 0 this is the pixel's own
@@ -259,7 +293,7 @@ def _paste_warped(frame, face, box, blend, feather, top, landmarks, roll_degrees
     original = region.astype(np.float32)
     warped *= 255.0
     warped -= original
-    warped *= alpha[:, :, None]
+    warped *= cv2.merge((alpha, alpha, alpha))  # the same products as alpha[:, :, None], without a broadcast
     warped += original
     np.copyto(region, np.rint(warped, out=warped), casting="unsafe")
     return output
