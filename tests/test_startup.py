@@ -65,3 +65,65 @@ def test_help_runs_as_a_command():
                                    cwd=REPO_ROOT, env=env, timeout=120)
         assert completed.returncode == 0, completed.stderr
         assert expected in completed.stdout
+
+
+# --- the generation path (issue 14: first frame in <= 3 s) --------------------------------------------------------
+#: modules the generation path from a converted Wav2Lip folder must not import: transformers' modeling stack (it
+#: pulls in torch.distributed.tensor, torch._dynamo, sympy, scipy.optimize, ...) and every other model folder
+GENERATION_HEAVY = ("transformers", "talkface.models", "torch._dynamo", "sympy")
+
+
+@pytest.fixture(scope="module")
+def generation_inputs(tmp_path_factory):
+    """A tiny converted Wav2Lip folder and a 10-frame clip with its sound (../shared's clip07 and speech04)."""
+    import numpy as np
+
+    from talkface import media
+    from talkface.models.wav2lip import TalkingFaceAudioFeatureExtractor, Wav2LipConfig, Wav2LipModel
+    from tests.utils import data_file
+
+    folder = tmp_path_factory.mktemp("generation")
+    frames = media.read_frames(data_file("clip07_edtalk_mouth_source_muxed.mkv"), max_frames=10)
+    audio = media.read_audio(data_file("speech04_retalking_audio1.wav"))[:6400]
+    with media.VideoWriter(folder / "face.mp4", fps=25, width=256, height=256, audio=audio) as writer:
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame))
+    config = Wav2LipConfig(
+        img_size=24, hidden_size=16, face_encoder_channels=[4, 8, 8, 16], face_encoder_kernel_sizes=[7, 3, 3, 3],
+        face_encoder_strides=[1, 2, 2, 2], face_encoder_residual_layers=[0, 1, 1, 0],
+        audio_encoder_channels=[4, 8, 8, 16], audio_encoder_residual_layers=[1, 0, 1, 0],
+        decoder_channels=[16, 8, 8, 4], decoder_residual_layers=[1, 0, 1, 1], output_hidden_channels=4)
+    Wav2LipModel(config).save_pretrained(folder / "tiny")
+    TalkingFaceAudioFeatureExtractor().save_pretrained(folder / "tiny")
+    return folder
+
+
+def generation_modules_after(args: list[str]) -> list[str]:
+    """The GENERATION_HEAVY modules a fresh `talkface ARGS` process holds when it is done (it must exit 0)."""
+    code = (f"import json, sys\n{_RUN_MAIN.format(args=args)}\n"
+            f"print(json.dumps([m for m in {GENERATION_HEAVY!r} if m in sys.modules]))")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=env,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_generate_from_a_converted_folder_imports_neither_transformers_nor_the_model_registry(generation_inputs,
+                                                                                           tmp_path):
+    """`talkface generate --model FOLDER` runs Wav2Lip without transformers and without `talkface.models`; the same
+    command on a folder without preprocessor_config.json falls back to transformers, and the probe sees it."""
+    import shutil
+
+    out = tmp_path / "out.mp4"
+    face = str(generation_inputs / "face.mp4")
+    args = ["generate", "--no-progress", "--device", "cpu", "--face", face, "--audio", face, "--box", "40", "30",
+            "220", "250", "--precision", "fp32", "--out", str(out)]
+    assert generation_modules_after([*args, "--model", str(generation_inputs / "tiny")]) == []
+    assert out.is_file()
+    fallback = tmp_path / "no_preprocessor"
+    shutil.copytree(generation_inputs / "tiny", fallback)
+    (fallback / "preprocessor_config.json").unlink()
+    out.unlink()
+    found = generation_modules_after([*args, "--model", str(fallback)])
+    assert "transformers" in found and "talkface.models" in found

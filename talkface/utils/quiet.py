@@ -81,20 +81,19 @@ def _flush():
 
 
 def disable_library_progress_bars():
-    """Turn off transformers' and huggingface_hub's progress bars (for this process)."""
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # also for libraries that read it when they start
-    try:
-        from huggingface_hub.utils import disable_progress_bars
+    """Turn off transformers' and huggingface_hub's progress bars (for this process).
 
-        disable_progress_bars()
-    except ImportError:
-        pass
-    try:
-        from transformers.utils import logging as transformers_logging
-
+    Neither library is imported for it (that would cost the generation path seconds, issue 14): both read the
+    environment variable set here when they are imported later (transformers asks huggingface_hub); one already
+    imported is told directly.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub (and so transformers) on import
+    hub_utils = sys.modules.get("huggingface_hub.utils")
+    if hub_utils is not None:
+        hub_utils.disable_progress_bars()
+    transformers_logging = sys.modules.get("transformers.utils.logging")
+    if transformers_logging is not None:
         transformers_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 __all__ = ["NATIVE_LOG_LINE", "disable_library_progress_bars", "native_logs_silenced", "split_native_log_lines"]

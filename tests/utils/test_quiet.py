@@ -2,12 +2,15 @@
 
 import logging
 import os
+import subprocess
+import sys
 
 from talkface.utils.quiet import (
     disable_library_progress_bars,
     native_logs_silenced,
     split_native_log_lines,
 )
+from tests.utils import REPO_ROOT
 
 # lines as mediapipe 0.10 and TensorFlow Lite print them
 ABSL_LINE = ("W0000 00:00:1796285510.442446   18041 inference_feedback_manager.cc:114] Feedback manager requires a "
@@ -59,3 +62,18 @@ def test_library_progress_bars_off():
         transformers_logging.enable_progress_bar()
         enable_progress_bars()
         os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+
+
+def test_library_progress_bars_off_before_the_libraries_are_imported():
+    """In a fresh process the call imports neither library (start-up, issue 14), and both start with their bars off."""
+    code = ("import sys\n"
+            "from talkface.utils.quiet import disable_library_progress_bars\n"
+            "disable_library_progress_bars()\n"
+            "assert 'transformers' not in sys.modules and 'huggingface_hub' not in sys.modules, 'imported'\n"
+            "from huggingface_hub.utils import are_progress_bars_disabled\n"
+            "from transformers.utils import logging\n"
+            "assert are_progress_bars_disabled() and not logging.is_progress_bar_enabled(), 'bars on'\n")
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]

@@ -251,7 +251,7 @@ class AVHubertFeatureExtractor(FeatureExtractorHubMixin, FeatureExtractionMixin)
             features = self.align_to_video(features, int(num_video_frames))
         return features
 
-    # Copied from talkface.models.wav2lip.feature_extraction_wav2lip.TalkingFaceAudioFeatureExtractor.num_video_frames
+    # Copied from talkface.networks.wav2lip_audio.Wav2LipMelFeatures.num_video_frames
     def num_video_frames(self, num_samples: int, fps: float | None = None) -> int:
         """Video frames needed to cover `num_samples` of audio (rounded up, so no audio is left uncovered)."""
         return max(1, math.ceil(num_samples * (fps or self.fps) / self.sampling_rate - 1e-9))

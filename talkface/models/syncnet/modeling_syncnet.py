@@ -28,7 +28,7 @@ from .configuration_syncnet import SyncNetConfig
 BOTTLENECK_KERNEL_SIZE = 3
 
 
-# Copied from talkface.models.wav2lip.modeling_wav2lip.Wav2LipConvBlock with Wav2Lip->SyncNet
+# Copied from talkface.networks.wav2lip.Wav2LipConvBlock with Wav2Lip->SyncNet
 class SyncNetConvBlock(nn.Module):
     """Conv2d -> BatchNorm -> (+ input if residual) -> ReLU. State keys: conv_block.0.* (conv), conv_block.1.* (BN)."""
 

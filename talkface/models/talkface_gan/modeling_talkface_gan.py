@@ -129,7 +129,7 @@ class TalkFaceFaceDecoder(nn.Module):
 
 
 # The original `conv_block.0/1` layout, so that the lip-sync expert's audio-encoder weights load unchanged.
-# Copied from talkface.models.wav2lip.modeling_wav2lip.Wav2LipConvBlock with Wav2Lip->TalkFaceExpert
+# Copied from talkface.networks.wav2lip.Wav2LipConvBlock with Wav2Lip->TalkFaceExpert
 class TalkFaceExpertConvBlock(nn.Module):
     """Conv2d -> BatchNorm -> (+ input if residual) -> ReLU. State keys: conv_block.0.* (conv), conv_block.1.* (BN)."""
 

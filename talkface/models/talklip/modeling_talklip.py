@@ -41,7 +41,7 @@ BOTTLENECK_KERNEL_SIZE = 3
 
 
 # --- building blocks ----------------------------------------------------------------------------------------------
-# Copied from talkface.models.wav2lip.modeling_wav2lip.Wav2LipConvBlock with Wav2Lip->TalkLip
+# Copied from talkface.networks.wav2lip.Wav2LipConvBlock with Wav2Lip->TalkLip
 class TalkLipConvBlock(nn.Module):
     """Conv2d -> BatchNorm -> (+ input if residual) -> ReLU. State keys: conv_block.0.* (conv), conv_block.1.* (BN)."""
 
@@ -64,7 +64,7 @@ class TalkLipConvBlock(nn.Module):
         return self.act(output)
 
 
-# Copied from talkface.models.wav2lip.modeling_wav2lip.Wav2LipTransposedConvBlock with Wav2Lip->TalkLip
+# Copied from talkface.networks.wav2lip.Wav2LipTransposedConvBlock with Wav2Lip->TalkLip
 class TalkLipTransposedConvBlock(nn.Module):
     """ConvTranspose2d -> BatchNorm -> ReLU (decoder upsampling). State keys: conv_block.0.*, conv_block.1.*."""
 

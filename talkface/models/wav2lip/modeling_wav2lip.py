@@ -3,7 +3,8 @@
 Architecture of Prajwal et al., "A Lip Sync Expert Is All You Need for Speech to Lip Generation In The Wild"
 (ACM MM 2020), github.com/Rudrabha/Wav2Lip (models/wav2lip.py, models/conv.py). Written from the paper and the
 released state-dict layout; module names follow the original checkpoint (`face_encoder_blocks.N.M.conv_block.0`)
-so the released weights load with an identity key mapping.
+so the released weights load with an identity key mapping. The layers are `talkface.networks.wav2lip`'s
+(`Wav2LipLayers`, shared with the transformers-free `Wav2LipNetwork` that the generation path loads).
 
 Images are BGR in [0, 1] (the original code reads frames with OpenCV and never converts them).
 """
@@ -20,61 +21,14 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...hub.mixin import TalkFaceHubMixin
+from ...networks.wav2lip import (  # noqa: F401  (the blocks stay importable from here)
+    BOTTLENECK_KERNEL_SIZE,
+    Wav2LipConvBlock,
+    Wav2LipLayers,
+    Wav2LipLeakyConvBlock,
+    Wav2LipTransposedConvBlock,
+)
 from .configuration_wav2lip import Wav2LipConfig, Wav2LipVisualDiscriminatorConfig
-
-# The bottleneck turns the 3x3 maps of the face and audio encoders into 1x1 with a valid 3x3 convolution.
-BOTTLENECK_KERNEL_SIZE = 3
-
-
-# --- building blocks ----------------------------------------------------------------------------------------------
-class Wav2LipConvBlock(nn.Module):
-    """Conv2d -> BatchNorm -> (+ input if residual) -> ReLU. State keys: conv_block.0.* (conv), conv_block.1.* (BN)."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, residual=False,
-                 batch_norm_eps=1e-5, batch_norm_momentum=0.1):
-        super().__init__()
-        if residual and (in_channels != out_channels or stride not in (1, (1, 1))):
-            raise ValueError("a residual conv block must keep channels and size (in == out channels, stride 1)")
-        self.conv_block = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding),
-            nn.BatchNorm2d(out_channels, eps=batch_norm_eps, momentum=batch_norm_momentum),
-        )
-        self.act = nn.ReLU()
-        self.residual = residual
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        output = self.conv_block(hidden_states)
-        if self.residual:
-            output = output + hidden_states
-        return self.act(output)
-
-
-class Wav2LipTransposedConvBlock(nn.Module):
-    """ConvTranspose2d -> BatchNorm -> ReLU (decoder upsampling). State keys: conv_block.0.*, conv_block.1.*."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
-                 batch_norm_eps=1e-5, batch_norm_momentum=0.1):
-        super().__init__()
-        self.conv_block = nn.Sequential(
-            nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding),
-            nn.BatchNorm2d(out_channels, eps=batch_norm_eps, momentum=batch_norm_momentum),
-        )
-        self.act = nn.ReLU()
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv_block(hidden_states))
-
-
-class Wav2LipLeakyConvBlock(nn.Module):
-    """Conv2d -> LeakyReLU, no normalisation (discriminator). State keys: conv_block.0.*."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, negative_slope=0.01):
-        super().__init__()
-        self.conv_block = nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding))
-        self.act = nn.LeakyReLU(negative_slope)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv_block(hidden_states))
 
 
 def _init_conv_weights(module: nn.Module):
@@ -147,7 +101,7 @@ class Wav2LipPreTrainedModel(TalkFaceHubMixin, PreTrainedModel):
         _init_conv_weights(module)
 
 
-class Wav2LipModel(Wav2LipPreTrainedModel):
+class Wav2LipModel(Wav2LipLayers, Wav2LipPreTrainedModel):
     """Wav2Lip generator: (masked frame + reference frame, mel window) -> generated face.
 
     Inputs:
@@ -165,102 +119,8 @@ class Wav2LipModel(Wav2LipPreTrainedModel):
 
     def __init__(self, config: Wav2LipConfig):
         super().__init__(config)
-        bn = {"batch_norm_eps": config.batch_norm_eps, "batch_norm_momentum": config.batch_norm_momentum}
-        kernel = config.kernel_size
-        same = kernel // 2
-
-        def stage(in_channels, out_channels, first_kernel, stride, num_residual):
-            layers = [Wav2LipConvBlock(in_channels, out_channels, first_kernel, stride, first_kernel // 2, **bn)]
-            layers += [Wav2LipConvBlock(out_channels, out_channels, kernel, 1, same, residual=True, **bn)
-                       for _ in range(num_residual)]
-            return layers
-
-        def bottleneck(in_channels):
-            # valid 3x3 conv: 3x3 -> 1x1, then a 1x1 conv
-            return [Wav2LipConvBlock(in_channels, config.hidden_size, BOTTLENECK_KERNEL_SIZE, 1, 0, **bn),
-                    Wav2LipConvBlock(config.hidden_size, config.hidden_size, 1, 1, 0, **bn)]
-
-        # face encoder: one Sequential per stage (its output is a skip connection), the bottleneck last
-        self.face_encoder_blocks = nn.ModuleList()
-        in_channels = config.num_channels
-        for out_channels, first_kernel, stride, num_residual in zip(
-            config.face_encoder_channels, config.face_encoder_kernel_sizes, config.face_encoder_strides,
-            config.face_encoder_residual_layers,
-        ):
-            self.face_encoder_blocks.append(nn.Sequential(*stage(in_channels, out_channels, first_kernel, stride,
-                                                                 num_residual)))
-            in_channels = out_channels
-        self.face_encoder_blocks.append(nn.Sequential(*bottleneck(in_channels)))
-
-        # audio encoder: one flat Sequential, as in the original
-        audio_layers = []
-        in_channels = 1
-        for out_channels, stride, num_residual in zip(
-            config.audio_encoder_channels, config.audio_encoder_strides, config.audio_encoder_residual_layers
-        ):
-            audio_layers += stage(in_channels, out_channels, kernel, tuple(stride), num_residual)
-            in_channels = out_channels
-        self.audio_encoder = nn.Sequential(*audio_layers, *bottleneck(in_channels))
-
-        # decoder: starts from the audio embedding; after every block the face-encoder map of the same size is
-        # concatenated, deepest first (bottleneck, then stages n-1 ... 0)
-        skip_channels = list(config.face_encoder_channels) + [config.hidden_size]
-        self.face_decoder_blocks = nn.ModuleList()
-        first = [Wav2LipConvBlock(config.hidden_size, config.hidden_size, 1, 1, 0, **bn)]
-        first += [Wav2LipConvBlock(config.hidden_size, config.hidden_size, kernel, 1, same, residual=True, **bn)
-                  for _ in range(config.decoder_bottleneck_residual_layers)]
-        self.face_decoder_blocks.append(nn.Sequential(*first))
-        in_channels = config.hidden_size + skip_channels.pop()
-        num_stages = config.num_face_encoder_stages
-        for block_index, (out_channels, num_residual) in enumerate(
-            zip(config.decoder_channels, config.decoder_residual_layers)
-        ):
-            if block_index == 0:
-                # 1x1 -> 3x3: the transpose of the bottleneck's valid 3x3 conv
-                upsample = Wav2LipTransposedConvBlock(in_channels, out_channels, BOTTLENECK_KERNEL_SIZE, 1, 0, **bn)
-            else:
-                # undo the stride of the encoder stage whose input size we are returning to
-                stride = config.face_encoder_strides[num_stages - block_index]
-                upsample = Wav2LipTransposedConvBlock(in_channels, out_channels, kernel, stride, same,
-                                                      output_padding=stride - 1, **bn)
-            layers = [upsample] + [
-                Wav2LipConvBlock(out_channels, out_channels, kernel, 1, same, residual=True, **bn)
-                for _ in range(num_residual)
-            ]
-            self.face_decoder_blocks.append(nn.Sequential(*layers))
-            in_channels = out_channels + skip_channels.pop()
-
-        self.output_block = nn.Sequential(
-            Wav2LipConvBlock(in_channels, config.output_hidden_channels, kernel, 1, same, **bn),
-            nn.Conv2d(config.output_hidden_channels, config.num_output_channels, kernel_size=1),
-            nn.Sigmoid(),
-        )
+        self._build_wav2lip_layers(config)  # talkface.networks.wav2lip.Wav2LipLayers
         self.post_init()
-
-    def _check_inputs(self, faces: torch.Tensor, mel_chunks: torch.Tensor):
-        config = self.config
-        face_shape = (config.num_channels, config.image_size, config.image_size)
-        mel_shape = (1, config.num_mel_bins, config.mel_step_size)
-        if faces.dim() == 4:
-            ok = tuple(faces.shape[1:]) == face_shape and tuple(mel_chunks.shape[1:]) == mel_shape
-            ok = ok and mel_chunks.dim() == 4 and mel_chunks.shape[0] == faces.shape[0]
-        elif faces.dim() == 5:
-            batch, channels, frames, height, width = faces.shape
-            ok = (channels, height, width) == face_shape and mel_chunks.dim() == 5
-            ok = ok and tuple(mel_chunks.shape) == (batch, frames) + mel_shape
-        else:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"Wav2LipModel expects masked_and_reference_faces (batch, {config.num_channels}, {config.image_size}, "
-                f"{config.image_size}) with mel_chunks (batch, 1, {config.num_mel_bins}, {config.mel_step_size}), "
-                f"or the 5-D forms (batch, {config.num_channels}, frames, H, W) and (batch, frames, 1, mels, steps); "
-                f"got {tuple(faces.shape)} and {tuple(mel_chunks.shape)}"
-            )
-
-    def get_audio_embedding(self, mel_chunks: torch.Tensor) -> torch.Tensor:
-        """(batch, 1, num_mel_bins, mel_step_size) -> (batch, hidden_size, 1, 1)."""
-        return self.audio_encoder(mel_chunks)
 
     def forward(
         self,
@@ -275,30 +135,7 @@ class Wav2LipModel(Wav2LipPreTrainedModel):
             raise TypeError("missing the required input mel_chunks")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self._check_inputs(faces, mel_chunks)
-        is_sequence = faces.dim() == 5
-        if is_sequence:
-            batch, channels, frames, height, width = faces.shape
-            # fold time into batch: (batch * frames, channels, H, W), batch-major
-            faces = faces.transpose(1, 2).reshape(batch * frames, channels, height, width)
-            mel_chunks = mel_chunks.reshape(batch * frames, *mel_chunks.shape[2:])  # (batch * frames, 1, mels, steps)
-
-        audio_embeds = self.audio_encoder(mel_chunks)  # (N, hidden_size, 1, 1)
-
-        skip_features = []
-        hidden_states = faces
-        for block in self.face_encoder_blocks:
-            hidden_states = block(hidden_states)
-            skip_features.append(hidden_states)
-
-        hidden_states = audio_embeds
-        for block in self.face_decoder_blocks:
-            hidden_states = block(hidden_states)
-            hidden_states = torch.cat((hidden_states, skip_features.pop()), dim=1)
-
-        generated_faces = self.output_block(hidden_states)  # (N, 3, H, W)
-        if is_sequence:
-            # (batch, frames, 3, H, W) -> (batch, 3, frames, H, W), the layout of the 5-D input
-            generated_faces = generated_faces.reshape(batch, frames, *generated_faces.shape[1:]).transpose(1, 2)
+        generated_faces, audio_embeds = self._wav2lip_forward(faces, mel_chunks)
 
         loss = None
         if target_faces is not None:

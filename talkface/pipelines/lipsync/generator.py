@@ -98,7 +98,7 @@ class LipSyncGenerator(abc.ABC):
 
         Outputs change only by float rounding; the model can no longer be trained or saved (load it again).
         """
-        from ...models.optimization import optimize_for_inference
+        from ...networks.optimization import optimize_for_inference
 
         optimize_for_inference(self.model)
         return self

@@ -5,12 +5,18 @@ into per-frame mel windows (with the feature extractor saved beside the weights)
 k-frame passes the model was trained with, padding the last group.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from ....models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
-from ....models.talkface_gan.modeling_talkface_gan import TalkFaceModel
 from ..generator import LipSyncGenerator, PreparedAudio, register_generator
+
+if TYPE_CHECKING:  # the model classes are imported when used: registering this adapter must stay light (issue 14)
+    from ....models.talkface_gan.modeling_talkface_gan import TalkFaceModel
+    from ....models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
 
 
 @register_generator("talkface")
@@ -20,12 +26,17 @@ class TalkFaceGenerator(LipSyncGenerator):
     per_frame_audio = True  # mel windows per frame; each k-frame group is generated on its own
 
     def __init__(self, model: TalkFaceModel, feature_extractor: TalkingFaceAudioFeatureExtractor | None = None):
+        from ....models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
+
         super().__init__(model, feature_extractor or TalkingFaceAudioFeatureExtractor())
         self.img_size = model.config.image_size
         self.frames_per_step = model.config.num_frames
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id, **kwargs) -> "TalkFaceGenerator":
+        from ....models.talkface_gan.modeling_talkface_gan import TalkFaceModel
+        from ....models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
+
         model = TalkFaceModel.from_pretrained(path_or_repo_id, **kwargs)
         try:
             feature_extractor = TalkingFaceAudioFeatureExtractor.from_pretrained(path_or_repo_id)

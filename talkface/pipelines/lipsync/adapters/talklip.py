@@ -21,15 +21,20 @@ Audio (global encoder), in `prepare_audio`:
 per-frame mel windows, as Wav2Lip.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ....errors import ModelLoadError
-from ....models.talklip.modeling_talklip import TalkLipModel
 from ..generator import LipSyncGenerator, PreparedAudio, register_generator
+
+if TYPE_CHECKING:  # imported when used: registering this adapter must stay light (start-up, issue 14)
+    from ....models.talklip.modeling_talklip import TalkLipModel
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +94,8 @@ class TalkLipGenerator(LipSyncGenerator):
     @classmethod
     def from_pretrained(cls, path_or_repo_id, device=None, dtype=None, max_chunk_seconds=DEFAULT_MAX_CHUNK_SECONDS,
                         chunk_context_seconds=CHUNK_CONTEXT_SECONDS, **kwargs) -> "TalkLipGenerator":
+        from ....models.talklip.modeling_talklip import TalkLipModel
+
         try:
             model = TalkLipModel.from_pretrained(path_or_repo_id, **kwargs)
         except OSError as err:

@@ -1,13 +1,24 @@
-"""`LipSyncGenerator` adapter for Wav2Lip (model_type "wav2lip"): RGB faces in, Wav2Lip's BGR network in the middle."""
+"""`LipSyncGenerator` adapter for Wav2Lip (model_type "wav2lip"): RGB faces in, Wav2Lip's BGR network in the middle.
+
+Start-up (issue 14): a local folder written by `talkface convert wav2lip` (config.json + model.safetensors) is loaded
+into `talkface.networks.wav2lip.Wav2LipNetwork`, the same layers, state dict and outputs as `Wav2LipModel` without
+importing transformers or `talkface.models` (which registers every model folder: seconds of imports); its mel
+parameters are read into `Wav2LipMelFeatures`, the numpy base of `TalkingFaceAudioFeatureExtractor`. Anything else
+(a Hub id, sharded or non-float32 weights, loading options, an old or unusual config) goes through
+`Wav2LipModel.from_pretrained` as before.
+"""
+
+from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ....errors import ModelLoadError
-from ....models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
-from ....models.wav2lip.modeling_wav2lip import Wav2LipModel
+from ....networks.wav2lip import load_wav2lip_network
+from ....networks.wav2lip_audio import Wav2LipMelFeatures
 from ..generator import LipSyncGenerator, PreparedAudio, register_generator
 
 logger = logging.getLogger(__name__)
@@ -25,12 +36,43 @@ class Wav2LipGenerator(LipSyncGenerator):
     frames_per_step = 1
     per_frame_audio = True  # one mel window per face, every face on its own: files may share a call
 
-    def __init__(self, model: Wav2LipModel, feature_extractor: TalkingFaceAudioFeatureExtractor | None = None):
-        super().__init__(model, feature_extractor or TalkingFaceAudioFeatureExtractor())
+    def __init__(self, model, feature_extractor: Wav2LipMelFeatures | None = None):
+        """model: a `Wav2LipModel` or a `Wav2LipNetwork`; feature_extractor: a `TalkingFaceAudioFeatureExtractor`
+        or a `Wav2LipMelFeatures` (the standard Wav2Lip mel parameters when None)."""
+        super().__init__(model, feature_extractor or Wav2LipMelFeatures())
         self.img_size = model.config.image_size
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id, device=None, dtype=None, **kwargs) -> "Wav2LipGenerator":
+        generator = None if kwargs else cls._load_plain(path_or_repo_id)
+        if generator is None:
+            generator = cls._load_transformers(path_or_repo_id, **kwargs)
+        if device is not None or dtype is not None:
+            generator.to(device=device, dtype=dtype)
+        return generator
+
+    @classmethod
+    def _load_plain(cls, path_or_repo_id) -> "Wav2LipGenerator | None":
+        """The generator of a local converted folder without transformers, or None (see the module docstring)."""
+        folder = Path(path_or_repo_id)
+        preprocessor = folder / "preprocessor_config.json"
+        if not (folder.is_dir() and preprocessor.is_file()):
+            return None
+        network = load_wav2lip_network(folder)
+        if network is None:
+            return None
+        try:
+            feature_extractor = Wav2LipMelFeatures.from_json_file(preprocessor)
+        except (OSError, TypeError, ValueError):
+            return None  # from_pretrained reports a bad preprocessor_config.json its own way
+        logger.debug("%s: loaded into the plain Wav2LipNetwork (no transformers)", folder)
+        return cls(network, feature_extractor)
+
+    @classmethod
+    def _load_transformers(cls, path_or_repo_id, **kwargs) -> "Wav2LipGenerator":
+        from ....models.wav2lip.feature_extraction_wav2lip import TalkingFaceAudioFeatureExtractor
+        from ....models.wav2lip.modeling_wav2lip import Wav2LipModel
+
         try:
             model = Wav2LipModel.from_pretrained(path_or_repo_id, **kwargs)
         except OSError as err:
@@ -45,10 +87,7 @@ class Wav2LipGenerator(LipSyncGenerator):
                            path_or_repo_id)
             feature_extractor = TalkingFaceAudioFeatureExtractor(num_mel_bins=model.config.num_mel_bins,
                                                                  mel_step_size=model.config.mel_step_size)
-        generator = cls(model, feature_extractor)
-        if device is not None or dtype is not None:
-            generator.to(device=device, dtype=dtype)
-        return generator
+        return cls(model, feature_extractor)
 
     def prepare_audio(self, waveform: np.ndarray, sampling_rate: int, fps: float) -> PreparedAudio:
         mel = self.feature_extractor.mel_spectrogram(waveform, sampling_rate=sampling_rate)
