@@ -243,6 +243,36 @@ def _poisson(frame, patch_uint8, inside, origin) -> np.ndarray:
     return cv2.seamlessClone(source, np.ascontiguousarray(frame), full_mask, centre, cv2.NORMAL_CLONE)
 
 
+#: crop-to-frame scale from which the generated face is enlarged by a separable bicubic resize and then only turned
+#: (bilinear, at about 1:1) instead of one bicubic warp: 4-6 ms less per 1080p frame (see `_warp_face`)
+RESIZE_THEN_TURN_SCALE = 2.0
+
+
+def _warp_face(face_float, to_roi, roi_size, box, roll_degrees):
+    """The float face warped into the ROI through `to_roi` (crop pixels -> ROI pixels).
+
+    A bicubic `warpAffine` costs 16 taps x 3 channels per output pixel, and at 1080p a face box is 600+ pixels wide
+    (7 ms per frame). When the face is enlarged `RESIZE_THEN_TURN_SCALE` times or more, it is resized to the box's
+    own upright size with a separable bicubic `resize` first and then turned by the roll with a bilinear warp at
+    about 1:1. On a real face (tests/faces/test_face_paste.py) the pasted pixels are the same upright and differ
+    from the single warp's by a mean of 0.16 grey levels, at most 5, when turned, and are as close to the
+    high-resolution original; a noise-like face (not what a generator gives) differs more, up to ~30 on single pixels."""
+    import cv2
+
+    from .roll import aligned_box_size
+
+    size = face_float.shape[0]
+    face_w, face_h = aligned_box_size(box, roll_degrees)
+    up_w, up_h = int(round(face_w)), int(round(face_h))
+    if min(up_w, up_h) < RESIZE_THEN_TURN_SCALE * size:
+        return cv2.warpAffine(face_float, to_roi, roi_size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    enlarged = cv2.resize(face_float, (up_w, up_h), interpolation=cv2.INTER_CUBIC)
+    # enlarged pixel (p, q) is crop pixel ((p + 0.5) * size / up_w - 0.5, (q + 0.5) * size / up_h - 0.5)
+    to_crop = np.array([[size / up_w, 0.0, 0.5 * size / up_w - 0.5], [0.0, size / up_h, 0.5 * size / up_h - 0.5],
+                        [0.0, 0.0, 1.0]])
+    return cv2.warpAffine(enlarged, to_roi @ to_crop, roi_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def _paste_warped(frame, face, box, blend, feather, top, landmarks, roll_degrees) -> np.ndarray:
     """Paste through the crop transform (turned back by the roll), masked by the face's landmarks when given."""
     import cv2
@@ -283,7 +313,7 @@ def _paste_warped(frame, face, box, blend, feather, top, landmarks, roll_degrees
         roi_w, roi_h, rx1, ry1 = patch_w, patch_h, rx1 + px, ry1 + py
     else:
         alpha = cv2.warpAffine(lower_face_mask(size, feather, top), to_roi, (roi_w, roi_h), flags=cv2.INTER_LINEAR)
-    warped = cv2.warpAffine(face_float, to_roi, (roi_w, roi_h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    warped = _warp_face(face_float, to_roi, (roi_w, roi_h), box, roll_degrees)
     np.minimum(warped, 1.0, out=warped)  # clip to [0, 1] (np.clip's values, in two faster passes)
     np.maximum(warped, 0.0, out=warped)
     if blend == "poisson":
