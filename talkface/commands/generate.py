@@ -130,7 +130,8 @@ def _check_single_run_flags(args):
         raise TalkFaceUserError(f"the following arguments are required: {', '.join(missing)} (or --jobs JOBS_CSV "
                                 "for many generations)")
     batch_only = [flag for flag, used in (("--results", args.results), ("--overwrite", args.overwrite),
-                                          ("--num-processes", args.num_processes != 1)) if used]
+                                          ("--num-processes", args.num_processes != 1),
+                                          ("--batch-files", args.batch_files != "auto")) if used]
     if batch_only:
         raise TalkFaceUserError(f"{', '.join(batch_only)} only work with --jobs; a single run always writes --out")
 

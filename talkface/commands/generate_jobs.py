@@ -24,6 +24,13 @@ the main process decides which rows need work (before anything is written) and s
 shards; each process loads the model once on its own device (`--device cuda` and `auto` on a GPU machine become
 cuda:LOCAL_RANK) and runs its share; the main process gathers the results and writes the results CSV in row order.
 The machinery is `talkface.utils.distributed`, the one `talkface evaluate` uses.
+
+Cross-file batching (`--batch-files K`, default auto: 4 on CUDA, 1 elsewhere): each process keeps K of its rows in
+flight, and every generator call takes the next batch of face crops of each of them
+(`LipSyncPipeline.generate_many`), so a GPU sees K times larger batches. Rows that need another pipeline (model,
+precision, enhancer) or another `overlap` are batched among themselves. Each row is still parsed, checked, written
+and recorded on its own: the results CSV, skips, exit codes and sharding do not change, and a row's video is the
+one it gets alone (docs/generation.md says how close on each device).
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ NOT_PER_ROW = {
     "jobs": "a jobs file cannot name another", "results": "give --results on the command line",
     "overwrite": "give --overwrite on the command line",
     "num-processes": "give --num-processes on the command line",
+    "batch-files": "rows share generator calls; give --batch-files on the command line",
     "help": "not an option",
 }
 #: columns naming a model folder or a Hub id: joined to the CSV's folder only when that path exists
@@ -76,6 +84,10 @@ def add_jobs_flags(parser):
                        help="with --jobs: split the rows between N processes on this machine (with --device cuda "
                        "each uses its own GPU); on several GPUs or machines use `accelerate launch -m talkface "
                        "generate --jobs ...` (default: %(default)s)")
+    group.add_argument("--batch-files", default="auto", metavar="K",
+                       help="with --jobs: K rows in flight at once in each process, their face crops sharing "
+                       "generator calls (Wav2Lip, TalkLip, our generator; outputs as one at a time); auto: "
+                       "4 on CUDA, 1 elsewhere (default: %(default)s)")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -348,32 +360,71 @@ class JobRunner:
         return options.replace(face_backend=self._backends[key])
 
     def run(self, job: Job, parser, actions) -> dict:
+        start = time.perf_counter()
+        try:
+            row_args, options, pipeline = self._prepare(job, parser, actions)
+            result = pipeline(face=row_args.face, audio=row_args.audio, out=row_args.out, options=options,
+                              progress=self.progress)
+        except Exception as err:
+            return self._outcome(job, start, error=err)
+        return self._outcome(job, start, result=result)
+
+    def run_share(self, jobs: JobsFile, share: list[int], parser, actions) -> list[tuple[int, dict]]:
+        """(index, result row) of every row of `share`. Rows run one after the other, or, where --batch-files
+        comes to K > 1 on this device, K at a time through `LipSyncPipeline.generate_many` (rows with the same
+        pipeline and --overlap together; each row's options, checks and result as when it runs alone)."""
+        from ..pipelines.lipsync.execution import resolve_batch_files
+        from ..utils.devices import resolve_device
+
+        if resolve_batch_files(self.args.batch_files, resolve_device(self.device).type) == 1:
+            return [(index, self.run(jobs.jobs[index], parser, actions)) for index in share]
+        outcomes, groups = {}, {}
+        for index in share:
+            job, start = jobs.jobs[index], time.perf_counter()
+            try:
+                row_args, options, pipeline = self._prepare(job, parser, actions)
+            except Exception as err:
+                outcomes[index] = self._outcome(job, start, error=err)
+                continue
+            group = groups.setdefault((load_key(row_args), options.overlap), (pipeline, options.overlap, []))
+            group[2].append((index, row_args, options, time.perf_counter() - start))
+        for pipeline, overlap, rows in groups.values():
+            count = resolve_batch_files(self.args.batch_files, pipeline.device.type)
+            requests = [dict(face=row_args.face, audio=row_args.audio, out=row_args.out, options=options)
+                        for _, row_args, options, _ in rows]
+            results = pipeline.generate_many(requests, batch_files=count, overlap=overlap,
+                                             progress=self.progress and count == 1)
+            for (index, _, _, checked), result in zip(rows, results):
+                outcomes[index] = self._outcome(jobs.jobs[index], None, result=result.result, error=result.error,
+                                                seconds=checked + result.seconds)
+        return [(index, outcomes[index]) for index in share]
+
+    def _prepare(self, job: Job, parser, actions):
+        """A row's arguments and options, checked as the single command checks them, and its pipeline."""
         from ..pipelines.lipsync.pipeline import check_lipsync_inputs
         from .generate import options_from_args
 
-        start = time.perf_counter()
-        try:
-            row_args = row_arguments(job, self.args, parser, actions)
-            options = options_from_args(row_args)
-            check_lipsync_inputs(row_args.face, row_args.audio, row_args.out, options)  # before loading anything
-            pipeline = self.pipeline(row_args)
-            options = self.face_backend(options, row_args)
-            result = pipeline(face=row_args.face, audio=row_args.audio, out=row_args.out, options=options,
-                              progress=self.progress)
-        except TalkFaceUserError as err:
-            outcome = result_row(job, "failed", seconds=time.perf_counter() - start, error=str(err))
-        except Exception as err:  # a bug shows in this row's error (and with -v its traceback); the batch goes on
-            logger.debug("row %d failed", job.row, exc_info=True)
-            outcome = result_row(job, "failed", seconds=time.perf_counter() - start,
-                                 error=f"{type(err).__name__}: {err}")
-        else:
-            outcome = result_row(job, "done", frames=result.num_frames, seconds=time.perf_counter() - start)
-        if outcome["status"] == "done":
+        row_args = row_arguments(job, self.args, parser, actions)
+        options = options_from_args(row_args)
+        check_lipsync_inputs(row_args.face, row_args.audio, row_args.out, options)  # before loading anything
+        pipeline = self.pipeline(row_args)
+        return row_args, self.face_backend(options, row_args), pipeline
+
+    @staticmethod
+    def _outcome(job: Job, start, result=None, error=None, seconds=None) -> dict:
+        seconds = time.perf_counter() - start if seconds is None else seconds
+        if error is None:
+            outcome = result_row(job, "done", frames=result.num_frames, seconds=seconds)
             logger.info("row %d: done: %s (%s frames, %s s)", job.row, job.written("out"), outcome["frames"],
                         outcome["seconds"])
-        else:
-            logger.info("row %d: failed: %s", job.row, outcome["error"])
-        return outcome
+            return outcome
+        if isinstance(error, TalkFaceUserError):
+            message = str(error)
+        else:  # a bug shows in this row's error (and with -v its traceback); the batch goes on
+            logger.debug("row %d failed", job.row, exc_info=error)
+            message = f"{type(error).__name__}: {error}"
+        logger.info("row %d: failed: %s", job.row, message)
+        return result_row(job, "failed", seconds=seconds, error=message)
 
     def close(self):
         for pipeline in self._pipelines.values():
@@ -414,6 +465,7 @@ def plan(jobs: JobsFile, args, parser, actions) -> tuple[dict[int, dict], list[i
 
 def run_jobs(args) -> int:
     """`talkface generate --jobs`: checks, then this process's share of the rows (see the module docstring)."""
+    from ..pipelines.lipsync.execution import resolve_batch_files
     from ..utils.distributed import launch_local, launched_processes, without_option
     from ..utils.devices import resolve_device
     from .generate import _check_model_location
@@ -423,6 +475,7 @@ def run_jobs(args) -> int:
         raise TalkFaceUserError(f"--jobs takes face, audio and out from the jobs file; leave out {', '.join(given)}")
     if args.num_processes < 1:
         raise TalkFaceUserError(f"--num-processes must be at least 1, got {args.num_processes}")
+    resolve_batch_files(args.batch_files, "cpu")  # a bad --batch-files is one line before anything runs
     if args.num_processes > 1 and launched_processes() > 1:
         raise TalkFaceUserError("--num-processes starts processes itself; under accelerate launch or torchrun leave "
                                 "it out (the launcher's --num_processes decides)")
@@ -479,7 +532,7 @@ def _run_share(jobs: JobsFile, args, parser, actions, results_path: Path) -> int
                 return 2  # the main process says why
             logger.info("process %d of %d: %d of %d rows to run", group.rank, group.world_size, len(share),
                         len(jobs.jobs))
-            outcomes = [(index, runner.run(jobs.jobs[index], parser, actions)) for index in share]
+            outcomes = runner.run_share(jobs, share, parser, actions)
         finally:
             runner.close()
         gathered = group.gather(outcomes)

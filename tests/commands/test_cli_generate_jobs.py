@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from talkface import media
@@ -82,14 +83,15 @@ def single_command_error(inputs, capture, *flags):  # noqa: F811
     return capture.readouterr().err.strip().splitlines()[-1].split("error: ", 1)[1]
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_jobs_give_the_right_results_and_outputs(inputs, batch, capfd, processes):  # noqa: F811
+@pytest.mark.parametrize("processes, batch_files", [(1, "auto"), (2, "auto"), (1, "2"), (2, "2")])
+def test_jobs_give_the_right_results_and_outputs(inputs, batch, capfd, processes, batch_files):  # noqa: F811
     # capfd: with two processes the main one is a child whose output goes to file descriptor 1
+    # batch_files 2: rows in flight two at a time, sharing generator calls (the same CSV and outputs)
     folder, jobs = batch
     before = {name: digest(folder / name) for name in ("face.mp4", "speech.wav", "black.mp4", "jobs.csv",
                                                       "out/done.mp4")}
     argv = ["generate", "--jobs", str(jobs), "--model", str(inputs / "tiny_wav2lip"), "--device", "cpu",
-            "--no-progress", "--batch-size", "8"]
+            "--no-progress", "--batch-size", "8", "--batch-files", batch_files]
     if processes > 1:
         argv += ["--num-processes", str(processes)]
     assert main(argv) == 1  # a row failed; the others ran
@@ -129,6 +131,36 @@ def test_jobs_give_the_right_results_and_outputs(inputs, batch, capfd, processes
     assert {name: digest(folder / name) for name in before} == before  # inputs and the done row untouched
     assert sorted(p.name for p in folder.iterdir()) == ["black.mp4", "face.mp4", "jobs.csv", "jobs.results.csv",
                                                         "out", "speech.wav"]
+
+
+def test_rows_batched_across_files_write_what_one_at_a_time_writes(inputs, tmp_path, capsys):  # noqa: F811
+    """--batch-files 3 (one row with --overlap on, one row's own fps and pads) against --batch-files 1: the same
+    results and, frame for frame, the same videos (fp32; the tiny Wav2Lip's values do not move with the batch)."""
+    for name in ("face.mp4", "speech.wav", "black.mp4"):
+        shutil.copy(inputs / name, tmp_path / name)
+    rows = [["face", "audio", "out", "fps", "pads", "overlap"],
+            ["face.mp4", "speech.wav", "{k}/a.mp4", "", "", ""],
+            ["black.mp4", "speech.wav", "{k}/bad.mp4", "", "", ""],
+            ["face.mp4", "speech.wav", "{k}/b.mp4", "20", "0 5 0 0", ""],
+            ["face.mp4", "speech.wav", "{k}/c.mp4", "", "", "on"],
+            ["face.mp4", "speech.wav", "{k}/d.mp4", "30", "", ""]]
+    written = {}
+    for files in ("1", "3"):
+        jobs = write_csv(tmp_path / f"jobs{files}.csv", [[cell.format(k=files) for cell in row] for row in rows])
+        (tmp_path / files).mkdir()
+        argv = ["generate", "--jobs", str(jobs), "--model", str(inputs / "tiny_wav2lip"), "--device", "cpu",
+                "--no-progress", "--precision", "fp32", "--batch-size", "4", "--batch-files", files]
+        assert main(argv) == 1
+        results = read_results(tmp_path / f"jobs{files}.results.csv")
+        written[files] = [(r["status"], r["frames"], r["error"]) for r in results]
+        assert [r["status"] for r in results] == ["done", "failed", "done", "done", "done"]
+        assert "no face" in results[1]["error"]
+    assert written["1"] == written["3"]
+    for name in ("a", "b", "c", "d"):
+        assert np.array_equal(media.read_frames(tmp_path / "1" / f"{name}.mp4"),
+                              media.read_frames(tmp_path / "3" / f"{name}.mp4")), name
+    assert sorted(p.name for p in (tmp_path / "3").iterdir()) == ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]
+    capsys.readouterr()
 
 
 def test_a_second_run_skips_what_is_done_and_overwrite_redoes_it(inputs, batch, tmp_path, capsys):  # noqa: F811
@@ -198,6 +230,8 @@ def test_a_model_that_cannot_load_stops_every_process(inputs, tmp_path, capfd, p
     (["--jobs", "@jobs.csv", "--results", "@jobs.csv"], "same file as --jobs"),
     (["--jobs", "@jobs.csv", "--results", "@nowhere/results.csv"], "does not exist"),
     (["--jobs", "@jobs.csv", "--num-processes", "0"], "at least 1"),
+    (["--jobs", "@jobs.csv", "--batch-files", "0"], "--batch-files takes a whole number >= 1 or auto"),
+    (["--face", "f.mp4", "--audio", "s.wav", "--out", "o.mp4", "--batch-files", "2"], "only work with --jobs"),
     (["--face", "f.mp4", "--audio", "s.wav", "--out", "o.mp4", "--overwrite"], "only work with --jobs"),
     (["--face", "f.mp4", "--audio", "s.wav"], "required: --out"),
 ])
