@@ -36,6 +36,12 @@ BLEND_MODES = ("feather", "box", "hard", "poisson", "none")
 #: iBUG indices of the lower-face polygon: the jaw from image left over the chin, back under the nose
 LOWER_FACE_POLYGON = (*range(2, 15), 35, 34, 33, 32, 31)
 OUTER_LIPS = slice(48, 60)
+#: OpenCV's distance transform of the face mask's ramp: 5 = the 5x5 chamfer mask (cv2.DIST_MASK_5), whose distances
+#: are within ~2 % of the exact Euclidean ones (0 = cv2.DIST_MASK_PRECISE) at a third of the cost (~3 ms less per
+#: 1080p frame): the mask differs from the exact one by at most 0.018 (mean 0.002) on real faces, with the same
+#: zero pixels and the lips still at 1 (tests/faces/test_face_paste.py); pasted pixels move by a mean of 0.06 grey
+#: levels, at most 4
+DISTANCE_MASK_SIZE = 5
 
 
 def integer_box(box, frame_shape) -> tuple[int, int, int, int]:
@@ -172,7 +178,7 @@ def _landmark_mask_patch(shape, landmarks, box, feather, top, roll_degrees, size
         return np.zeros((0, 0), np.float32), (0, 0)
     inside = inside[y0:y0 + patch_h, x0:x0 + patch_w]
     x0, y0 = x0 + bx0, y0 + by0
-    distance = cv2.distanceTransform(np.pad(inside, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    distance = cv2.distanceTransform(np.pad(inside, 1), cv2.DIST_L2, DISTANCE_MASK_SIZE)[1:-1, 1:-1]
     ramp = feather * min(float(box[2] - box[0]), float(box[3] - box[1]))
     lips = np.round(points[OUTER_LIPS]).astype(int)
     on_frame = (lips[:, 0] >= 0) & (lips[:, 0] < width) & (lips[:, 1] >= 0) & (lips[:, 1] < height)

@@ -244,3 +244,22 @@ def test_large_faces_resize_then_turn_as_well_as_one_bicubic_warp(monkeypatch, b
     assert diff.mean() < 0.3 and diff.max() <= 8, (diff.mean(), diff.max())
 
     assert error(pasted) <= error(single) * 1.02 + 0.02, (error(pasted), error(single))
+
+
+def test_face_mask_chamfer_distances_are_close_to_exact(monkeypatch, real_face):
+    """The face mask's ramp uses the 5x5 chamfer distance (issue 14's per-frame cost); against the exact Euclidean
+    distance transform the mask moves by at most 0.02, keeps exactly the same zero pixels and its 1 at the lips."""
+    from talkface.faces import blending
+
+    frame, box, landmarks = real_face
+    for roll in (0.0, roll_angle(landmarks), 25.0):
+        chamfer = landmark_face_mask(frame.shape, landmarks, box, roll_degrees=roll)
+        monkeypatch.setattr(blending, "DISTANCE_MASK_SIZE", cv2.DIST_MASK_PRECISE)
+        exact = landmark_face_mask(frame.shape, landmarks, box, roll_degrees=roll)
+        monkeypatch.undo()
+        assert np.array_equal(chamfer > 0, exact > 0) and (exact > 0).sum() > 1000
+        diff = np.abs(chamfer - exact)
+        assert diff.max() <= 0.02 and diff[exact > 0].mean() < 0.005, (diff.max(), diff[exact > 0].mean())
+        if roll == 0.0:
+            lips = np.round(landmarks[48:60]).astype(int)
+            assert (chamfer[lips[:, 1], lips[:, 0]] == 1.0).all()
