@@ -216,7 +216,7 @@ def test_a_failed_run_shows_its_line_in_the_output_area(page, media_files):
     _upload(page, "face-file", media_files["clip_2s"])
     _wait_playing_picture(page, "#face-preview")
     page.click("#generate-button")
-    status.get_by_text("Done: 60 frames").wait_for(timeout=TIMEOUT_MS)
+    _wait_for_status(status, "Done: 60 frames")
     _wait_playing_picture(page, "#result-video")
 
 
@@ -245,7 +245,7 @@ def test_an_mpeg4_part2_upload_previews_and_a_video_is_the_speech(page, media_fi
     _shot(page, "04_mpeg4_preview_video_speech")
     _no_toasts(page)
     page.click("#generate-button")
-    page.locator("#result-status").get_by_text("Done: 50 frames at 25 fps (2.00 s)").wait_for(timeout=TIMEOUT_MS)
+    _wait_for_status(page.locator("#result-status"), "Done: 50 frames at 25 fps (2.00 s)")
     video = _wait_playing_picture(page, "#result-video")
     assert page.evaluate("el => el.duration", video) == pytest.approx(2.0, abs=0.1)
 
