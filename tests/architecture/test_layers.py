@@ -17,6 +17,7 @@ LAYERS = {
     "talkface.hub": 1,
     "talkface.media": 2,
     "talkface.faces": 3,
+    "talkface.networks": 4,  # plain-PyTorch layers that talkface.models builds on (no transformers)
     "talkface.models": 4,
     "talkface.hub.download": 5,
     "talkface.pipelines": 6,
