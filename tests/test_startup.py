@@ -69,8 +69,9 @@ def test_help_runs_as_a_command():
 
 # --- the generation path (issue 14: first frame in <= 3 s) --------------------------------------------------------
 #: modules the generation path from a converted Wav2Lip folder must not import: transformers' modeling stack (it
-#: pulls in torch.distributed.tensor, torch._dynamo, sympy, scipy.optimize, ...) and every other model folder
-GENERATION_HEAVY = ("transformers", "talkface.models", "torch._dynamo", "sympy")
+#: pulls in torch.distributed.tensor, torch._dynamo, sympy, scipy.optimize, ...), every other model folder and
+#: matplotlib (mediapipe imports it for drawing; talkface.utils.imports defers it)
+GENERATION_HEAVY = ("transformers", "talkface.models", "torch._dynamo", "sympy", "matplotlib")
 
 
 @pytest.fixture(scope="module")

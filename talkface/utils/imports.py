@@ -7,6 +7,9 @@ module by name only when it is needed (the PEP 562 attributes of `talkface`, the
 """
 
 import importlib
+import sys
+import threading
+import types
 
 from ..errors import MissingDependencyError
 
@@ -26,9 +29,47 @@ _HINTS = {
 }
 
 
+# Modules an optional dependency imports at its top level for features talkface never uses, and that cost start-up
+# time: mediapipe's package __init__ imports its drawing utilities, which import matplotlib.pyplot (about half of
+# mediapipe's ~1.4 s import, issue 14) to plot landmarks in 3-D. While `require` imports the dependency, these are
+# stand-ins (`_DeferredModule`) that import the real module the first time anything is asked of them.
+_DEFERRED_IMPORTS = {"mediapipe": ("matplotlib", "matplotlib.pyplot")}
+_DEFERRING = threading.Lock()
+
+
+class _DeferredModule(types.ModuleType):
+    """Stands in for a module while another one imports it; the first attribute asked of it imports the real
+    module (a stand-in is in `sys.modules` only during that import) and answers from it."""
+
+    def __getattr__(self, name):
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def _import_deferring(module: str, deferred: tuple):
+    """Import `module` with the modules `deferred` (a package first, then its submodules) as stand-ins, unless one
+    of them is imported already (then nothing is gained and the import is a plain one)."""
+    with _DEFERRING:
+        if module in sys.modules or any(name in sys.modules for name in deferred):
+            return importlib.import_module(module)
+        stand_ins = {name: _DeferredModule(name) for name in deferred}
+        for name, stand_in in stand_ins.items():
+            parent, _, child = name.rpartition(".")
+            if parent in stand_ins:  # `import package.sub` reads package.sub: it must not ask the package itself
+                setattr(stand_ins[parent], child, stand_in)
+        sys.modules.update(stand_ins)
+        try:
+            return importlib.import_module(module)
+        finally:
+            for name, stand_in in stand_ins.items():
+                if sys.modules.get(name) is stand_in:
+                    del sys.modules[name]
+
+
 def require(module: str, purpose: str | None = None):
     """Import `module` or raise a `MissingDependencyError` that says what to install."""
     try:
+        if module in _DEFERRED_IMPORTS:
+            return _import_deferring(module, _DEFERRED_IMPORTS[module])
         return importlib.import_module(module)
     except ImportError as err:
         requirement, default_purpose = _HINTS.get(module, (module, "this feature"))
