@@ -78,6 +78,10 @@ LEGACY_ENHANCER_FOLDER = "models/gfpgan-v1.4"  # the default before registry nam
 
 logger = logging.getLogger(__name__)
 
+#: frames in a row's first generator call (then `batch_size`): its first frame comes out sooner (issue 14). 4, not
+#: 1: oneDNN's fp32 convolutions give batches of 1 other rounding than larger ones, batches of 2 and more agree.
+FIRST_BATCH_SIZE = 4
+
 
 @dataclass
 class LipSyncOutput:
@@ -377,7 +381,7 @@ class LipSyncPipeline:
         width, height = face_info.width, face_info.height
         stream = source_stream(row.face, face_info, row.fps, row.num_frames, row.num_source_frames,
                                row.options.duration_policy, row.tracker, self.frame_cache_bytes)
-        batch = []
+        batch, target = [], self._first_batch_size(row)
         try:
             for output_index, (source_index, frame, detection) in enumerate(stream):
                 if frame.shape[:2] != (height, width):  # a stream that changes size midway
@@ -385,13 +389,23 @@ class LipSyncPipeline:
 
                     frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
                 batch.append((output_index, source_index, frame, detection))
-                if len(batch) == row.batch_size:
+                if len(batch) == target:
                     yield self._part(row, batch)
-                    batch = []
+                    batch, target = [], row.batch_size
             if batch:
                 yield self._part(row, batch)
         finally:
             stream.close()
+
+    def _first_batch_size(self, row: Row) -> int:
+        """A row's first batch is FIRST_BATCH_SIZE frames (whole k-frame groups), so that its first frame does not
+        wait for a full batch of detections and generation (start-up, issue 14); the generator's outputs do not
+        depend on the batch it computes in (tests/pipelines/test_first_batch.py). int8 keeps full batches: its first
+        call calibrates the quantization on the batch it is given."""
+        if self.precision == "int8":
+            return row.batch_size
+        step = max(1, int(getattr(self.generator, "frames_per_step", 1)))
+        return min(row.batch_size, -(-FIRST_BATCH_SIZE // step) * step)
 
     def _part(self, row: Row, batch) -> Part:
         """The generator inputs of one batch: float RGB crops (batch, 3, S, S), the pose input's lower half zeroed
