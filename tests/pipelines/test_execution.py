@@ -255,3 +255,58 @@ def test_a_generator_without_per_frame_audio_runs_each_file_alone(tmp_path, clip
     outcomes = pipeline.generate_many([dict(face=clips["short"], audio=speech[0.8], out=tmp_path / f"{i}.mp4")
                                        for i in range(2)], batch_files=2)
     assert [o.error for o in outcomes] == [None, None] and max(sizes) == 4 and len(sizes) == 10
+
+
+def tiny_talkface():
+    from talkface.pipelines.lipsync.adapters.talkface_gan import TalkFaceGenerator
+    from tests.models.test_modeling_talkface import tiny_config
+
+    torch.manual_seed(0)
+    from talkface.models.talkface_gan.modeling_talkface_gan import TalkFaceModel
+
+    return TalkFaceGenerator(TalkFaceModel(tiny_config()).eval())
+
+
+def tiny_talklip():
+    from talkface.models.talklip.modeling_talklip import TalkLipModel
+    from talkface.pipelines.lipsync.adapters.talklip import TalkLipGenerator
+    from tests.models.test_modeling_talklip import tiny_config
+
+    torch.manual_seed(0)
+    return TalkLipGenerator(TalkLipModel(tiny_config()).eval())
+
+
+class SomeFaces(Boxes):
+    """Boxes, but no face in about a third of the frames (by their pixels, so the same frames whatever the order
+    of the calls): batches whose face count is not a whole k-frame group."""
+
+    def _detect(self, frame_rgb, landmarks):
+        import zlib
+
+        found = super()._detect(frame_rgb, landmarks)
+        return [] if zlib.crc32(frame_rgb.tobytes()) % 3 == 0 else found
+
+
+@pytest.mark.parametrize("make", [tiny_talkface, tiny_talklip], ids=["talkface k=5", "talklip global audio"])
+def test_our_generator_and_talklip_batch_across_files_as_one_by_one(tmp_path, clips, speech, make):
+    """Our generator (k-frame groups, each file's part padded to whole groups) and TalkLip (its utterance-level
+    audio encoder runs per file in prepare_audio): files in flight two at a time give the one-by-one frames."""
+    requests = [dict(face=clips["short"], audio=speech[0.8]), dict(face=clips["eight"], audio=speech[1.0]),
+                dict(face=clips["short"], audio=speech[1.0])]
+    written = {}
+    for files in (1, 2):
+        generator = make()
+        sizes = counting(generator)
+        pipeline = LipSyncPipeline(generator, face_backend=SomeFaces(), batch_size=4, detect_every=1)
+        batch = [dict(r, out=tmp_path / f"{files}_{i}.mp4") for i, r in enumerate(requests)]
+        outcomes = [pipeline.generate_many([b], batch_files=1)[0] for b in batch] if files == 1 else \
+            pipeline.generate_many(batch, batch_files=files)
+        assert [o.error for o in outcomes] == [None] * 3
+        assert all(o.result.frames_without_face > 0 for o in outcomes)
+        written[files] = [frames(r["out"]) for r in batch]
+        if files == 2:
+            assert max(sizes) > max(alone)  # calls took faces of two files
+        else:
+            alone = list(sizes)
+    for one, together in zip(written[1], written[2]):
+        assert np.abs(one.astype(int) - together.astype(int)).max() == 0
