@@ -1,8 +1,14 @@
-"""`talkface generate --jobs` throughput with 1 and 2 processes (or more) on the same input set: clips/s.
+"""`talkface generate --jobs` throughput with 1 and 2 processes (or more) and the GPU-path modes (--overlap on/off,
+--batch-files 1/K) on the same input set: clips/s.
 
     python benchmarks/bench_batch_generate.py                          # 8 clips of 4 s, 1 and 2 processes, CPU
     python benchmarks/bench_batch_generate.py --processes 1,2,4,8 --device cuda --clips 64
     python benchmarks/bench_batch_generate.py --quick                  # 4 clips of 1 s, tiny generator (smoke check)
+    python benchmarks/bench_batch_generate.py --processes 1 --modes off/1,on/1,off/4,on/4 --rounds 3
+
+Modes (`--modes`, OVERLAP/BATCH_FILES, comma-separated; default off/1,on/1,off/4,on/4): every process count runs
+every mode. `--rounds N` runs the whole set N times, one configuration after the other (interleaved, so a change
+in the machine's load hits all of them alike), and prints the median wall time of each.
 
 Input set: excerpts of the real clips in ../shared/data (clip01, 04, 05, 07, 09, in turn), each cut to --seconds
 from a different start and resized to --side x --side, with the clip's own sound as the speech (a video works as
@@ -12,8 +18,8 @@ cost), or with --quick a tiny Wav2Lip. One jobs.csv lists every clip.
 Each run is the command a user types, `python -m talkface generate --jobs jobs.csv --model M --overwrite
 --num-processes N`, timed from start to exit (process start-up, model loading and face detection included). The
 script checks that every row is done in every run and prints the largest difference, in grey levels, between the
-frames of each run and those of the first (several processes give each cpu_count / N torch threads, which may
-change float rounding, not the result). Timings depend on the machine's load: run it on an idle machine.
+frames of each run and those of the first (the overlap and batch-files modes write the same frames; several
+processes give each cpu_count / N torch threads, which may change float rounding, not the result). Timings depend on the machine's load: run it on an idle machine.
 """
 
 import argparse
@@ -109,12 +115,25 @@ def decoded_outputs(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: media.read_frames(p).astype(np.int16) for p in sorted(folder.glob("*.mp4"))}
 
 
+def parse_modes(text: str) -> list[tuple[str, str]]:
+    modes = []
+    for item in text.split(","):
+        overlap, _, files = item.strip().partition("/")
+        if overlap not in ("auto", "on", "off") or not (files == "auto" or files.isdigit() and int(files) >= 1):
+            sys.exit(f"--modes: {item!r} is not OVERLAP/BATCH_FILES (e.g. on/4)")
+        modes.append((overlap, files))
+    return modes
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=8, help="number of face clips (jobs rows; default 8)")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each clip (default 4)")
     parser.add_argument("--side", type=int, default=256, help="frame side in pixels (default 256)")
     parser.add_argument("--processes", default="1,2", help="process counts to compare (default 1,2)")
+    parser.add_argument("--modes", default="off/1,on/1,off/4,on/4",
+                        help="OVERLAP/BATCH_FILES pairs to compare (default off/1,on/1,off/4,on/4)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median is printed (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (one GPU per process)")
     parser.add_argument("--precision", default="auto", help="generate's --precision (default auto)")
     parser.add_argument("--detect-every", type=int, default=5, help="generate's --detect-every (default 5)")
@@ -123,6 +142,7 @@ def main(argv=None):
     if args.quick:
         args.clips, args.seconds = 4, 1.0
     counts = [int(n) for n in args.processes.split(",")]
+    configs = [(count, overlap, files) for count in counts for overlap, files in parse_modes(args.modes)]
     with tempfile.TemporaryDirectory(prefix="bench-batch-generate-") as work:
         work = Path(work)
         jobs = make_inputs(work / "batch", args.clips, args.seconds, args.side)
@@ -131,18 +151,30 @@ def main(argv=None):
                  "--detect-every", str(args.detect_every)]
         print(f"{args.clips} clips of {args.seconds:g} s ({args.side}x{args.side}, {args.clips * args.seconds:g} s of "
               f"video), device {args.device}, precision {args.precision}, {os.cpu_count()} CPU cores, torch "
-              f"{torch.__version__}; Wav2Lip: {'tiny' if args.quick else 'full size'}, random weights")
-        print(f"{'processes':>9}  {'wall s':>8}  {'clips/s':>8}  {'speed-up':>8}  largest frame difference to "
-              f"{counts[0]} process(es)")
-        base, first = None, None
-        for count in counts:
-            seconds = run(count, jobs, flags, work / f"results-{count}.csv")
-            outputs = decoded_outputs(work / "batch" / "out")
-            first = first or outputs
-            difference = max(int(np.abs(first[name] - frames).max()) if first[name].shape == frames.shape
-                             else 255 for name, frames in outputs.items())
+              f"{torch.__version__}; Wav2Lip: {'tiny' if args.quick else 'full size'}, random weights; "
+              f"{args.rounds} round(s), median")
+        times = {config: [] for config in configs}
+        differences = dict.fromkeys(configs, 0)
+        first = None
+        for _ in range(max(1, args.rounds)):
+            for config in configs:
+                count, overlap, files = config
+                times[config].append(run(count, jobs, flags + ["--overlap", overlap, "--batch-files", files],
+                                         work / "results.csv"))
+                outputs = decoded_outputs(work / "batch" / "out")
+                first = first or outputs
+                difference = max(int(np.abs(first[name] - frames).max()) if first[name].shape == frames.shape
+                                 else 255 for name, frames in outputs.items())
+                differences[config] = max(differences[config], difference)
+        print(f"{'processes':>9}  {'overlap':>7}  {'batch-files':>11}  {'wall s':>8}  {'clips/s':>8}  {'speed-up':>8}  "
+              f"largest frame difference to the first row")
+        base = None
+        for config in configs:
+            count, overlap, files = config
+            seconds = float(np.median(times[config]))
             base = base or seconds
-            print(f"{count:>9}  {seconds:8.2f}  {args.clips / seconds:8.3f}  {base / seconds:7.2f}x  {difference}")
+            print(f"{count:>9}  {overlap:>7}  {files:>11}  {seconds:8.2f}  {args.clips / seconds:8.3f}  "
+                  f"{base / seconds:7.2f}x  {differences[config]}")
 
 
 if __name__ == "__main__":

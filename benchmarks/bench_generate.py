@@ -3,6 +3,7 @@
     python benchmarks/bench_generate.py                       # clip01 (512x512), 8 s, every figure
     python benchmarks/bench_generate.py --seconds 3 --quick   # fewer repeats (smoke check)
     python benchmarks/bench_generate.py --precisions fp32 bf16 --skip-stages
+    python benchmarks/bench_generate.py --precisions bf16 fp32 --skip-stages --overlap off on on off   # A/B
 
 Figures printed (CPU unless --device cuda; full-size Wav2Lip with the golden formula weights when ../shared has
 them, random weights otherwise: both cost exactly what the released weights do):
@@ -122,7 +123,7 @@ def generator_only_fps(model_dir: Path, video: Path, batch_size: int, repeats: i
 
 
 def end_to_end(model_dir: Path, video: Path, out: Path, precision: str, batch_size: int, detect_every: int,
-               device: str) -> dict:
+               device: str, overlap: str = "auto") -> dict:
     from talkface.pipelines.lipsync.pipeline import LipSyncPipeline
 
     pipeline = LipSyncPipeline.from_pretrained(model_dir, device=device, precision=precision)
@@ -143,7 +144,7 @@ def end_to_end(model_dir: Path, video: Path, out: Path, precision: str, batch_si
     setup_seconds = time.perf_counter() - setup_start
     start = time.perf_counter()
     result = pipeline(face=video, audio=video, out=out, batch_size=batch_size, detect_every=detect_every,
-                      progress=False)
+                      overlap=overlap, progress=False)
     seconds = time.perf_counter() - start
     pipeline.close()
     return {"precision": pipeline.precision, "frames": result.num_frames, "seconds": seconds,
@@ -283,6 +284,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--precisions", nargs="+", default=None,
                         help="end-to-end precisions (default fp32 bf16 int8 on CPU, fp32 fp16 bf16 on CUDA)")
+    parser.add_argument("--overlap", nargs="+", default=["auto"], choices=("auto", "on", "off"),
+                        help="end-to-end runs for each precision with these --overlap modes, in this order (repeat "
+                        "them for an interleaved A/B, e.g. off on on off; default auto)")
     parser.add_argument("--quick", action="store_true", help="fewer generator repeats")
     parser.add_argument("--skip-stages", action="store_true")
     parser.add_argument("--skip-startup", action="store_true")
@@ -303,13 +307,14 @@ def main(argv=None):
 
         floor = generator_only_fps(model_dir, video, args.batch_size, 2 if args.quick else 6)
         print(f"generator-only, fp32 eager   {floor:7.2f} frames/s  (the floor)")
-        for precision in precisions:
+        for precision, overlap in ((p, o) for p in precisions for o in args.overlap):
             run = end_to_end(model_dir, video, tmp / f"out_{precision}.mp4", precision, args.batch_size,
-                             args.detect_every, args.device)
+                             args.detect_every, args.device, overlap)
             target = {"bf16": 1.7, "fp32": 1.0}.get(run["precision"])
             verdict = f"; target >= {target:.1f}x: {'PASS' if run['fps'] >= target * floor else 'FAIL'}" if target \
                 else ""
-            print(f"end-to-end {run['precision']:5s}             {run['fps']:7.2f} frames/s  = "
+            label = run["precision"] if args.overlap == ["auto"] else f"{run['precision']} overlap {overlap}"
+            print(f"end-to-end {label:16s}  {run['fps']:7.2f} frames/s  = "
                   f"{run['fps'] / floor:.2f}x the floor{verdict} ({run['frames']} frames in {run['seconds']:.1f} s; "
                   f"outside the generator {run['other_ms']:.1f} ms/frame; face backend set-up before it "
                   f"{run['setup_seconds']:.2f} s)")
