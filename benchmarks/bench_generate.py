@@ -220,7 +220,8 @@ def stages(video: Path, detect_every: int, size: int = 96) -> dict:
 
 
 # Run in a fresh process: the seconds from process start (argv[1], the parent's clock just before it starts the
-# child) to each milestone of a generate run, up to the first generated frame handed to the encoder.
+# child) to each milestone of a generate run, up to the first generated frame handed to the encoder. The batches
+# are the CLI's default (16, the first one FIRST_BATCH_SIZE); runs before issue 14's start-up work used batch 1.
 FIRST_FRAME_CODE = """
 import json, sys, time
 t0 = float(sys.argv[1]); marks = {"interpreter": time.time() - t0}
@@ -242,7 +243,7 @@ def first_generate(*args, **kwargs):
 FaceBackend.detect, pipeline.generator.generate = first_detect, first_generate
 def report(done, total):
     marks.setdefault("first frame written", time.time() - t0)
-pipeline(face=sys.argv[3], audio=sys.argv[3], out=sys.argv[4], batch_size=1, progress=report)
+pipeline(face=sys.argv[3], audio=sys.argv[3], out=sys.argv[4], progress=report)  # default batches, as generate
 print("RESULT", json.dumps(marks))
 """
 
