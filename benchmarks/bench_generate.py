@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from talkface import media  # noqa: E402
+from talkface.pipelines.lipsync.precision import native_bf16_flags  # noqa: E402
 
 DATA_DIR = ROOT.parent / "shared" / "data"
 DEFAULT_CLIP = DATA_DIR / "clip01_sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"
@@ -306,6 +307,11 @@ def main(argv=None):
         print(f"clip {args.clip.name}: {args.seconds:g} s, {info.width}x{info.height}, batch {args.batch_size}, "
               f"detect every {args.detect_every}, device {args.device}, {torch.get_num_threads()} torch threads")
 
+        native = native_bf16_flags() if args.device == "cpu" else ["cuda"]
+        if args.device == "cpu":
+            print("native bf16 on this CPU: " + (", ".join(native) + " (--precision auto = bf16)" if native else
+                  "none (no avx512_bf16 / amx_bf16: bf16 is emulated, --precision auto = fp32; the bf16 target "
+                  "applies to CPUs that have it)"))
         floor = generator_only_fps(model_dir, video, args.batch_size, 2 if args.quick else 6)
         print(f"generator-only, fp32 eager   {floor:7.2f} frames/s  (the floor)")
         for precision, overlap in ((p, o) for p in precisions for o in args.overlap):
@@ -314,6 +320,8 @@ def main(argv=None):
             target = {"bf16": 1.7, "fp32": 1.0}.get(run["precision"])
             verdict = f"; target >= {target:.1f}x: {'PASS' if run['fps'] >= target * floor else 'FAIL'}" if target \
                 else ""
+            if run["precision"] == "bf16" and not native:
+                verdict = "; target not applicable: bf16 emulated on this CPU"
             label = run["precision"] if args.overlap == ["auto"] else f"{run['precision']} overlap {overlap}"
             print(f"end-to-end {label:16s}  {run['fps']:7.2f} frames/s  = "
                   f"{run['fps'] / floor:.2f}x the floor{verdict} ({run['frames']} frames in {run['seconds']:.1f} s; "
