@@ -78,9 +78,10 @@ LEGACY_ENHANCER_FOLDER = "models/gfpgan-v1.4"  # the default before registry nam
 
 logger = logging.getLogger(__name__)
 
-#: frames in a row's first generator call (then `batch_size`): its first frame comes out sooner (issue 14). 4, not
-#: 1: oneDNN's fp32 convolutions give batches of 1 other rounding than larger ones, batches of 2 and more agree.
-FIRST_BATCH_SIZE = 4
+#: frames in a row's first generator call (then `batch_size`): its first frame comes out sooner (issue 14). 2, not
+#: 1: oneDNN's fp32 convolutions give batches of 1 other rounding than larger ones, batches of 2 and more agree
+#: (tests/pipelines/test_first_batch.py). 2 against 4: ~0.15 s sooner to the first frame on a 2-core CPU.
+FIRST_BATCH_SIZE = 2
 
 
 @dataclass
