@@ -14,9 +14,10 @@ them, random weights otherwise: both cost exactly what the released weights do):
     set-up (import, graphs; printed beside it and part of the start-up figure) excluded, with the share spent
     outside the generator in ms/frame; targets: bf16 >= 1.7x and fp32 >= 1.0x the fp32 eager floor;
   * drift of each reduced precision against fp32 on the generated faces (max / mean abs diff, values in [0, 1]);
-  * the pipeline's other stages alone, in ms/frame, at the clip's size and at 1080p (the clip scaled and padded):
-    decode, detection with landmarks (stride --detect-every) + tracking, roll-aligned crops, face-shaped paste-back,
-    watermark, encode, as the pipeline runs them by default; target: < 15 ms in all;
+  * the pipeline's other stages without the generator, in ms/frame, at the clip's size and at 1080p (the clip scaled
+    and padded): decode, detection with landmarks (stride --detect-every) + tracking, roll-aligned crops,
+    face-shaped paste-back, watermark, encode, as the pipeline runs them by default, the frames streamed in batches
+    (only one batch alive at once, as in a generate run); target: < 15 ms in all;
   * start-up: `talkface --help`, and process start -> first generated frame written (model already converted),
     with the milestones on the way (imports, model loaded, first detection, first batch in / out);
   * peak RSS of one end-to-end run in a fresh process.
@@ -172,50 +173,74 @@ def drift(model_dir: Path, video: Path, precisions, count: int = 32) -> dict:
             for p, f in faces.items() if p != "fp32"}
 
 
-def stages(video: Path, detect_every: int, size: int = 96) -> dict:
-    """ms/frame of each stage other than the generator, run alone on the video's frames, as the pipeline runs them
-    with its default options: the tracker fits landmarks on its key frames (the feather mask and roll alignment use
-    them), crops are turned upright by the roll, paste-back uses the face-shaped feather mask."""
+def stages(video: Path, detect_every: int, size: int = 96, batch_size: int = 16) -> dict:
+    """ms/frame of each stage other than the generator, as the pipeline runs them with its default options: the
+    tracker fits landmarks on its key frames (the feather mask and roll alignment use them), crops are turned upright
+    by the roll, paste-back uses the face-shaped feather mask. The frames stream through in batches of `batch_size`
+    (decoded, tracked, cropped, pasted, watermarked and encoded, then dropped), so that, as in a generate run, only a
+    batch of frames is alive at once and their memory is reused; each stage's time is summed over the batches."""
     from talkface.faces import FaceTracker, get_face_backend
     from talkface.faces.blending import paste_face
     from talkface.faces.roll import crop_face_aligned, roll_angle
     from talkface.pipelines.lipsync.watermark import Watermarker
 
     info = media.probe(video)
-    figures = {}
-    start = time.perf_counter()
-    frames = list(media.iter_frames(video, fps=25.0))
-    figures["decode"] = 1000 * (time.perf_counter() - start) / len(frames)
+    track_key = f"detect+landmarks+track (every {detect_every})"
+    keys = ("decode", track_key, "crops", "paste-back (feather, landmarks)", "watermark", "encode (x264, 1 thread)")
+    seconds = dict.fromkeys(keys, 0.0)
+
+    def decoded():
+        frames = media.iter_frames(video, fps=25.0)
+        while True:
+            start = time.perf_counter()
+            frame = next(frames, None)
+            seconds["decode"] += time.perf_counter() - start
+            if frame is None:
+                return
+            yield frame
+
     backend = get_face_backend("mediapipe")
-    backend.detect(frames[0])  # the graphs' creation is start-up, not per-frame cost
+    backend.detect(next(media.iter_frames(video, fps=25.0)))  # the graphs' creation is start-up, not per-frame cost
     tracker = FaceTracker(backend, detect_every=detect_every, landmarks=True)
-    start = time.perf_counter()
-    faces = [face for _, face in tracker.track(iter(frames))]
-    figures[f"detect+landmarks+track (every {detect_every})"] = 1000 * (time.perf_counter() - start) / len(frames)
-    backend.close()
-    rolls = [0.0 if face is None or face.landmarks is None else roll_angle(face.landmarks) for face in faces]
-    start = time.perf_counter()
-    for frame, face, roll in zip(frames, faces, rolls):
-        if face is not None:
-            crop = crop_face_aligned(frame, face.box, roll, size)
-            reference = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
-            reference.copy()[:, size // 2:] = 0.0
-    figures["crops"] = 1000 * (time.perf_counter() - start) / len(frames)
     generated = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
-    start = time.perf_counter()
-    pasted = [paste_face(f, generated, face.box, landmarks=face.landmarks, roll_degrees=roll)
-              if face is not None else f for f, face, roll in zip(frames, faces, rolls)]
-    figures["paste-back (feather, landmarks)"] = 1000 * (time.perf_counter() - start) / len(frames)
     marker = Watermarker()
-    start = time.perf_counter()
-    marked = [marker.embed(f, i) for i, f in enumerate(pasted)]
-    figures["watermark"] = 1000 * (time.perf_counter() - start) / len(frames)
+    count = 0
+    tracked = tracker.track(decoded())
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
         with media.VideoWriter(Path(tmp) / "e.mp4", fps=25, width=info.width, height=info.height, threads=1) as w:
-            for frame in marked:
-                w.write(frame)
-        figures["encode (x264, 1 thread)"] = 1000 * (time.perf_counter() - start) / len(frames)
+            while True:
+                decode_before, start = seconds["decode"], time.perf_counter()
+                batch = [item for _, item in zip(range(batch_size), tracked)]
+                seconds[track_key] += time.perf_counter() - start - (seconds["decode"] - decode_before)
+                if not batch:
+                    break
+                count += len(batch)
+                rolls = [0.0 if face is None or face.landmarks is None else roll_angle(face.landmarks)
+                         for _, face in batch]
+                start = time.perf_counter()
+                for (frame, face), roll in zip(batch, rolls):
+                    if face is not None:
+                        crop = crop_face_aligned(frame, face.box, roll, size)
+                        reference = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32)
+                        reference *= np.float32(1 / 255)
+                        reference.copy()[:, size // 2:] = 0.0
+                seconds["crops"] += time.perf_counter() - start
+                start = time.perf_counter()
+                pasted = [paste_face(frame, generated, face.box, landmarks=face.landmarks, roll_degrees=roll)
+                          if face is not None else frame for (frame, face), roll in zip(batch, rolls)]
+                seconds["paste-back (feather, landmarks)"] += time.perf_counter() - start
+                start = time.perf_counter()
+                marked = [marker.embed(frame, count - len(batch) + i) for i, frame in enumerate(pasted)]
+                seconds["watermark"] += time.perf_counter() - start
+                start = time.perf_counter()
+                for frame in marked:
+                    w.write(frame)
+                seconds["encode (x264, 1 thread)"] += time.perf_counter() - start
+                del batch, pasted, marked
+            start = time.perf_counter()
+        seconds["encode (x264, 1 thread)"] += time.perf_counter() - start  # the encoder's flush and the mux
+    backend.close()
+    figures = {key: 1000 * value / count for key, value in seconds.items()}
     figures["total"] = sum(figures.values())
     return figures
 
@@ -335,7 +360,7 @@ def main(argv=None):
         if not args.skip_stages:
             for label, size in ((f"{info.width}x{info.height}", None), ("1920x1080", (1920, 1080))):
                 clip = video if size is None else make_input(args.clip, min(args.seconds, 4.0), tmp / "hd.mp4", size)
-                figures = stages(clip, args.detect_every)
+                figures = stages(clip, args.detect_every, batch_size=args.batch_size)
                 print(f"stages at {label} (ms/frame): " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items())
                       + f"  (target < 15: {'PASS' if figures['total'] < 15 else 'FAIL'})")
         if not args.skip_startup:
