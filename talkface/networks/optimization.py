@@ -115,7 +115,8 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.M
     model.talkface_inference_optimized = True
     if hasattr(model, "save_pretrained"):
         model.save_pretrained = _refuse_save
-    logger.debug("%s: %d BatchNorms folded%s", type(model).__name__, folded, ", channels-last" if channels_last else "")
+    logger.debug("%s: %d BatchNorms folded%s", type(model).__name__, folded,
+                 ", channels-last" if channels_last else "")
     return model
 
 

@@ -19,7 +19,8 @@ def _norm(channels: int, seed: int) -> nn.BatchNorm2d:
 
 
 @pytest.mark.parametrize("layer", [nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 3, padding=1, bias=False),
-                                   nn.ConvTranspose2d(3, 8, 3, stride=2, padding=1)], ids=["conv", "no-bias", "transposed"])
+                                   nn.ConvTranspose2d(3, 8, 3, stride=2, padding=1)],
+                         ids=["conv", "no-bias", "transposed"])
 def test_folding_in_place_gives_torchs_fused_weights_bit_for_bit(layer):
     torch.manual_seed(0)
     layer.eval()
