@@ -104,6 +104,15 @@ class Row:
         self.result = None  # the LipSyncOutput once written
         self.error: Exception | None = None  # what ended the row (any stage may set it; the others then skip it)
 
+    def release(self):
+        """Abort a writer still open (nothing half-written stays) and close the progress bar; idempotent."""
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
 
 @dataclass
 class Part:

@@ -299,12 +299,7 @@ class LipSyncPipeline:
                 run_stages(self._steps(rows, batch_files), self._compute_step, self._finish_step, overlapped)
         finally:
             for row in rows:  # a stop (signal, bug in a stage): nothing half-written stays
-                if row.writer is not None:
-                    row.writer.abort()
-                    row.writer = None
-                if row.bar is not None:
-                    row.bar.close()
-                    row.bar = None
+                row.release()
 
     def _steps(self, rows, batch_files: int):
         """The produce stage: up to `batch_files` rows in flight; each step holds the next batch of each of them
@@ -496,12 +491,7 @@ class LipSyncPipeline:
         except Exception as err:
             row.error = _output_error(err, row.out)
         finally:
-            if row.writer is not None:
-                row.writer.abort()
-                row.writer = None
-            if row.bar is not None:
-                row.bar.close()
-                row.bar = None
+            row.release()
             row.seconds = time.perf_counter() - row.started
 
     def _output(self, row: Row, num_written: int) -> LipSyncOutput:
