@@ -335,7 +335,8 @@ def main(argv=None):
         print(f"clip {args.clip.name}: {args.seconds:g} s, {info.width}x{info.height}, batch {args.batch_size}, "
               f"detect every {args.detect_every}, device {args.device}, {torch.get_num_threads()} torch threads")
 
-        native = native_bf16_flags() if args.device == "cpu" else ["cuda"]
+        native = native_bf16_flags() if args.device == "cpu" else []
+        emulated_bf16 = args.device == "cpu" and not native
         if args.device == "cpu":
             print("native bf16 on this CPU: " + (", ".join(native) + " (--precision auto = bf16)" if native else
                   "none (no avx512_bf16 / amx_bf16: bf16 is emulated, --precision auto = fp32; the bf16 target "
@@ -348,7 +349,7 @@ def main(argv=None):
             target = {"bf16": 1.7, "fp32": 1.0}.get(run["precision"])
             verdict = f"; target >= {target:.1f}x: {'PASS' if run['fps'] >= target * floor else 'FAIL'}" if target \
                 else ""
-            if run["precision"] == "bf16" and not native:
+            if run["precision"] == "bf16" and emulated_bf16:
                 verdict = "; target not applicable: bf16 emulated on this CPU"
             label = run["precision"] if args.overlap == ["auto"] else f"{run['precision']} overlap {overlap}"
             print(f"end-to-end {label:16s}  {run['fps']:7.2f} frames/s  = "

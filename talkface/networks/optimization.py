@@ -35,19 +35,20 @@ _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTra
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def _fused(layer: nn.Module, norm: nn.Module, single_use: set[int] | None = None) -> nn.Module | None:
+def _fused(layer: nn.Module, norm: nn.Module, single_use: set[int]) -> nn.Module | None:
     """`layer` with `norm` folded in, or None when the pair cannot be folded.
 
     A convolution used in one place only (its id in `single_use`) is folded in place: its weight and bias are
     replaced by torch's `fuse_conv_bn_weights` of them, the numbers `fuse_conv_bn_eval` gives, without that
     function's deep copy of the layer (for the full-size Wav2Lip on an idle 2-core CPU, optimize_for_inference
-    takes ~0.075 s instead of ~0.10 s). Any other convolution (one module used in two places) is folded on a copy, once per use.
+    takes ~0.075 s instead of ~0.10 s). Any other convolution (one module used in two places) is folded on a
+    copy, once per use.
     """
     if not isinstance(norm, _BATCH_NORMS) or not norm.track_running_stats or norm.running_mean is None:
         return None
     if isinstance(layer, _CONVOLUTIONS):
         transpose = isinstance(layer, nn.modules.conv._ConvTransposeNd)
-        if single_use is None or id(layer) not in single_use:
+        if id(layer) not in single_use:
             return fuse_conv_bn_eval(layer, norm, transpose=transpose)
         if layer.training or norm.training:
             raise AssertionError("Fusion only for eval!")

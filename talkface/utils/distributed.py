@@ -136,7 +136,7 @@ def exit_launched_copy(code: int):
     standard streams and the logging handlers, then `os._exit`, without the interpreter's teardown.
 
     That teardown is where a finished copy sometimes died: after its command had returned 0 and its process group
-    had been destroyed, C++ static destructors met a thread torch.distributed's store had left joinable, and the
+    had been destroyed, a C++ destructor met a thread still joinable (which library's was not traced), and the
     process aborted with "terminate called without an active exception" (SIGABRT, exit -6; about one run in five of
     tests/evaluation/test_evaluate_distributed.py on a 2-core machine). Every output is complete and closed by
     then (commands write through SafeOutput and close their files before returning), so nothing is lost by skipping
