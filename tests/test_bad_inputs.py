@@ -69,7 +69,10 @@ def run_case(case: Case, folder: Path, monkeypatch, capsys) -> tuple[int, str, s
     if case.call is not None:
         return (*case.call(folder), "")
     capsys.readouterr()
-    code = main(expand(case.argv, folder))
+    try:
+        code = main(expand(case.argv, folder))
+    except SystemExit as stop:  # argparse's own errors (an unknown choice) exit from inside the parser
+        code = stop.code
     captured = capsys.readouterr()
     return code, captured.err, captured.out
 

@@ -119,6 +119,20 @@ CASES = [
                          f"face.mp4,speech.wav,bad.mp4,{' '.join(BOX)},inf\n"),
          code=1, lines=None, stdout="row 2 failed", creates=("jobs.results.csv", "good.mp4"),
          check=results_row_says("jobs.results.csv", "fps must be a number > 0")),
+    Case("generate --jobs: --batch-files 0", ["generate", "--jobs", "{jobs.csv}", "--model", "{wav2lip}",
+                                             "--batch-files", "0"],
+         setup=jobs_file("face,audio,out\nface.mp4,speech.wav,out.mp4\n"),
+         message="--batch-files takes a whole number >= 1 or auto"),
+    Case("generate: --batch-files without --jobs", generate("{out.mp4}", batch_files="2"),
+         message="only work with --jobs"),
+    # argparse's own choice check: its usage lines, then the one error line (exit 2, nothing written)
+    Case("generate: --overlap with an unknown mode", generate("{out.mp4}", overlap="maybe"),
+         message="argument --overlap: invalid choice: 'maybe'", lines=None),
+    Case("generate --jobs: a row with an unknown overlap",
+         ["generate", "--jobs", "{jobs.csv}", "--model", "{wav2lip}", "--no-progress", "--device", "cpu"],
+         setup=jobs_file(f"face,audio,out,box,overlap\nface.mp4,speech.wav,out.mp4,{' '.join(BOX)},maybe\n"),
+         code=1, lines=None, stdout="row 1 failed", creates=("jobs.results.csv",),
+         check=results_row_says("jobs.results.csv", "overlap")),
 ]
 
 
